@@ -1,0 +1,1 @@
+"""Cooperation agreements: the only way anything crosses an organization boundary."""

@@ -1,0 +1,42 @@
+"""Wire shapes of cooperation agreements."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+
+from api.schemas import Out, Strict
+from agreements.models import AgreementStatus
+
+Specialty = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
+
+
+class AgreementIn(Strict):
+    requesting_org_id: uuid.UUID
+    providing_org_id: uuid.UUID
+    specialties: list[Specialty] = Field(min_length=1, max_length=50)
+    valid_from: AwareDatetime
+    valid_until: AwareDatetime
+
+    @model_validator(mode="after")
+    def _check(self) -> "AgreementIn":
+        if self.requesting_org_id == self.providing_org_id:
+            raise ValueError("an agreement binds two different organizations")
+        if self.valid_until <= self.valid_from:
+            raise ValueError("valid_until must come after valid_from")
+        return self
+
+
+class AgreementOut(Out):
+    id: uuid.UUID
+    requesting_org_id: uuid.UUID
+    providing_org_id: uuid.UUID
+    specialties: list[str]
+    valid_from: datetime
+    valid_until: datetime
+    status: AgreementStatus
+    proposed_by_org_id: uuid.UUID
+    suspended_by_org_id: uuid.UUID | None
+    created_at: datetime
+    updated_at: datetime

@@ -1,0 +1,1 @@
+"""Liaison's application core: settings, database, errors, app factory."""

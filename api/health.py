@@ -1,0 +1,48 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from fastapi import APIRouter, Request
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from sqlalchemy import text
+from starlette.responses import JSONResponse, Response
+
+router = APIRouter(tags=["operations"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+async def readyz(request: Request) -> JSONResponse:
+    """The database (and Redis, when configured) answer."""
+    checks = {"database": await _check_db(request), "redis": await _check_redis(request)}
+    ready = all(v in ("ok", "not configured") for v in checks.values())
+    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    """Prometheus metrics of this process."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+async def _check_db(request: Request) -> str:
+    try:
+        async with request.app.state.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return "ok"
+    except Exception as exc:  # readiness reports, it never raises
+        return f"error: {type(exc).__name__}"
+
+
+async def _check_redis(request: Request) -> str:
+    redis = request.app.state.redis
+    if redis is None:
+        return "not configured"
+    try:
+        await redis.ping()
+        return "ok"
+    except Exception as exc:
+        return f"error: {type(exc).__name__}"

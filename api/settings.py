@@ -1,0 +1,63 @@
+"""Runtime settings, read once from LIAISON_* environment variables."""
+
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "dev-only-secret-change-me-dev-only-secret"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LIAISON_", extra="ignore")
+
+    environment: Literal["development", "test", "production"] = "development"
+    database_url: str = "sqlite+aiosqlite:///./liaison.db"
+    redis_url: str | None = None
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    # Token signing: HS256 with a secret, or an asymmetric algorithm with a PEM private key.
+    jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
+    jwt_secret: str = DEV_SECRET
+    jwt_private_key: str | None = None
+    jwt_key_id: str = "liaison-1"
+    jwt_issuer: str = "liaison"
+    jwt_audience: str = "liaison-api"
+    access_token_ttl: int = Field(default=900, ge=30, le=900)
+    refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=60)
+    clock_leeway: int = Field(default=5, ge=0, le=60)
+
+    # argon2id cost; tests lower it so the suite stays fast.
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+
+    login_max_failures: int = 10
+    login_max_failures_per_address: int = 50
+    login_window_seconds: int = 300
+
+    max_body_bytes: int = 1_048_576
+    admin_username: str | None = None
+    admin_password: str | None = None
+    admin_org_name: str = "Liaison Operations"
+
+    @model_validator(mode="after")
+    def _refuse_weak_keys(self) -> "Settings":
+        if self.environment == "development":
+            return self
+        if self.jwt_algorithm.startswith("HS"):
+            if self.jwt_secret == DEV_SECRET or len(self.jwt_secret.encode()) < 32:
+                raise ValueError("LIAISON_JWT_SECRET must be at least 32 bytes and not the default")
+        elif not self.jwt_private_key:
+            raise ValueError("LIAISON_JWT_PRIVATE_KEY is required for asymmetric algorithms")
+        return self
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

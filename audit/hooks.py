@@ -1,0 +1,24 @@
+"""Recording authorization refusals, which the error handler reports here."""
+
+import logging
+
+from fastapi import Request
+
+from audit.service import record_alone
+from auth.principal import ANONYMOUS
+
+log = logging.getLogger("liaison.audit")
+
+
+async def record_denial(request: Request, exc: Exception) -> None:
+    """One audit event per refused request; its own transaction, as the request's rolls back."""
+    actor = getattr(request.state, "actor", None) or ANONYMOUS.with_request(
+        getattr(request.state, "request_id", None), request.client.host if request.client else None)
+    route = getattr(request.scope.get("route"), "path", request.url.path)
+    resource_id = next(iter(request.path_params.values()), None)
+    try:
+        await record_alone(request.app.state.sessionmaker, actor=actor, action=f"{request.method} {route}"[:80],
+                           outcome="denied", org_id=actor.org_id, resource_id=resource_id,
+                           reason=getattr(exc, "code", "denied"))
+    except Exception:  # a refusal is still answered if the audit store is down; the log says so
+        log.exception("could not record an authorization refusal")

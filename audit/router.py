@@ -1,0 +1,26 @@
+"""Reading the audit trail."""
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import AwareDatetime
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import get_session
+from api.schemas import Page, PageParams, make_page, page_params
+from audit import service
+from audit.schemas import AuditEventOut
+from auth.dependencies import require
+from auth.principal import Actor
+from auth.roles import Perm
+
+router = APIRouter(tags=["audit"])
+
+
+@router.get("/audit", response_model=Page[AuditEventOut])
+async def list_audit(action: str | None = Query(None, max_length=80), resource_type: str | None = Query(None, max_length=40),
+                     since: AwareDatetime | None = None, until: AwareDatetime | None = None,
+                     page: PageParams = Depends(page_params), actor: Actor = Depends(require(Perm.audit_read)),
+                     session: AsyncSession = Depends(get_session)):
+    """Audit events about the caller's org's data, newest first, including partner orgs' reads of it."""
+    rows = await service.list_events(session, actor=actor, action=action, resource_type=resource_type,
+                                     since=since, until=until, limit=page.limit + 1, offset=page.offset)
+    return make_page(rows, page, AuditEventOut.model_validate)

@@ -1,0 +1,1 @@
+"""Identity: users, sign-in, tokens, external identity providers, integration clients."""

@@ -1,0 +1,29 @@
+"""What sign-in and token checks need, built once per app from the settings."""
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from api.settings import Settings
+from auth.passwords import Passwords
+from auth.ratelimit import FailureLimiter
+from auth.tokens import Keyring, Signer, build_local_keys
+
+
+@dataclass(frozen=True)
+class AuthContext:
+    settings: Settings
+    signer: Signer
+    keyring: Keyring
+    passwords: Passwords
+    limiter: FailureLimiter
+
+
+def build_auth_context(settings: Settings, redis: Redis | None) -> AuthContext:
+    signer, keyring = build_local_keys(alg=settings.jwt_algorithm, secret=settings.jwt_secret,
+                                       private_pem=settings.jwt_private_key, kid=settings.jwt_key_id)
+    return AuthContext(
+        settings=settings, signer=signer, keyring=keyring,
+        passwords=Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
+        limiter=FailureLimiter(redis=redis, window=settings.login_window_seconds),
+    )

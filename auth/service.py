@@ -1,0 +1,125 @@
+"""Sign-in, refresh-token rotation and sign-out."""
+
+import hashlib
+import time
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.errors import TooManyRequests
+from audit.service import record
+from auth.context import AuthContext
+from auth.exceptions import InvalidCredentials, InvalidTokenError
+from auth.models import AuthSession, RefreshToken, User
+from auth.principal import Actor
+from auth.schemas import TokenPair
+from auth.tokens import InvalidToken, new_jti, verify
+
+
+async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, username: str, password: str) -> TokenPair:
+    """Check a password, rate-limited per username and per address, and open a sign-in session."""
+    keys = (f"login:user:{username.lower()}", f"login:addr:{actor.client_addr}")
+    limits = (ctx.settings.login_max_failures, ctx.settings.login_max_failures_per_address)
+    for key, limit in zip(keys, limits):
+        if (wait := await ctx.limiter.retry_after(key, limit)) is not None:
+            await record(session, actor=actor, action="auth.login", outcome="denied", reason="rate_limited")
+            await session.commit()
+            raise TooManyRequests(wait)
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    ok = await ctx.passwords.verify(user.password_hash if user else None, password)
+    if not (ok and user and user.is_active):
+        for key in keys:
+            await ctx.limiter.fail(key)
+        await record(session, actor=actor, action="auth.login", outcome="failure",
+                     org_id=user.org_id if user else None, reason="bad_credentials")
+        await session.commit()
+        raise InvalidCredentials()
+    await ctx.limiter.clear(keys[0])
+    signin = AuthSession(user_id=user.id)
+    session.add(signin)
+    await session.flush()  # the refresh token row points at it
+    pair = _issue_pair(session, ctx=ctx, user=user, session_id=signin.id)
+    await record(session, actor=_as_user(actor, user), action="auth.login", org_id=user.org_id,
+                 resource_type="user", resource_id=user.id)
+    await session.commit()
+    return pair
+
+
+async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:
+    """Rotate a refresh token; presenting a used one revokes its whole family."""
+    s = ctx.settings
+    try:
+        claims = verify(token, ctx.keyring, audience=s.jwt_audience, issuer=s.jwt_issuer, typ="refresh", leeway=s.clock_leeway)
+    except InvalidToken:
+        raise InvalidTokenError() from None
+    row = await session.get(RefreshToken, claims["jti"])
+    signin = await session.get(AuthSession, row.session_id) if row else None
+    if row is None or signin is None or row.token_hash != _digest(token) or signin.revoked_at is not None:
+        raise InvalidTokenError()
+    now = datetime.now(timezone.utc)
+    claimed = await session.execute(
+        update(RefreshToken).where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None)).values(used_at=now))
+    user = await session.get(User, signin.user_id)
+    if claimed.rowcount != 1:
+        await _revoke(session, signin.id, "refresh_reuse")
+        await record(session, actor=_as_user(actor, user), action="auth.refresh", outcome="denied",
+                     org_id=user.org_id, reason="refresh_token_reuse")
+        await session.commit()
+        raise InvalidTokenError("Refresh token already used; the sign-in session is revoked")
+    if not user.is_active:
+        raise InvalidTokenError()
+    pair = _issue_pair(session, ctx=ctx, user=user, session_id=signin.id)
+    await record(session, actor=_as_user(actor, user), action="auth.refresh", org_id=user.org_id,
+                 resource_type="user", resource_id=user.id)
+    await session.commit()
+    return pair
+
+
+async def logout(session: AsyncSession, *, actor: Actor) -> None:
+    """Revoke the caller's sign-in session: its access and refresh tokens stop working."""
+    if actor.session_id is not None:
+        await _revoke(session, actor.session_id, "logout")
+    await record(session, actor=actor, action="auth.logout", org_id=actor.org_id, resource_type="user", resource_id=actor.id)
+    await session.commit()
+
+
+async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, reason: str) -> None:
+    """Revoke every open sign-in of a user (disabling them); the caller commits."""
+    await session.execute(update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+                          .values(revoked_at=datetime.now(timezone.utc), revoked_reason=reason))
+
+
+async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
+    await session.execute(update(AuthSession).where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+                          .values(revoked_at=datetime.now(timezone.utc), revoked_reason=reason))
+
+
+def mint_access(ctx: AuthContext, *, sub: str, org_id: uuid.UUID, extra: dict) -> tuple[str, int]:
+    """A signed access token and its lifetime in seconds."""
+    s, now = ctx.settings, int(time.time())
+    claims = {"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": sub, "iat": now, "nbf": now,
+              "exp": now + s.access_token_ttl, "jti": new_jti(), "typ": "access", "org": str(org_id)} | extra
+    return ctx.signer.sign(claims), s.access_token_ttl
+
+
+def _issue_pair(session: AsyncSession, *, ctx: AuthContext, user: User, session_id: uuid.UUID) -> TokenPair:
+    s, now = ctx.settings, int(time.time())
+    access, ttl = mint_access(ctx, sub=str(user.id), org_id=user.org_id, extra={"sid": str(session_id)})
+    jti = new_jti()
+    refresh_token = ctx.signer.sign({"iss": s.jwt_issuer, "aud": s.jwt_audience, "sub": str(user.id), "iat": now,
+                                     "nbf": now, "exp": now + s.refresh_token_ttl, "jti": jti, "typ": "refresh",
+                                     "sid": str(session_id)})
+    session.add(RefreshToken(jti=jti, session_id=session_id, token_hash=_digest(refresh_token),
+                             expires_at=datetime.now(timezone.utc) + timedelta(seconds=s.refresh_token_ttl)))
+    return TokenPair(access_token=access, refresh_token=refresh_token, expires_in=ttl)
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _as_user(actor: Actor, user: User) -> Actor:
+    return Actor(kind="user", id=user.id, org_id=user.org_id, roles=frozenset(user.roles),
+                 request_id=actor.request_id, client_addr=actor.client_addr)

@@ -1,0 +1,1 @@
+"""Consults, rosters, routing and escalation (to come)."""

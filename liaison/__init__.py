@@ -1,0 +1,1 @@
+"""The `liaison` command line: composition of the app and the domains."""

@@ -1,0 +1,70 @@
+"""`liaison serve | migrate | demo | create-admin | audit verify`."""
+
+import asyncio
+import logging
+
+import typer
+
+from api.settings import get_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Liaison telemedicine consultation backend.")
+audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
+app.add_typer(audit_app, name="audit")
+
+
+@app.command()
+def serve(host: str = typer.Option(None), port: int = typer.Option(None), workers: int = 1) -> None:
+    """Serve the API on HOST:PORT (settings by default)."""
+    import uvicorn
+
+    s = get_settings()
+    uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers,
+                ws_per_message_deflate=False, proxy_headers=False, log_level="info")
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date."""
+    from api.migrate import upgrade
+
+    asyncio.run(upgrade(get_settings().database_url))
+    typer.echo("database is up to date")
+
+
+@app.command()
+def demo() -> None:
+    """Seed the demo organizations, users and agreement (idempotent)."""
+    from liaison.demo import seed
+
+    created = asyncio.run(seed(get_settings()))
+    typer.echo("demo data created" if created else "demo data already present")
+
+
+@app.command("create-admin")
+def create_admin(username: str = typer.Option(...), password: str = typer.Option(..., prompt=True, hide_input=True)) -> None:
+    """Create a platform admin."""
+    from liaison.demo import create_platform_admin
+
+    if len(password) < 10:
+        raise typer.BadParameter("use at least 10 characters", param_hint="--password")
+    created = asyncio.run(create_platform_admin(get_settings(), username, password))
+    typer.echo(f"created {username}" if created else f"{username} already exists")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the audit hash chain; exit 1 and name the first broken link if it does not hold."""
+    from liaison.demo import verify_audit
+
+    report = asyncio.run(verify_audit(get_settings()))
+    if report.ok:
+        typer.echo(f"audit chain OK: {report.checked} events")
+        return
+    typer.echo(f"audit chain BROKEN at seq {report.broken_seq}: {report.problem} "
+               f"({report.checked} events verified before it)", err=True)
+    raise typer.Exit(1)
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app()

@@ -1,0 +1,77 @@
+"""Demo organizations, users and agreements (documented in the README), and CLI helpers."""
+
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import select
+
+from agreements.models import Agreement, AgreementStatus
+from api.db import make_engine, make_sessionmaker
+from api.settings import Settings
+from audit.service import ChainReport, verify_chain
+from auth.context import build_auth_context
+from auth.models import User
+from auth.startup import ensure_admin
+from orgs.models import Organization
+
+DEMO_PASSWORD = "liaison-demo-2026"
+CIVILIAN, MILITARY = "Riverside General Hospital", "Joint Field Medical Command"
+DEMO_USERS = {
+    CIVILIAN: [("civ-admin", ["org_admin"]), ("civ-coord", ["coordinator"]),
+               ("civ-clinician", ["clinician"]), ("civ-specialist", ["specialist"])],
+    MILITARY: [("mil-admin", ["org_admin"]), ("mil-coord", ["coordinator"]),
+               ("mil-clinician", ["clinician"]), ("mil-specialist", ["specialist"])],
+}
+CIV_TO_MIL = ["burns", "infectious-disease", "toxicology", "trauma-surgery"]
+MIL_TO_CIV = ["paediatrics", "psychiatry", "radiology"]
+
+
+async def seed(settings: Settings) -> bool:
+    """Create the demo data unless it is there already; True if created."""
+    engine = make_engine(settings.database_url)
+    ctx = build_auth_context(settings, None)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            await ensure_admin(session, ctx=ctx, username="admin", password=DEMO_PASSWORD, org_name=settings.admin_org_name)
+            if (await session.execute(select(Organization).where(Organization.name == CIVILIAN))).first():
+                return False
+            civ, mil = Organization(name=CIVILIAN, kind="civilian"), Organization(name=MILITARY, kind="military")
+            session.add_all([civ, mil])
+            await session.flush()
+            digest = await ctx.passwords.hash(DEMO_PASSWORD)
+            for org in (civ, mil):
+                for username, roles in DEMO_USERS[org.name]:
+                    session.add(User(org_id=org.id, username=username, roles=roles, password_hash=digest,
+                                     display_name=username.replace("-", " ").title()))
+            await session.flush()
+            admin = (await session.execute(select(User).where(User.username == "civ-admin"))).scalar_one()
+            session.add_all([_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)])
+            await session.commit()
+            return True
+    finally:
+        await engine.dispose()
+
+
+def _agreement(requesting: Organization, providing: Organization, specialties: list[str], by: User) -> Agreement:
+    now = datetime.now(timezone.utc)
+    return Agreement(requesting_org_id=requesting.id, providing_org_id=providing.id, specialties=specialties,
+                     valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=365),
+                     status=AgreementStatus.active, proposed_by_org_id=by.org_id, created_by=by.id)
+
+
+async def create_platform_admin(settings: Settings, username: str, password: str) -> bool:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await ensure_admin(session, ctx=build_auth_context(settings, None), username=username,
+                                      password=password, org_name=settings.admin_org_name)
+    finally:
+        await engine.dispose()
+
+
+async def verify_audit(settings: Settings) -> ChainReport:
+    engine = make_engine(settings.database_url)
+    try:
+        async with make_sessionmaker(engine)() as session:
+            return await verify_chain(session)
+    finally:
+        await engine.dispose()

@@ -1,0 +1,113 @@
+"""Organizations and their users; admins of one org manage that org's users and nothing else."""
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.schemas import PageParams
+from audit.service import record
+from auth.context import AuthContext
+from auth.exceptions import Hidden
+from auth.models import User
+from auth.principal import Actor
+from auth.scope import ensure_own_org
+from auth.service import revoke_user_sessions
+from orgs.exceptions import NameTaken, RoleNotGrantable
+from orgs.models import Organization
+from orgs.schemas import GRANTABLE, UserPatch
+
+
+async def create_org(session: AsyncSession, *, actor: Actor, name: str, kind: str) -> Organization:
+    """Create an organization (platform admins only, checked by the route)."""
+    org = Organization(name=name, kind=kind)
+    session.add(org)
+    await record(session, actor=actor, action="org.create", org_id=org.id, resource_type="org", resource_id=org.id)
+    await _commit_unique(session, "An organization with that name exists")
+    return org
+
+
+async def list_orgs(session: AsyncSession, *, actor: Actor, kind: str | None, page: PageParams) -> list[Organization]:
+    """The directory of organizations, so admins can find partners for agreements."""
+    query = select(Organization).order_by(Organization.name)
+    if kind:
+        query = query.where(Organization.kind == kind)
+    rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
+    await record(session, actor=actor, action="org.list", org_id=actor.org_id, resource_type="org")
+    await session.commit()
+    return list(rows)
+
+
+async def get_org(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> Organization:
+    """One organization's directory entry."""
+    org = await session.get(Organization, org_id)
+    if org is None:
+        raise Hidden()
+    await record(session, actor=actor, action="org.read", org_id=org.id, resource_type="org", resource_id=org.id)
+    await session.commit()
+    return org
+
+
+async def create_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, org_id: uuid.UUID, username: str,
+                      password: str | None, display_name: str, roles: list[str]) -> User:
+    """Add a user to an org (its admin, or the platform admin bootstrapping a new org)."""
+    ensure_own_org(actor, org_id, platform_admin_ok=True)
+    if await session.get(Organization, org_id) is None:
+        raise Hidden()
+    user = User(org_id=org_id, username=username, display_name=display_name, roles=_grantable(roles),
+                password_hash=await ctx.passwords.hash(password) if password else None)
+    session.add(user)
+    await record(session, actor=actor, action="user.create", org_id=org_id, resource_type="user", resource_id=user.id)
+    await _commit_unique(session, "That username is taken")
+    return user
+
+
+async def list_users(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, role: str | None,
+                     page: PageParams) -> list[User]:
+    """The org's users, optionally those holding one role."""
+    ensure_own_org(actor, org_id, platform_admin_ok=True)
+    rows = (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username))).scalars().all()
+    matching = [u for u in rows if role is None or role in u.roles]  # roles live in a JSON list
+    await record(session, actor=actor, action="user.list", org_id=org_id, resource_type="user")
+    await session.commit()
+    return matching[page.offset: page.offset + page.limit + 1]
+
+
+async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, org_id: uuid.UUID,
+                      user_id: uuid.UUID, patch: UserPatch) -> User:
+    """Change a user's name, password, roles or status; disabling also ends their sign-ins."""
+    ensure_own_org(actor, org_id, platform_admin_ok=True)
+    user = await session.get(User, user_id)
+    if user is None or user.org_id != org_id:
+        raise Hidden()
+    if patch.display_name is not None:
+        user.display_name = patch.display_name
+    if patch.password is not None:
+        user.password_hash = await ctx.passwords.hash(patch.password)
+    if patch.roles is not None:
+        user.roles = _grantable(patch.roles)
+    if patch.is_active is False and user.is_active:
+        await revoke_user_sessions(session, user_id=user.id, reason="disabled")
+    if patch.is_active is not None:
+        user.is_active = patch.is_active
+    user.updated_at = datetime.now(timezone.utc)
+    await record(session, actor=actor, action="user.update", org_id=org_id, resource_type="user", resource_id=user.id)
+    await session.commit()
+    return user
+
+
+def _grantable(roles: list[str]) -> list[str]:
+    bad = sorted(set(roles) - set(GRANTABLE))
+    if bad:
+        raise RoleNotGrantable(f"Roles that cannot be granted: {', '.join(bad)}")
+    return sorted(set(roles))
+
+
+async def _commit_unique(session: AsyncSession, message: str) -> None:
+    try:
+        await session.commit()
+    except IntegrityError:
+        await session.rollback()
+        raise NameTaken(message) from None

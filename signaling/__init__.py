@@ -1,0 +1,1 @@
+"""WebRTC signaling (to come)."""

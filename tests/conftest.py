@@ -1,0 +1,188 @@
+"""Fixtures: the app on SQLite (embedded) and on PostgreSQL + Redis (scaled), and a seeded world.
+
+Every test that takes `client` runs in both configurations. PostgreSQL and Redis tests skip when
+they are not answering, except under CI=true, where a missing service fails the run.
+"""
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from agreements.models import Agreement
+from api.app import create_app
+from api.migrate import upgrade
+from api.settings import Settings
+from auth.models import User
+from auth.passwords import Passwords
+from orgs.models import Organization
+
+PG_ADMIN_URL = os.environ.get("LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+PASSWORD = "test-password-1"
+ROLES = ("clinician", "specialist", "coordinator", "org_admin")
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def make_settings(database_url: str, redis_url: str | None, **overrides) -> Settings:
+    base = dict(environment="test", database_url=database_url, redis_url=redis_url, jwt_secret=TEST_SECRET,
+                argon2_time_cost=1, argon2_memory_kib=1024)
+    return Settings(**(base | overrides))
+
+
+def _unavailable(what: str, exc: Exception):
+    message = f"{what} is not answering ({type(exc).__name__}: {exc})"
+    if IN_CI:
+        pytest.fail(f"{message}; under CI=true the PostgreSQL and Redis tests must run", pytrace=False)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+async def sqlite_template(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("db") / "template.db"
+    await upgrade(f"sqlite+aiosqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+async def pg_url():
+    """A fresh database for this test session on the local PostgreSQL, migrated once."""
+    name = f"liaison_pytest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
+    dsn = PG_ADMIN_URL.replace("+asyncpg", "")
+    try:
+        conn = await asyncpg.connect(dsn, timeout=5)
+    except Exception as exc:
+        _unavailable("PostgreSQL", exc)
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    await upgrade(url)
+    yield url
+    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def redis_url():
+    try:
+        r = Redis.from_url(REDIS_URL)
+        await r.ping()
+        await r.aclose()
+    except Exception as exc:
+        _unavailable("Redis", exc)
+    return REDIS_URL
+
+
+async def reset_pg(url: str) -> None:
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        tables = (await conn.execute(text(
+            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))).scalars()
+        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        await conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
+    await engine.dispose()
+
+
+@pytest.fixture(params=["embedded", "scaled"])
+def env(request, tmp_path, sqlite_template) -> dict:
+    """Database and Redis URLs of one configuration (sync, so that it may pull in the session fixtures)."""
+    if request.param == "embedded":
+        db = tmp_path / "liaison.db"
+        shutil.copy(sqlite_template, db)
+        return {"name": "embedded", "database_url": f"sqlite+aiosqlite:///{db}", "redis_url": None}
+    return {"name": "scaled", "database_url": request.getfixturevalue("pg_url"),
+            "redis_url": request.getfixturevalue("redis_url")}
+
+
+async def reset_env(env: dict) -> None:
+    if env["name"] != "scaled":
+        return
+    await reset_pg(env["database_url"])
+    r = Redis.from_url(env["redis_url"])
+    await r.flushdb()
+    await r.aclose()
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    """Override in a test module to change settings for its tests."""
+    return {}
+
+
+@pytest.fixture
+async def app(env, settings_overrides):
+    await reset_env(env)
+    application = create_app(make_settings(env["database_url"], env["redis_url"], **settings_overrides))
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app):
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as c:
+        yield c
+
+
+@dataclass
+class World:
+    """Three orgs: A (civilian) may send trauma-surgery consults to B (military); C (ngo) has no agreement."""
+
+    client: httpx.AsyncClient
+    orgs: dict[str, uuid.UUID] = field(default_factory=dict)
+    users: dict[str, uuid.UUID] = field(default_factory=dict)
+    agreement_id: uuid.UUID | None = None
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    async def login(self, username: str, password: str = PASSWORD) -> dict:
+        resp = await self.client.post("/api/v1/auth/login", json={"username": username, "password": password})
+        assert resp.status_code == 200, resp.text
+        return resp.json()
+
+    async def token(self, username: str) -> str:
+        if username not in self._tokens:
+            self._tokens[username] = (await self.login(username))["access_token"]
+        return self._tokens[username]
+
+    async def headers(self, username: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.token(username)}"}
+
+
+@pytest.fixture
+async def world(app, client) -> World:
+    w = World(client=client)
+    digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
+    now = datetime.now(timezone.utc)
+    async with app.state.sessionmaker() as session:
+        ops = Organization(name="Ops", kind="government")
+        orgs = {key: Organization(name=f"Org {key}", kind=kind)
+                for key, kind in (("A", "civilian"), ("B", "military"), ("C", "ngo"))}
+        session.add_all([ops, *orgs.values()])
+        await session.flush()  # no relationship() links the tables, so rows go in FK order by hand
+        for key, org in orgs.items():
+            w.orgs[key] = org.id
+            for role in ROLES:
+                user = User(org_id=org.id, username=f"{key.lower()}-{role}", roles=[role], password_hash=digest)
+                session.add(user)
+                w.users[user.username] = user.id
+        await session.flush()
+        root = User(org_id=ops.id, username="root", roles=["platform_admin"], password_hash=digest)
+        session.add(root)
+        w.users["root"] = root.id
+        w.orgs["ops"] = ops.id
+        agreement = Agreement(requesting_org_id=w.orgs["A"], providing_org_id=w.orgs["B"], specialties=["trauma-surgery"],
+                              valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30), status="active",
+                              proposed_by_org_id=w.orgs["A"], created_by=w.users["a-org_admin"])
+        session.add(agreement)
+        await session.commit()
+        w.agreement_id = agreement.id
+    return w
