@@ -6,9 +6,11 @@ from datetime import datetime, timezone
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agreements.hooks import boundary_closed
 from agreements.exceptions import InvalidTransition, NotAParty, NotYourSide
 from agreements.models import Agreement, AgreementStatus as S
 from agreements.schemas import AgreementIn
+from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.exceptions import Hidden
@@ -63,8 +65,11 @@ async def transition(session: AsyncSession, *, actor: Actor, agreement_id: uuid.
     agreement.status = _TO[action]
     agreement.suspended_by_org_id = actor.org_id if action == "suspend" else None
     agreement.updated_at = datetime.now(timezone.utc)
+    if agreement.status in (S.suspended, S.revoked):
+        await boundary_closed(session, requesting_org_id=agreement.requesting_org_id,
+                              providing_org_id=agreement.providing_org_id)
     await _audit(session, actor, f"agreement.{action}", agreement)
-    await session.commit()
+    await commit(session)
     return agreement
 
 

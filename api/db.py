@@ -1,10 +1,9 @@
 """Async engine and sessions; SQLite gets the pragmas it needs to behave under concurrency."""
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.pool import NullPool
 from starlette.requests import HTTPConnection
 
 
@@ -14,8 +13,6 @@ def make_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    if "pytest" in url:  # test databases are dropped between runs; no lingering pool
-        return create_async_engine(url, poolclass=NullPool)
     return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
@@ -36,8 +33,21 @@ def _sqlite_begin_immediate(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: AsyncEngine, **info) -> async_sessionmaker[AsyncSession]:
+    """Sessions carry `info` (the event bus, say) for work that follows a commit."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+
+
+def after_commit(session: AsyncSession, hook: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Run `hook(session)` once `commit(session)` has made this transaction durable."""
+    session.info.setdefault("after_commit", []).append(hook)
+
+
+async def commit(session: AsyncSession) -> None:
+    """Commit, then run the after-commit hooks (publishing stored events, for instance)."""
+    await session.commit()
+    for hook in session.info.pop("after_commit", []):
+        await hook(session)
 
 
 async def get_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:

@@ -86,6 +86,10 @@ def _slim(err: dict) -> dict:
 
 
 async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400:
+        # FastAPI's own body parsing gave up (nesting too deep, a number too long to convert, bad encoding):
+        # the same answer as any other unparsable JSON, not an ad-hoc code.
+        return problem(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON")
     codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     resp = problem(exc.status_code, code, str(exc.detail), str(exc.detail))

@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     login_window_seconds: int = 300
 
     max_body_bytes: int = 1_048_576
+    escalation_worker: bool = True
+    escalation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     admin_username: str | None = None
     admin_password: str | None = None
     admin_org_name: str = "Liaison Operations"

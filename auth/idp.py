@@ -23,12 +23,9 @@ async def register(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, is
     except (ValueError, AttributeError, TypeError) as exc:
         raise InvalidInput(f"Unusable JWKS: {exc}") from None
     idp = IdentityProvider(org_id=org_id, issuer=issuer, audience=audience, jwks=jwks)
-    session.add(idp)
+    await _insert(session, idp, "That issuer is already registered")
     await record(session, actor=actor, action="idp.create", org_id=org_id, resource_type="idp", resource_id=idp.id)
-    try:
-        await session.commit()
-    except IntegrityError:
-        raise Conflict("That issuer is already registered") from None
+    await session.commit()
     return idp
 
 
@@ -49,10 +46,16 @@ async def link(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, idp_id
     if idp is None or idp.org_id != org_id or user is None or user.org_id != org_id:
         raise Hidden()
     ident = ExternalIdentity(idp_id=idp_id, subject=subject, user_id=user_id)
-    session.add(ident)
+    await _insert(session, ident, "That subject is already linked")
     await record(session, actor=actor, action="idp.link", org_id=org_id, resource_type="user", resource_id=user_id)
-    try:
-        await session.commit()
-    except IntegrityError:
-        raise Conflict("That subject is already linked") from None
+    await session.commit()
     return ident
+
+
+async def _insert(session: AsyncSession, row: IdentityProvider | ExternalIdentity, conflict: str) -> None:
+    """Flush the new row at once: a duplicate must surface here as a 409, not in a later autoflush as a 500."""
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        raise Conflict(conflict) from None

@@ -4,6 +4,8 @@ from functools import lru_cache
 import json
 
 from jose import jwk
+from jose.backends.base import Key
+from jose.exceptions import JWKError
 
 from auth.tokens import InvalidToken, Keyring, VerifyKey
 
@@ -26,8 +28,16 @@ def validate_jwks(jwks: dict) -> list[VerifyKey]:
         alg = entry.get("alg", DEFAULT_ALG[kty])
         if alg not in ALLOWED[kty]:
             raise ValueError(f"algorithm {alg!r} does not fit kty {kty}")
-        out.append(VerifyKey(kid, alg, jwk.construct(entry, alg)))
+        out.append(VerifyKey(kid, alg, _construct(entry, kid, kty, alg)))
     return out
+
+
+def _construct(entry: dict, kid: str, kty: str, alg: str) -> Key:
+    # python-jose raises JWKError (not a ValueError) for a key with missing members.
+    try:
+        return jwk.construct(entry, alg)
+    except (JWKError, ValueError, TypeError):
+        raise ValueError(f"key {kid!r} is not a usable {kty} public key") from None
 
 
 def keyring_from_jwks(jwks: dict) -> Keyring:

@@ -19,19 +19,30 @@ class Perm(StrEnum):
     agreements_manage = "agreements:manage"
     identity_manage = "identity:manage"
     audit_read = "audit:read"
+    rosters_read = "rosters:read"
+    rosters_manage = "rosters:manage"
+    availability_set = "availability:set"
+    consults_create = "consults:create"
+    consults_queue = "consults:queue"
+    consults_respond = "consults:respond"
+    stats_read = "stats:read"
+    policy_manage = "policy:manage"
 
 
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {
-    Role.clinician: frozenset(),
-    Role.specialist: frozenset(),
-    Role.coordinator: frozenset({Perm.users_read, Perm.agreements_read}),
-    Role.org_admin: frozenset({Perm.users_read, Perm.users_manage, Perm.agreements_read,
-                               Perm.agreements_manage, Perm.identity_manage, Perm.audit_read}),
+    Role.clinician: frozenset({Perm.consults_create, Perm.rosters_read}),
+    Role.specialist: frozenset({Perm.availability_set, Perm.consults_respond, Perm.rosters_read}),
+    Role.coordinator: frozenset({Perm.users_read, Perm.agreements_read, Perm.rosters_read, Perm.rosters_manage,
+                                 Perm.consults_queue, Perm.stats_read, Perm.policy_manage}),
+    Role.org_admin: frozenset({Perm.users_read, Perm.users_manage, Perm.agreements_read, Perm.rosters_read,
+                               Perm.agreements_manage, Perm.identity_manage, Perm.audit_read, Perm.stats_read,
+                               Perm.policy_manage}),
     Role.platform_admin: frozenset({Perm.orgs_create, Perm.users_read, Perm.users_manage, Perm.audit_read}),
 }
 
 # What an integration client may be granted: reading and acting for its org, never administering it.
-CLIENT_SCOPES: frozenset[Perm] = frozenset({Perm.users_read, Perm.agreements_read, Perm.audit_read})
+CLIENT_SCOPES: frozenset[Perm] = frozenset({Perm.users_read, Perm.agreements_read, Perm.audit_read,
+                                            Perm.rosters_read, Perm.consults_queue, Perm.stats_read})
 
 
 def perms_for_roles(roles: list[str]) -> frozenset[Perm]:

@@ -24,19 +24,21 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
     limits = (ctx.settings.login_max_failures, ctx.settings.login_max_failures_per_address)
     for key, limit in zip(keys, limits):
         if (wait := await ctx.limiter.retry_after(key, limit)) is not None:
-            await record(session, actor=actor, action="auth.login", outcome="denied", reason="rate_limited")
-            await session.commit()
-            raise TooManyRequests(wait)
+            raise await _rate_limited(session, actor, wait)
+    # Count the attempt as a failure before judging it, so that simultaneous guesses cannot all pass the
+    # check above; one over the limit is refused, and a success takes its count back.
+    for key, limit in zip(keys, limits):
+        if await ctx.limiter.fail(key) > limit:
+            raise await _rate_limited(session, actor, await ctx.limiter.retry_after(key, limit) or 1)
     user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     ok = await ctx.passwords.verify(user.password_hash if user else None, password)
     if not (ok and user and user.is_active):
-        for key in keys:
-            await ctx.limiter.fail(key)
         await record(session, actor=actor, action="auth.login", outcome="failure",
                      org_id=user.org_id if user else None, reason="bad_credentials")
         await session.commit()
         raise InvalidCredentials()
     await ctx.limiter.clear(keys[0])
+    await ctx.limiter.forgive(keys[1])
     signin = AuthSession(user_id=user.id)
     session.add(signin)
     await session.flush()  # the refresh token row points at it
@@ -45,6 +47,12 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
                  resource_type="user", resource_id=user.id)
     await session.commit()
     return pair
+
+
+async def _rate_limited(session: AsyncSession, actor: Actor, wait: int) -> TooManyRequests:
+    await record(session, actor=actor, action="auth.login", outcome="denied", reason="rate_limited")
+    await session.commit()
+    return TooManyRequests(wait)
 
 
 async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:

@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from enum import StrEnum
 
-from sqlmodel import Field, SQLModel
+from sqlalchemy import JSON
+from sqlmodel import Column, Field, SQLModel
 
 from api.models import created_field, id_field
 
@@ -21,4 +22,6 @@ class Organization(SQLModel, table=True):
     id: uuid.UUID = id_field()
     name: str = Field(max_length=200, unique=True)
     kind: str = Field(max_length=20)
+    # Acknowledgement windows in seconds by urgency; None means the defaults.
+    escalation_windows: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
     created_at: datetime = created_field()

@@ -68,6 +68,8 @@ async def list_users(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, 
                      page: PageParams) -> list[User]:
     """The org's users, optionally those holding one role."""
     ensure_own_org(actor, org_id, platform_admin_ok=True)
+    if await session.get(Organization, org_id) is None:  # the platform admin asking for a missing org
+        raise Hidden()
     rows = (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username))).scalars().all()
     matching = [u for u in rows if role is None or role in u.roles]  # roles live in a JSON list
     await record(session, actor=actor, action="user.list", org_id=org_id, resource_type="user")

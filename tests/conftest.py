@@ -159,6 +159,11 @@ class World:
 
 @pytest.fixture
 async def world(app, client) -> World:
+    return await seed_world(app, client)
+
+
+async def seed_world(app, client: httpx.AsyncClient) -> World:
+    """Orgs A, B, C and ops, a user of every role in each, and the active A→B agreement."""
     w = World(client=client)
     digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
     now = datetime.now(timezone.utc)

@@ -6,7 +6,10 @@ from sqlmodel import SQLModel
 import agreements.models  # noqa: F401  (tables register on import)
 import audit.models  # noqa: F401
 import auth.models  # noqa: F401
+import consults.models  # noqa: F401
+import events.models  # noqa: F401
 import orgs.models  # noqa: F401
+import rosters.models  # noqa: F401
 
 target_metadata = SQLModel.metadata
 

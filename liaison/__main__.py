@@ -1,0 +1,5 @@
+"""`python -m liaison …` is the `liaison` command."""
+
+from liaison.cli import main
+
+main()
