@@ -11,12 +11,19 @@ from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, RequestContextMiddleware
 from api.redis import make_redis
 from api.settings import Settings, get_settings
+import agreements.hooks
 import agreements.router
 import audit.hooks
 import audit.router
 import auth.router
 import auth.startup
+import consults.boundary
+import consults.router
+import events.router
 import orgs.router
+import rosters.router
+from consults.worker import EscalationWorker
+from events.bus import make_bus
 
 log = logging.getLogger("liaison")
 
@@ -27,12 +34,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.engine = make_engine(settings.database_url)
-        app.state.sessionmaker = make_sessionmaker(app.state.engine)
         app.state.redis = make_redis(settings.redis_url)
+        app.state.bus = make_bus(app.state.redis)
+        app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus)
+        await app.state.bus.start()
         await auth.startup.on_startup(app)
+        worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
+        if settings.escalation_worker:
+            worker.start()
         try:
             yield
         finally:
+            await worker.stop()
+            await app.state.bus.stop()
             if app.state.redis is not None:
                 await app.state.redis.aclose()
             await app.state.engine.dispose()
@@ -41,10 +55,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Telemedicine consultation backend for civil-military health cooperation.")
     app.state.settings = settings
     app.state.on_denial = audit.hooks.record_denial
+    agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
-    for router in (auth.router.router, orgs.router.router, agreements.router.router, audit.router.router):
-        app.include_router(router, prefix="/api/v1")
+    for module in (auth.router, orgs.router, agreements.router, audit.router, rosters.router, consults.router,
+                   events.router):
+        app.include_router(module.router, prefix="/api/v1")
     return app

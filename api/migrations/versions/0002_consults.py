@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-22 12:16:56.353144
+Create Date: 2026-11-22 12:29:22.868602
 """
 from alembic import op
 import sqlalchemy as sa
@@ -16,6 +16,18 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.create_table('events',
+    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
+    sa.Column('channel', sqlmodel.sql.sqltypes.AutoString(length=80), nullable=False),
+    sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+    sa.Column('consult_id', sa.Uuid(), nullable=True),
+    sa.Column('data', sa.JSON(), nullable=False),
+    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+    sa.PrimaryKeyConstraint('id')
+    )
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.create_index('ix_events_channel_id', ['channel', 'id'], unique=False)
+
     op.create_table('rosters',
     sa.Column('id', sa.Uuid(), nullable=False),
     sa.Column('org_id', sa.Uuid(), nullable=False),
@@ -73,19 +85,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_consults_org_id'), ['org_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_consults_requester_id'), ['requester_id'], unique=False)
         batch_op.create_index(batch_op.f('ix_consults_status'), ['status'], unique=False)
-
-    op.create_table('events',
-    sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
-    sa.Column('user_id', sa.Uuid(), nullable=False),
-    sa.Column('type', sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
-    sa.Column('consult_id', sa.Uuid(), nullable=True),
-    sa.Column('data', sa.JSON(), nullable=False),
-    sa.Column('created_at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-    sa.ForeignKeyConstraint(['user_id'], ['users.id'], ),
-    sa.PrimaryKeyConstraint('id')
-    )
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.create_index('ix_events_user_id_id', ['user_id', 'id'], unique=False)
 
     op.create_table('shifts',
     sa.Column('id', sa.Uuid(), nullable=False),
@@ -207,10 +206,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_shifts_ends_at'))
 
     op.drop_table('shifts')
-    with op.batch_alter_table('events', schema=None) as batch_op:
-        batch_op.drop_index('ix_events_user_id_id')
-
-    op.drop_table('events')
     with op.batch_alter_table('consults', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_consults_status'))
         batch_op.drop_index(batch_op.f('ix_consults_requester_id'))
@@ -224,3 +219,7 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_rosters_org_id'))
 
     op.drop_table('rosters')
+    with op.batch_alter_table('events', schema=None) as batch_op:
+        batch_op.drop_index('ix_events_channel_id')
+
+    op.drop_table('events')

@@ -1,0 +1,19 @@
+"""`make bench`: every benchmark, one table. Needs PostgreSQL and Redis on 127.0.0.1."""
+
+import asyncio
+import logging
+
+from bench import consults
+from bench.common import table
+
+
+async def main() -> None:
+    rows = []
+    for module in (consults,):
+        rows.extend(await module.run())
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.WARNING)
+    asyncio.run(main())

@@ -1,0 +1,74 @@
+"""Shared by the benchmarks: a scratch database, seeding, timing statistics, the table."""
+
+import os
+import statistics
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+
+import asyncpg
+
+from api.db import make_engine, make_sessionmaker
+from api.migrate import upgrade
+from auth.models import User
+from auth.passwords import Passwords
+from orgs.models import Organization
+from rosters.models import Roster, Shift, SpecialistProfile
+
+PG = os.environ.get("LIAISON_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+REDIS = os.environ.get("LIAISON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
+PASSWORD = "bench-password-1"
+SECRET = "bench-secret-" + "x" * 40
+
+
+@asynccontextmanager
+async def scratch_database():
+    """A migrated PostgreSQL database of its own, dropped afterwards."""
+    name = f"liaison_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(PG.replace("+asyncpg", ""))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    url = PG.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        await upgrade(url)
+        yield url
+    finally:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+async def seed(url: str, *, specialists: int) -> dict:
+    """One org with a clinician and `specialists` specialists on call for trauma surgery (tier 1)."""
+    engine = make_engine(url)
+    digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
+    now = datetime.now(timezone.utc)
+    async with make_sessionmaker(engine)() as session:
+        org = Organization(name="Bench Field Hospital", kind="military")
+        session.add(org)
+        await session.flush()
+        clinician = User(org_id=org.id, username="bench-clinician", roles=["clinician"], password_hash=digest)
+        specs = [User(org_id=org.id, username=f"bench-spec-{i}", roles=["specialist"], password_hash=digest)
+                 for i in range(specialists)]
+        roster = Roster(org_id=org.id, specialty="trauma-surgery", name="Trauma")
+        session.add_all([clinician, *specs, roster])
+        await session.flush()
+        for s in specs:
+            session.add(SpecialistProfile(user_id=s.id, org_id=org.id, specialties=["trauma-surgery"], languages=["en"],
+                                          max_concurrent=10))
+            session.add(Shift(roster_id=roster.id, org_id=org.id, specialist_id=s.id, tier=1,
+                              starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=4)))
+        await session.commit()
+    await engine.dispose()
+    return {"clinician": "bench-clinician", "specialists": [s.username for s in specs]}
+
+
+def percentiles(samples_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(samples_ms)
+    q = statistics.quantiles(ordered, n=100, method="inclusive")
+    return {"p50": statistics.median(ordered), "p90": q[89], "p99": q[98], "n": len(ordered)}
+
+
+def table(rows: list[tuple[str, str, str, str]]) -> str:
+    header = ("benchmark", "result", "baseline (same run)", "ratio / target")
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
+    line = lambda r: " | ".join(c.ljust(w) for c, w in zip(r, widths))
+    return "\n".join([line(header), "-+-".join("-" * w for w in widths), *map(line, rows)])

@@ -1,0 +1,83 @@
+"""A specialist's offers: list, accept (exactly one wins), decline."""
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import commit
+from api.schemas import PageParams
+from audit.service import record
+from auth.principal import Actor
+from consults import access, notify
+from consults.escalation import advance, close_pending
+from consults.exceptions import InvalidTransition, OverCapacity
+from consults.lifecycle import HELD
+from consults.models import Consult, Offer, Status
+from rosters.models import SpecialistProfile
+
+
+async def pending_offers(session: AsyncSession, *, actor: Actor, page: PageParams) -> list[tuple[Offer, Consult]]:
+    """The caller's pending offers, newest first, with each consult's triage summary."""
+    rows = (await session.execute(
+        select(Offer, Consult).join(Consult, Consult.id == Offer.consult_id)
+        .where(Offer.specialist_id == actor.id, Offer.status == "pending")
+        .order_by(Offer.created_at.desc()).limit(page.limit + 1).offset(page.offset))).all()
+    await record(session, actor=actor, action="offer.list", org_id=actor.org_id, resource_type="offer")
+    await commit(session)
+    return [(o, c) for o, c in rows]
+
+
+async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> Consult:
+    """One conditional UPDATE decides the race: status still offered and my offer still pending."""
+    consult, _ = await access.load(session, actor, consult_id, need=access.View.triage)
+    await _check_capacity(session, actor)
+    now = datetime.now(timezone.utc)
+    mine = and_(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
+    won = await session.execute(
+        update(Consult).where(Consult.id == consult_id, Consult.status == Status.offered, exists().where(mine))
+        .values(status=Status.accepted, assigned_to=actor.id, assigned_org_id=actor.org_id, accepted_at=now,
+                updated_at=now).execution_options(synchronize_session=False))
+    if won.rowcount != 1:
+        await session.rollback()
+        raise InvalidTransition(await _status(session, consult_id), "Someone else accepted, or the offer lapsed")
+    await session.execute(update(Offer).where(mine).values(status="accepted", responded_at=now))
+    others = await close_pending(session, consult, now, "withdrawn")
+    await session.execute(update(SpecialistProfile).where(SpecialistProfile.user_id == actor.id).values(last_assigned_at=now))
+    await session.refresh(consult)
+    await notify.offers_withdrawn(session, consult, others, "taken")
+    await notify.status_changed(session, consult)
+    await record(session, actor=actor, action="consult.accept", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id)
+    await commit(session)
+    return consult
+
+
+async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> None:
+    """Decline my pending offer; when nobody is left holding one, escalation moves on at once."""
+    consult, _ = await access.load(session, actor, consult_id, need=access.View.triage, lock=True)
+    now = datetime.now(timezone.utc)
+    declined = await session.execute(update(Offer).where(
+        Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending"
+    ).values(status="declined", responded_at=now))
+    if declined.rowcount != 1:
+        raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
+    still_out = (await session.execute(select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending"))).first()
+    if still_out is None and consult.status == Status.offered:
+        await advance(session, consult, now)
+    await record(session, actor=actor, action="consult.decline", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id)
+    await commit(session)
+
+
+async def _check_capacity(session: AsyncSession, actor: Actor) -> None:
+    profile = await session.get(SpecialistProfile, actor.id)
+    held = len((await session.execute(select(Consult.id).where(Consult.assigned_to == actor.id,
+                                                               Consult.status.in_(HELD)))).all())
+    if profile is not None and held >= profile.max_concurrent:
+        raise OverCapacity()
+
+
+async def _status(session: AsyncSession, consult_id: uuid.UUID) -> str:
+    return (await session.execute(select(Consult.status).where(Consult.id == consult_id))).scalar_one()

@@ -1,0 +1,77 @@
+"""Who may be offered a consult now, in which escalation level, in which order.
+
+Levels: 1 = the requesting org's tier-1 shifts, 2 = its other tiers, 3 = partner orgs under an
+active agreement covering the specialty. Past level 3 the consult goes to the coordinators' queue.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from agreements.service import partner_orgs
+from auth.models import User
+from consults.lifecycle import HELD
+from consults.models import Consult
+from rosters.models import Availability, Roster, Shift, SpecialistProfile
+
+LAST_LEVEL = 3
+EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    user_id: uuid.UUID
+    org_id: uuid.UUID
+    tier: int
+    languages: tuple[str, ...]
+    load: int
+    last_assigned_at: datetime | None
+
+
+def level_of(candidate: Candidate, requesting_org: uuid.UUID) -> int:
+    if candidate.org_id != requesting_org:
+        return 3
+    return 1 if candidate.tier == 1 else 2
+
+
+def rank(candidates: list[Candidate], languages: list[str]) -> list[Candidate]:
+    """A shared language first, then the lighter load, then whoever was assigned least recently."""
+    wanted = set(languages)
+    return sorted(candidates, key=lambda c: (
+        0 if not wanted or wanted & set(c.languages) else 1, c.load, c.last_assigned_at or EPOCH, c.tier, str(c.user_id)))
+
+
+def next_batch(candidates: list[Candidate], *, consult: Consult, tried: set[uuid.UUID],
+               from_level: int) -> tuple[int, list[Candidate]]:
+    """The first level at or after `from_level` with someone not yet tried; emergent rings them all."""
+    for level in range(max(from_level, 1), LAST_LEVEL + 1):
+        fresh = [c for c in candidates if level_of(c, consult.org_id) == level and c.user_id not in tried]
+        if fresh:
+            ranked = rank(fresh, consult.languages)
+            return level, ranked if consult.urgency == "emergent" else ranked[:1]
+    return LAST_LEVEL + 1, []
+
+
+async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) -> list[Candidate]:
+    """On a shift now for the specialty, in the org or a partner, available, active, under their limit."""
+    orgs = [consult.org_id, *await partner_orgs(session, requesting_org_id=consult.org_id,
+                                                specialty=consult.specialty, at=now)]
+    load = (select(Consult.assigned_to, func.count().label("n")).where(Consult.status.in_(HELD))
+            .group_by(Consult.assigned_to).subquery())
+    on_shift = (select(Shift.specialist_id.label("uid"), Shift.org_id.label("org"), func.min(Shift.tier).label("tier"))
+                .join(Roster, Roster.id == Shift.roster_id)
+                .where(Roster.specialty == consult.specialty, Shift.org_id.in_(orgs), Shift.starts_at <= now,
+                       Shift.ends_at > now, Shift.specialist_id != consult.requester_id)
+                .group_by(Shift.specialist_id, Shift.org_id).subquery())
+    rows = (await session.execute(
+        select(on_shift.c.uid, on_shift.c.org, on_shift.c.tier, SpecialistProfile.languages,
+               func.coalesce(load.c.n, 0), SpecialistProfile.max_concurrent, SpecialistProfile.last_assigned_at)
+        .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
+        .join(User, User.id == on_shift.c.uid)
+        .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
+        .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
+    )).all()
+    return [Candidate(uid, org, tier, tuple(langs or ()), n, last) for uid, org, tier, langs, n, cap, last in rows if n < cap]

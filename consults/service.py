@@ -1,0 +1,104 @@
+"""Creating, reading, listing and cancelling consults."""
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import commit
+from api.schemas import PageParams
+from audit.service import record
+from auth.exceptions import PermissionDenied
+from auth.principal import Actor
+from auth.roles import Perm
+from consults import access, notify
+from consults.escalation import advance, close_pending
+from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
+from consults.lifecycle import ALLOWED_FROM
+from consults.models import Consult, Status
+from consults.schemas import ConsultIn
+
+
+async def create(session: AsyncSession, *, actor: Actor, data: ConsultIn, idempotency_key: str | None) -> tuple[Consult, bool]:
+    """Store the consult and make its first offers in one transaction; (consult, created?)."""
+    digest = _body_hash(data)
+    if idempotency_key and (prior := await _replay(session, actor, idempotency_key, digest)):
+        return prior, False
+    now = datetime.now(timezone.utc)
+    consult = Consult(org_id=actor.org_id, requester_id=actor.id, **data.model_dump(), created_at=now, updated_at=now,
+                      idempotency_key=idempotency_key, request_hash=digest if idempotency_key else None)
+    session.add(consult)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key got there first; once it has committed, replay it.
+        await session.rollback()
+        if prior := await _replay(session, actor, idempotency_key, digest):
+            return prior, False
+        raise IdempotencyInFlight() from None
+    await advance(session, consult, now, fresh=True)
+    await record(session, actor=actor, action="consult.create", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id)
+    await commit(session)
+    return consult, True
+
+
+async def get(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> tuple[Consult, access.View]:
+    """One consult, at the detail the caller may see."""
+    consult, view = await access.load(session, actor, consult_id, need=access.View.triage)
+    await record(session, actor=actor, action="consult.read", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id, reason=view.value)
+    await commit(session)
+    return consult, view
+
+
+async def list_consults(session: AsyncSession, *, actor: Actor, status: str | None, specialty: str | None,
+                        urgency: str | None, page: PageParams) -> list[Consult]:
+    """Coordinators: the org's queue; others: what they requested or were assigned."""
+    query = select(Consult).order_by(Consult.created_at.desc())
+    if actor.can(Perm.consults_queue):
+        query = query.where(or_(Consult.org_id == actor.org_id, Consult.assigned_to == actor.id))
+    else:
+        query = query.where(or_(Consult.requester_id == actor.id, Consult.assigned_to == actor.id))
+    for column, value in ((Consult.status, status), (Consult.specialty, specialty), (Consult.urgency, urgency)):
+        if value:
+            query = query.where(column == value)
+    rows = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
+    await record(session, actor=actor, action="consult.list", org_id=actor.org_id, resource_type="consult")
+    await commit(session)
+    return rows
+
+
+async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> Consult:
+    """The requester or a coordinator of the requesting org cancels, any time before completion."""
+    consult, _ = await access.load(session, actor, consult_id, lock=True)
+    if not (actor.id == consult.requester_id or (actor.can(Perm.consults_queue) and actor.org_id == consult.org_id)):
+        raise PermissionDenied("Only the requester or a coordinator of the requesting org may cancel")
+    if consult.status not in ALLOWED_FROM[Status.cancelled]:
+        raise InvalidTransition(consult.status)
+    now = datetime.now(timezone.utc)
+    withdrawn = await close_pending(session, consult, now, "withdrawn")
+    consult.status, consult.cancelled_at, consult.updated_at = Status.cancelled, now, now
+    await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
+    await notify.status_changed(session, consult)
+    await record(session, actor=actor, action="consult.cancel", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id)
+    await commit(session)
+    return consult
+
+
+async def _replay(session: AsyncSession, actor: Actor, key: str, digest: str) -> Consult | None:
+    """The consult first created with this key, if any; the same key with another body is refused."""
+    query = select(Consult).where(Consult.requester_id == actor.id, Consult.idempotency_key == key)
+    prior = (await session.execute(query)).scalar_one_or_none()
+    if prior is not None and prior.request_hash != digest:
+        raise IdempotencyMismatch()
+    return prior
+
+
+def _body_hash(data: ConsultIn) -> str:
+    return hashlib.sha256(json.dumps(data.model_dump(mode="json"), sort_keys=True).encode()).hexdigest()

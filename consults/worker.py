@@ -1,0 +1,68 @@
+"""Runs due escalation steps: claimed with row locks so that, across nodes, each runs once."""
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.db import commit
+from consults.escalation import advance
+from consults.lifecycle import ROUTING
+from consults.models import Consult, EscalationStep
+
+log = logging.getLogger("liaison.escalation")
+
+
+async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None = None) -> bool:
+    """Claim one due step (SKIP LOCKED: other nodes take others), run it if still current; False if none."""
+    now = now or datetime.now(timezone.utc)
+    step = (await session.execute(
+        select(EscalationStep).where(EscalationStep.status == "pending", EscalationStep.due_at <= now)
+        .order_by(EscalationStep.due_at).limit(1).with_for_update(skip_locked=True)
+    )).scalar_one_or_none()
+    if step is None:
+        return False
+    consult = (await session.execute(select(Consult).where(Consult.id == step.consult_id).with_for_update())).scalar_one()
+    if step.seq == consult.step_seq and consult.status in ROUTING:
+        await advance(session, consult, now)
+    step.status, step.done_at, step.done_by = "done", now, node
+    await commit(session)
+    return True
+
+
+class EscalationWorker:
+    """A background task per process; steps are rows, so a restart loses and doubles nothing."""
+
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], *, poll_seconds: float) -> None:
+        self._sessions = sessions
+        self._poll = poll_seconds
+        self.node = uuid.uuid4().hex[:12]
+        self._task: asyncio.Task | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="escalation-worker")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                while await self._one():
+                    pass
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("escalation step failed; it stays pending and is retried")
+            await asyncio.sleep(self._poll)
+
+    async def _one(self) -> bool:
+        async with self._sessions() as session:
+            return await run_due_step(session, node=self.node)

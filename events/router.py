@@ -1,0 +1,129 @@
+"""The live event WebSocket: authenticate in the first message, replay what was missed, then stream."""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import deque
+
+from fastapi import APIRouter, WebSocket, WebSocketDisconnect
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from auth.exceptions import InvalidTokenError
+from auth.identity import authenticate
+from events.bus import Subscription
+from events.models import channel_of_role, channel_of_user
+from events.service import missed
+
+log = logging.getLogger("liaison.events")
+router = APIRouter()
+AUTH_TIMEOUT = 5.0
+POLICY_VIOLATION = 1008
+ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
+
+
+class AuthMessage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    type: str = Field(pattern="^auth$")
+    token: str = Field(max_length=8192)
+    last_event_id: int | None = Field(default=None, ge=0)
+
+
+@router.websocket("/events")
+async def events_socket(ws: WebSocket) -> None:
+    """First message {"type": "auth", "token", "last_event_id"?}; then {"type": "event", ...} frames."""
+    await ws.accept()
+    hello = await _authenticate(ws)
+    if hello is None:
+        return
+    actor, last = hello
+    bus = ws.app.state.bus
+    channels = [channel_of_user(actor.id)] + [channel_of_role(actor.org_id, r) for r in sorted(actor.roles & ORG_ROLES)]
+    sub = bus.subscribe(channels)
+    try:
+        await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": channels})
+        await _pump(ws, sub, last)
+    except (WebSocketDisconnect, RuntimeError):
+        pass
+    finally:
+        bus.unsubscribe(sub)
+
+
+async def _authenticate(ws: WebSocket):
+    try:
+        raw = await asyncio.wait_for(ws.receive_text(), timeout=AUTH_TIMEOUT)
+        msg = AuthMessage.model_validate(json.loads(raw))
+        async with ws.app.state.sessionmaker() as session:
+            actor = await authenticate(session, ctx=ws.app.state.auth, token=msg.token)
+        return actor, msg.last_event_id
+    except (asyncio.TimeoutError, ValueError, ValidationError, InvalidTokenError, WebSocketDisconnect) as exc:
+        code = "invalid_token" if isinstance(exc, InvalidTokenError) else "auth_required"
+        with contextlib.suppress(Exception):
+            await ws.send_json({"type": "error", "code": code, "message": "Send {\"type\": \"auth\", \"token\"} first"})
+            await ws.close(POLICY_VIOLATION)
+        return None
+
+
+class _Sent:
+    """Ids already written: a live event can also arrive through a replay, and ids from concurrent
+    transactions on PostgreSQL need not commit in order, so a plain high-water mark would drop some."""
+
+    def __init__(self) -> None:
+        self.ids: deque[int] = deque(maxlen=2048)
+        self.high = 0
+
+    def fresh(self, event_id: int) -> bool:
+        if event_id in self.ids:
+            return False
+        self.ids.append(event_id)
+        self.high = max(self.high, event_id)
+        return True
+
+
+async def _pump(ws: WebSocket, sub: Subscription, last: int | None) -> None:
+    """Write events as they come, replaying from the store when reconnecting or after falling behind."""
+    reader = asyncio.create_task(_read(ws))
+    sent = _Sent()
+    try:
+        if last is not None:
+            sent.high = last
+            await _replay(ws, sub.channels, sent)
+        while not reader.done():
+            getter = asyncio.create_task(sub.queue.get())
+            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            if getter not in done:
+                getter.cancel()
+                break
+            event = getter.result()
+            if sub.lagging:
+                sub.lagging = False
+                _drain(sub)
+                await _replay(ws, sub.channels, sent)
+            elif sent.fresh(event["id"]):
+                await ws.send_json(event)
+    finally:
+        reader.cancel()
+
+
+async def _replay(ws: WebSocket, channels: list[str], sent: _Sent) -> None:
+    after = sent.high
+    async with ws.app.state.sessionmaker() as session:
+        while batch := await missed(session, channels=channels, after_id=after):
+            for event in batch:
+                if sent.fresh(event.id):
+                    await ws.send_json(event.wire())
+                after = event.id
+
+
+async def _read(ws: WebSocket) -> None:
+    """Answer pings; return when the client goes away."""
+    while True:
+        raw = await ws.receive_text()
+        with contextlib.suppress(ValueError, AttributeError):
+            if json.loads(raw).get("type") == "ping":
+                await ws.send_json({"type": "pong"})
+
+
+def _drain(sub: Subscription) -> None:
+    while not sub.queue.empty():
+        sub.queue.get_nowait()

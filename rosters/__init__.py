@@ -1,0 +1,1 @@
+"""Specialist profiles, availability, rosters and shifts: who is on call."""

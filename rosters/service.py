@@ -1,0 +1,104 @@
+"""Profiles, availability, rosters, shifts and who is on call."""
+
+import uuid
+from datetime import datetime, timezone
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.schemas import PageParams
+from audit.service import record
+from auth.exceptions import Hidden
+from auth.models import User
+from auth.principal import Actor
+from auth.roles import Perm
+from rosters.exceptions import NoProfile, NotASpecialist
+from rosters.models import Roster, Shift, SpecialistProfile
+from rosters.schemas import OnCallOut, ProfileIn, ShiftIn
+
+
+async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID, data: ProfileIn) -> SpecialistProfile:
+    """Set a specialist's profile: the specialist themself, or their org's roster managers."""
+    if actor.id != user_id and not actor.can(Perm.rosters_manage):
+        raise Hidden()
+    await _specialist_of(session, actor.org_id, user_id)
+    profile = await session.get(SpecialistProfile, user_id) or SpecialistProfile(user_id=user_id, org_id=actor.org_id)
+    profile.specialties, profile.languages = sorted(set(data.specialties)), sorted(set(data.languages))
+    profile.max_concurrent, profile.updated_at = data.max_concurrent, datetime.now(timezone.utc)
+    session.add(profile)
+    await record(session, actor=actor, action="profile.update", org_id=actor.org_id, resource_type="user", resource_id=user_id)
+    await session.commit()
+    return profile
+
+
+async def set_availability(session: AsyncSession, *, actor: Actor, availability: str) -> SpecialistProfile:
+    """A specialist says whether they can take consults now."""
+    profile = await session.get(SpecialistProfile, actor.id)
+    if profile is None:
+        raise NoProfile()
+    profile.availability, profile.updated_at = availability, datetime.now(timezone.utc)
+    await record(session, actor=actor, action="availability.update", org_id=actor.org_id, resource_type="user",
+                 resource_id=actor.id, reason=availability)
+    await session.commit()
+    return profile
+
+
+async def create_roster(session: AsyncSession, *, actor: Actor, specialty: str, name: str) -> Roster:
+    """A roster of the caller's org for one specialty."""
+    roster = Roster(org_id=actor.org_id, specialty=specialty, name=name)
+    session.add(roster)
+    await record(session, actor=actor, action="roster.create", org_id=actor.org_id, resource_type="roster", resource_id=roster.id)
+    await session.commit()
+    return roster
+
+
+async def list_rosters(session: AsyncSession, *, actor: Actor, specialty: str | None, page: PageParams) -> list[Roster]:
+    """The caller's org's rosters."""
+    query = select(Roster).where(Roster.org_id == actor.org_id).order_by(Roster.specialty, Roster.name)
+    if specialty:
+        query = query.where(Roster.specialty == specialty)
+    rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
+    await record(session, actor=actor, action="roster.list", org_id=actor.org_id, resource_type="roster")
+    await session.commit()
+    return list(rows)
+
+
+async def add_shift(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID, data: ShiftIn) -> Shift:
+    """Put one of the org's specialists on a roster for a while, at a tier."""
+    roster = await _roster(session, actor, roster_id)
+    await _specialist_of(session, roster.org_id, data.specialist_id)
+    shift = Shift(roster_id=roster.id, org_id=roster.org_id, **data.model_dump())
+    session.add(shift)
+    await record(session, actor=actor, action="shift.create", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
+    await session.commit()
+    return shift
+
+
+async def on_call(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID, at: datetime | None) -> list[OnCallOut]:
+    """Shifts of the roster covering instant `at` (now by default), lowest tier first."""
+    roster = await _roster(session, actor, roster_id)
+    at = at or datetime.now(timezone.utc)
+    rows = (await session.execute(
+        select(Shift, SpecialistProfile).join(SpecialistProfile, SpecialistProfile.user_id == Shift.specialist_id, isouter=True)
+        .where(Shift.roster_id == roster.id, Shift.starts_at <= at, Shift.ends_at > at).order_by(Shift.tier, Shift.starts_at)
+    )).all()
+    await record(session, actor=actor, action="roster.on_call", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
+    await session.commit()
+    return [OnCallOut(shift_id=s.id, specialist_id=s.specialist_id, tier=s.tier, ends_at=s.ends_at,
+                      availability=p.availability if p else None, languages=p.languages if p else []) for s, p in rows]
+
+
+async def _roster(session: AsyncSession, actor: Actor, roster_id: uuid.UUID) -> Roster:
+    roster = await session.get(Roster, roster_id)
+    if roster is None or roster.org_id != actor.org_id:
+        raise Hidden()
+    return roster
+
+
+async def _specialist_of(session: AsyncSession, org_id: uuid.UUID | None, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None or user.org_id != org_id:
+        raise Hidden()
+    if "specialist" not in user.roles:
+        raise NotASpecialist()
+    return user

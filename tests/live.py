@@ -1,0 +1,137 @@
+"""A real uvicorn server on 127.0.0.1 inside the test's event loop, and helpers to seed rosters."""
+
+import asyncio
+import json
+import uuid
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+
+import httpx
+import uvicorn
+import websockets
+
+from api.app import create_app
+from rosters.models import Roster, Shift, SpecialistProfile
+
+
+@asynccontextmanager
+async def serve(settings):
+    """Start the app under uvicorn on a free port; yield (app, base_url)."""
+    app = create_app(settings)
+    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
+                            ws_per_message_deflate=False)
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        await asyncio.sleep(0.02)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield app, f"127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=10)
+
+
+async def put_on_call(sessions, *, org_id: uuid.UUID, user_ids: list[uuid.UUID], specialty: str, tier: int = 1,
+                      languages: list[str] | None = None, max_concurrent: int = 5) -> None:
+    """Give each specialist a profile and a shift covering now on the org's roster for the specialty."""
+    now = datetime.now(timezone.utc)
+    async with sessions() as session:
+        roster = Roster(org_id=org_id, specialty=specialty, name=f"{specialty} tier {tier}")
+        session.add(roster)
+        for uid in user_ids:
+            if await session.get(SpecialistProfile, uid) is None:
+                session.add(SpecialistProfile(user_id=uid, org_id=org_id, specialties=[specialty],
+                                              languages=languages or ["en"], max_concurrent=max_concurrent))
+        await session.flush()
+        session.add_all([Shift(roster_id=roster.id, org_id=org_id, specialist_id=uid, tier=tier,
+                               starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)) for uid in user_ids])
+        await session.commit()
+
+
+class EventClient:
+    """A connected events WebSocket that collects what it is sent."""
+
+    def __init__(self, ws) -> None:
+        self.ws = ws
+        self.events: list[dict] = []
+
+    @classmethod
+    @asynccontextmanager
+    async def connect(cls, host: str, token: str, last_event_id: int | None = None):
+        async with websockets.connect(f"ws://{host}/api/v1/events", compression=None) as ws:
+            hello = {"type": "auth", "token": token} | ({"last_event_id": last_event_id} if last_event_id is not None else {})
+            await ws.send(json.dumps(hello))
+            ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
+            assert ready["type"] == "ready", ready
+            yield cls(ws)
+
+    async def wait_for(self, event: str, timeout: float = 5.0, **match) -> dict:
+        """The first (already received or next) event of that type whose data matches `match`."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            for e in self.events:
+                if e.get("event") == event and all(e.get(k) == v or e["data"].get(k) == v for k, v in match.items()):
+                    return e
+            left = deadline - asyncio.get_running_loop().time()
+            if left <= 0:
+                raise AssertionError(f"no {event} {match} within {timeout}s; got {[e.get('event') for e in self.events]}")
+            try:
+                self.events.append(json.loads(await asyncio.wait_for(self.ws.recv(), left)))
+            except asyncio.TimeoutError:
+                continue
+
+
+def http(host: str) -> httpx.AsyncClient:
+    return httpx.AsyncClient(base_url=f"http://{host}", timeout=20)
+
+
+def free_port() -> int:
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Node:
+    """`liaison serve` in its own process, as production runs it."""
+
+    def __init__(self, settings, *, port: int | None = None, workers: int = 1) -> None:
+        import os
+        import sys
+        self.port = port or free_port()
+        self.host = f"127.0.0.1:{self.port}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
+        for name, value in settings.model_dump().items():
+            if value is not None:
+                env[f"LIAISON_{name.upper()}"] = str(value)
+        self._cmd = [sys.executable, "-m", "liaison", "serve", "--port", str(self.port), "--workers", str(workers)]
+        self._env = env
+        self.proc = None
+
+    async def start(self) -> "Node":
+        import subprocess
+        self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
+            for _ in range(300):
+                try:
+                    if (await c.get("/healthz")).status_code == 200:
+                        return self
+                except httpx.TransportError:
+                    await asyncio.sleep(0.05)
+        raise AssertionError(f"node on {self.port} did not start: {self.proc.stderr.read(4000)!r}")
+
+    def kill(self) -> None:
+        import signal
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except Exception:
+                self.proc.kill()
