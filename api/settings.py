@@ -39,6 +39,24 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = 1_048_576
     escalation_worker: bool = True
+    # Signaling: call tokens, ICE servers, and the limits of the WebSocket relay.
+    signaling_audience: str = "liaison-signaling"
+    signaling_url: str | None = None  # what call tokens name; derived from the request when unset
+    call_token_ttl: int = Field(default=300, ge=10, le=300)
+    stun_urls: list[str] = []
+    turn_urls: list[str] = []
+    turn_secret: str | None = None
+    turn_ttl: int = Field(default=3600, ge=60, le=86400)
+    allowed_origins: list[str] = []  # exact match; a request without Origin (not a browser) passes
+    signaling_max_peers: int = Field(default=6, ge=2, le=50)
+    signaling_grace_seconds: float = Field(default=30.0, gt=0, le=600)
+    signaling_buffer_messages: int = Field(default=256, ge=1, le=10_000)
+    signaling_max_message_bytes: int = Field(default=65536, ge=1024, le=1_048_576)
+    signaling_rate_per_second: float = Field(default=50.0, gt=0)
+    signaling_rate_burst: int = Field(default=200, ge=1)
+    signaling_connections_per_user: int = Field(default=4, ge=1)
+    signaling_join_timeout: float = Field(default=5.0, gt=0)
+    signaling_idle_timeout: float = Field(default=120.0, gt=0)
     escalation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     admin_username: str | None = None
     admin_password: str | None = None

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from auth.exceptions import Hidden
 from auth.principal import Actor
 from auth.roles import Perm
-from consults.models import Consult, Offer
+from consults.models import Consult, Offer, Participant
 
 
 class View(Enum):
@@ -23,12 +23,19 @@ async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View
         return View.full
     if actor.id is not None and actor.id == consult.assigned_to:
         return View.full
+    if actor.kind == "user" and await _participant(session, consult.id, actor.id):
+        return View.full
     if actor.kind == "user":
         offer = (await session.execute(select(Offer.id).where(
             Offer.consult_id == consult.id, Offer.specialist_id == actor.id))).first()
         if offer is not None:
             return View.triage
     return None
+
+
+async def _participant(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    query = select(Participant.id).where(Participant.consult_id == consult_id, Participant.user_id == user_id)
+    return (await session.execute(query)).first() is not None
 
 
 async def load(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, *, need: View = View.full,

@@ -1,4 +1,4 @@
-"""When an agreement stops counting, its pending cross-org offers are withdrawn at once."""
+"""When an agreement stops counting, its pending cross-org offers are withdrawn and its calls end, at once."""
 
 import uuid
 from datetime import datetime, timezone
@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consults import notify
+from signaling import control
 from consults.escalation import schedule
 from consults.models import Consult, Offer, Status
 
@@ -25,3 +26,7 @@ async def withdraw_offers(session: AsyncSession, *, requesting_org_id: uuid.UUID
         left = (await session.execute(select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending"))).first()
         if left is None and consult.status == Status.offered:
             schedule(session, consult, now)  # the worker moves it to the next level right away
+    calls = select(Consult.id).where(Consult.org_id == requesting_org_id, Consult.assigned_org_id == providing_org_id,
+                                     Consult.status.in_((Status.accepted, Status.in_session)))
+    for consult_id in (await session.execute(calls)).scalars():
+        control.close_room(session, consult_id, "The agreement this call depended on ended")

@@ -13,6 +13,7 @@ from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
 from consults import access, notify
+from signaling import control
 from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
 from consults.lifecycle import ALLOWED_FROM
@@ -61,6 +62,7 @@ async def complete(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
     consult.completed_at, consult.updated_at = now, now
     consult.first_response_at = consult.first_response_at or now
     await notify.status_changed(session, consult)
+    control.close_room(session, consult.id, "The consult was completed")
     await record(session, actor=actor, action="consult.complete", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)

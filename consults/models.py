@@ -96,3 +96,16 @@ class EscalationStep(SQLModel, table=True):
     status: str = Field(default="pending", max_length=16)  # pending, done, cancelled
     done_at: datetime | None = None
     done_by: str | None = Field(default=None, max_length=64)
+
+
+class Participant(SQLModel, table=True):
+    """Someone invited into a consult's calls besides requester and assignee (an interpreter, say)."""
+
+    __tablename__ = "consult_participants"
+    __table_args__ = (UniqueConstraint("consult_id", "user_id"),)
+    id: uuid.UUID = id_field()
+    consult_id: uuid.UUID = Field(foreign_key="consults.id", index=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    role: str = Field(max_length=32)
+    invited_by: uuid.UUID = Field(foreign_key="users.id")
+    created_at: datetime = created_field()

@@ -12,11 +12,11 @@ from api.schemas import Page, PageParams, make_page, page_params
 from auth.dependencies import current_actor, require, require_user
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import handling, messages, offers, policy, service, stats
+from consults import handling, messages, offers, participants, policy, service, stats
 from consults.access import View
 from consults.models import Consult, Status, Urgency
-from consults.schemas import (AssignIn, CompleteIn, ConsultIn, ConsultOut, MessageIn, MessageOut, OfferOut, PolicyIn,
-                              RatingIn, StatRow, TriageOut)
+from consults.schemas import (AssignIn, CompleteIn, ConsultIn, ConsultOut, MessageIn, MessageOut, OfferOut,
+                              ParticipantIn, ParticipantOut, PolicyIn, RatingIn, StatRow, TriageOut)
 
 router = APIRouter(tags=["consults"])
 respond = require(Perm.consults_respond)
@@ -113,6 +113,13 @@ async def list_messages(consult_id: uuid.UUID, page: PageParams = Depends(page_p
     """The consult's thread, oldest first."""
     rows = await messages.thread(session, actor=actor, consult_id=consult_id, page=page)
     return make_page(rows, page, MessageOut.model_validate)
+
+
+@router.post("/consults/{consult_id}/participants", response_model=ParticipantOut, status_code=201)
+async def invite(consult_id: uuid.UUID, body: ParticipantIn, actor: Actor = Depends(require_user),
+                 session: AsyncSession = Depends(get_session)):
+    """Invite an interpreter or a second specialist into the consult's calls."""
+    return await participants.invite(session, actor=actor, consult_id=consult_id, user_id=body.user_id, role=body.role)
 
 
 @router.get("/stats/response-times", response_model=list[StatRow])

@@ -124,3 +124,17 @@ class StatRow(BaseModel):
     count: int
     median: dict[str, float | None]
     p90: dict[str, float | None]
+
+
+class ParticipantIn(Strict):
+    user_id: uuid.UUID
+    role: Literal["interpreter", "specialist", "observer"] = "interpreter"
+
+
+class ParticipantOut(Out):
+    id: uuid.UUID
+    consult_id: uuid.UUID
+    user_id: uuid.UUID
+    role: str
+    invited_by: uuid.UUID
+    created_at: datetime

@@ -16,6 +16,7 @@ from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
 from consults import access, notify
+from signaling import control
 from consults.escalation import advance, close_pending
 from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
 from consults.lifecycle import ALLOWED_FROM
@@ -85,6 +86,7 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     consult.status, consult.cancelled_at, consult.updated_at = Status.cancelled, now, now
     await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
     await notify.status_changed(session, consult)
+    control.close_room(session, consult.id, "The consult was cancelled")
     await record(session, actor=actor, action="consult.cancel", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)

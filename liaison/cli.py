@@ -17,9 +17,11 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
     """Serve the API on HOST:PORT (settings by default)."""
     import uvicorn
 
+    from api.app import uvicorn_options
+
     s = get_settings()
-    uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers,
-                ws_per_message_deflate=False, proxy_headers=False, log_level="info")
+    uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers, log_level="info",
+                **uvicorn_options(s))
 
 
 @app.command()

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.context import AuthContext
@@ -15,6 +16,7 @@ from auth.models import User
 from auth.principal import Actor
 from auth.scope import ensure_own_org
 from auth.service import revoke_user_sessions
+from signaling import control
 from orgs.exceptions import NameTaken, RoleNotGrantable
 from orgs.models import Organization
 from orgs.schemas import GRANTABLE, UserPatch
@@ -92,11 +94,12 @@ async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, 
         user.roles = _grantable(patch.roles)
     if patch.is_active is False and user.is_active:
         await revoke_user_sessions(session, user_id=user.id, reason="disabled")
+        control.close_user(session, user.id, "Your account was disabled")
     if patch.is_active is not None:
         user.is_active = patch.is_active
     user.updated_at = datetime.now(timezone.utc)
     await record(session, actor=actor, action="user.update", org_id=org_id, resource_type="user", resource_id=user.id)
-    await session.commit()
+    await commit(session)
     return user
 
 

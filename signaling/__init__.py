@@ -1,1 +1,1 @@
-"""WebRTC signaling (to come)."""
+"""WebRTC signaling: call tokens, rooms, the WebSocket relay, pre-call checks."""

@@ -10,7 +10,7 @@ import httpx
 import uvicorn
 import websockets
 
-from api.app import create_app
+from api.app import create_app, uvicorn_options
 from rosters.models import Roster, Shift, SpecialistProfile
 
 
@@ -19,7 +19,7 @@ async def serve(settings):
     """Start the app under uvicorn on a free port; yield (app, base_url)."""
     app = create_app(settings)
     config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                            ws_per_message_deflate=False)
+                            **uvicorn_options(settings))
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):

@@ -10,6 +10,7 @@ import consults.models  # noqa: F401
 import events.models  # noqa: F401
 import orgs.models  # noqa: F401
 import rosters.models  # noqa: F401
+import signaling.models  # noqa: F401
 
 target_metadata = SQLModel.metadata
 

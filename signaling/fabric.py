@@ -1,0 +1,31 @@
+"""How a node reaches peers on other nodes. The single-node fabric knows none; the Redis one
+(signaling.redis_fabric) shares room membership and forwards messages between nodes."""
+
+from collections.abc import Awaitable, Callable
+
+Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message) -> delivered here?
+
+
+class LocalFabric:
+    """One process: every peer is local, so there is nothing to share or forward."""
+
+    async def start(self, deliver: Deliver, expire_remote: Callable[[str, dict], Awaitable[None]]) -> None:
+        return None
+
+    async def stop(self) -> None:
+        return None
+
+    async def remote_peers(self, room: str) -> list[dict]:
+        return []
+
+    async def joined(self, room: str, peer: dict) -> None:
+        return None
+
+    async def left(self, room: str, peer: dict) -> None:
+        return None
+
+    async def forward(self, room: str, to: str, message: dict) -> bool:
+        return False
+
+    async def broadcast(self, room: str, message: dict) -> None:
+        return None

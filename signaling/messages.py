@@ -1,0 +1,116 @@
+"""Wire messages, parsed once at the edge into typed values; nothing past here sees raw JSON.
+
+Hand-written checks rather than a schema library: this is the relay's hot path, and each check
+here is a type test and a length test.
+"""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+MAX_SDP = 60_000
+MAX_CANDIDATE = 2_000
+MAX_ID = 64
+
+
+class ProtocolError(Exception):
+    """A message the server will not act on; `code` is stable and goes to the client."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True, slots=True)
+class Join:
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class Resume:
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
+class Relay:
+    """offer, answer or candidate: forwarded to `to`, stamped with the sender's peer id."""
+
+    kind: str
+    to: str
+    body: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Leave:
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Ping:
+    pass
+
+
+Message = Join | Resume | Relay | Leave | Ping
+
+
+def parse(raw: str | bytes) -> Message:
+    """Parse one client frame; ProtocolError on anything malformed."""
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ProtocolError("bad_json", "Messages are JSON objects") from None
+    if not isinstance(data, dict):
+        raise ProtocolError("bad_message", "Messages are JSON objects")
+    kind = data.get("type")
+    parser = _PARSERS.get(kind) if isinstance(kind, str) else None
+    if parser is None:
+        raise ProtocolError("unknown_type", f"Unknown message type {str(kind)[:20]!r}")
+    return parser(data)
+
+
+def _string(data: dict, key: str, limit: int, *, required: bool = True) -> str | None:
+    value = data.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or len(value) > limit or (required and not value):
+        raise ProtocolError("bad_message", f"'{key}' must be a string of at most {limit} characters")
+    return value
+
+
+def _join(data: dict) -> Join:
+    return Join(_string(data, "token", 8192))
+
+
+def _resume(data: dict) -> Resume:
+    return Resume(_string(data, "resume", 128))
+
+
+def _sdp(data: dict) -> Relay:
+    sdp = _string(data, "sdp", MAX_SDP)
+    if not sdp.startswith("v=0"):
+        raise ProtocolError("bad_sdp", "An SDP starts with 'v=0'")
+    return Relay(data["type"], _string(data, "to", MAX_ID), {"sdp": sdp})
+
+
+def _candidate(data: dict) -> Relay:
+    # An empty candidate string is the end-of-candidates marker browsers send.
+    candidate = data.get("candidate")
+    if not isinstance(candidate, str) or len(candidate) > MAX_CANDIDATE or (candidate and not candidate.startswith("candidate:")):
+        raise ProtocolError("bad_candidate", "'candidate' is an ICE candidate line starting with 'candidate:'")
+    mid, index = data.get("sdpMid"), data.get("sdpMLineIndex")
+    if mid is not None and (not isinstance(mid, str) or len(mid) > MAX_ID):
+        raise ProtocolError("bad_candidate", "'sdpMid' is a short string")
+    if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024):
+        raise ProtocolError("bad_candidate", "'sdpMLineIndex' is a small integer")
+    return Relay("candidate", _string(data, "to", MAX_ID), {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index})
+
+
+_PARSERS = {
+    "join": _join, "resume": _resume, "offer": _sdp, "answer": _sdp, "candidate": _candidate,
+    "leave": lambda _: Leave(), "ping": lambda _: Ping(),
+}
+
+
+def error(code: str, message: str) -> dict[str, str]:
+    return {"type": "error", "code": code, "message": message}

@@ -1,0 +1,109 @@
+"""Rooms and peers of one node, as pure state: time comes in as an argument, effects go out as
+values (`Send`), and nothing here touches a socket, Redis or the clock."""
+
+import secrets
+from collections import deque
+from dataclasses import dataclass, field
+
+from signaling.messages import ProtocolError, Relay
+
+
+@dataclass
+class Peer:
+    peer_id: str
+    user_id: str
+    org_id: str
+    room: str
+    secret: str
+    connected: bool = True
+    detached_at: float | None = None
+    buffer: deque = field(default_factory=deque)
+
+    def public(self) -> dict[str, str]:
+        return {"peer_id": self.peer_id, "user_id": self.user_id}
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    peer_id: str
+    message: dict
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_peers: int = 6
+    grace_seconds: float = 30.0
+    buffer_messages: int = 256
+
+
+class Rooms:
+    """Join, relay, detach, resume, leave and expire; `remote` counts are supplied by the caller."""
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        self.rooms: dict[str, dict[str, Peer]] = {}
+        self._by_secret: dict[str, Peer] = {}
+
+    def peers(self, room: str) -> list[Peer]:
+        return list(self.rooms.get(room, {}).values())
+
+    def join(self, *, room: str, user_id: str, org_id: str, remote_count: int = 0) -> tuple[Peer, list[Send]]:
+        """A new peer in the room; the room's other local peers hear `peer-joined`."""
+        present = self.rooms.setdefault(room, {})
+        if len(present) + remote_count >= self.limits.max_peers:
+            if not present:
+                del self.rooms[room]
+            raise ProtocolError("room_full", f"A call holds at most {self.limits.max_peers} peers")
+        peer = Peer(secrets.token_hex(8), user_id, org_id, room, secrets.token_urlsafe(24))
+        announce = [Send(p.peer_id, {"type": "peer-joined", **peer.public()}) for p in present.values() if p.connected]
+        present[peer.peer_id] = peer
+        self._by_secret[peer.secret] = peer
+        return peer, announce
+
+    def relay(self, sender: Peer, msg: Relay) -> list[Send]:
+        """Forward to a local peer of the same room (buffered while it is away); [] if not local."""
+        target = self.rooms.get(sender.room, {}).get(msg.to)
+        if target is None or target is sender:
+            return []
+        return self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
+
+    def deliver(self, target: Peer, message: dict) -> list[Send]:
+        if target.connected:
+            return [Send(target.peer_id, message)]
+        if len(target.buffer) >= self.limits.buffer_messages:
+            raise ProtocolError("peer_buffer_full", "The peer is reconnecting and its buffer is full")
+        target.buffer.append(message)
+        return []
+
+    def local(self, room: str, peer_id: str) -> Peer | None:
+        return self.rooms.get(room, {}).get(peer_id)
+
+    def detach(self, peer: Peer, now: float) -> None:
+        """The socket is gone; the peer keeps its place for the grace period."""
+        peer.connected, peer.detached_at = False, now
+
+    def resume(self, secret: str, now: float) -> tuple[Peer, list[dict]]:
+        """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
+        it gets what was buffered meanwhile, in order."""
+        peer = self._by_secret.get(secret)
+        if peer is None or now - (peer.detached_at or now) > self.limits.grace_seconds:
+            raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
+        peer.connected, peer.detached_at = True, None
+        queued, peer.buffer = list(peer.buffer), deque()
+        return peer, queued
+
+    def leave(self, peer: Peer) -> list[Send]:
+        """Remove the peer; the others hear `peer-left`."""
+        present = self.rooms.get(peer.room, {})
+        if present.pop(peer.peer_id, None) is None:
+            return []
+        self._by_secret.pop(peer.secret, None)
+        if not present:
+            del self.rooms[peer.room]
+        return [Send(p.peer_id, {"type": "peer-left", **peer.public()}) for p in present.values() if p.connected]
+
+    def expired(self, now: float) -> list[Peer]:
+        """Detached peers whose grace period is over (the caller makes them leave)."""
+        grace = self.limits.grace_seconds
+        return [p for room in self.rooms.values() for p in room.values()
+                if not p.connected and now - (p.detached_at or now) > grace]

@@ -1,0 +1,42 @@
+"""Call tokens, pre-call checks, and the signaling WebSocket."""
+
+import uuid
+
+from fastapi import APIRouter, Depends, Request, WebSocket
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from api.db import get_session
+from auth.context import AuthContext
+from auth.dependencies import auth_context, require_user
+from auth.principal import Actor
+from signaling import service
+from signaling.schemas import CallTokenOut
+
+router = APIRouter(tags=["calls"])
+
+
+def _signaling_url(request: Request) -> str:
+    scheme = "wss" if request.url.scheme == "https" else "ws"
+    return f"{scheme}://{request.url.netloc}/api/v1/signaling"
+
+
+@router.post("/consults/{consult_id}/call-token", response_model=CallTokenOut)
+async def call_token(consult_id: uuid.UUID, request: Request, actor: Actor = Depends(require_user),
+                     session: AsyncSession = Depends(get_session), ctx: AuthContext = Depends(auth_context)):
+    """A short-lived, single-use token to join the consult's call, with the ICE servers to use."""
+    return await service.call_token(session, ctx=ctx, actor=actor, consult_id=consult_id,
+                                    signaling_url=_signaling_url(request))
+
+
+@router.post("/precall", response_model=CallTokenOut)
+async def precall(request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)):
+    """A token for an echo room where a server-side peer reports round-trip time, loss and bitrate."""
+    answer = await service.precall_token(ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
+    await request.app.state.precall.expect(answer["room"])
+    return answer
+
+
+@router.websocket("/signaling")
+async def signaling(ws: WebSocket) -> None:
+    """First message {"type": "join", "token"} or {"type": "resume", "resume"}; then offer/answer/candidate."""
+    await ws.app.state.signaling.handle(ws)

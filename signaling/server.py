@@ -1,0 +1,259 @@
+"""The signaling WebSocket: the one module that owns sockets. Everything it decides, it asks of
+signaling.rooms (pure state) and signaling.messages (parsing); it only moves bytes and keeps time."""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections import Counter
+
+from fastapi import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocketState
+
+from signaling import service, tokens
+from signaling.fabric import LocalFabric
+from signaling.ice import ice_servers
+from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, error, parse
+from signaling.rooms import Limits, Peer, Rooms, Send
+
+log = logging.getLogger("liaison.signaling")
+CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
+
+
+class Bucket:
+    """Token bucket: `rate` messages a second, up to `burst` at once."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+class SignalingServer:
+    """This node's signaling: its rooms, its sockets, and the fabric to the other nodes."""
+
+    def __init__(self, *, settings, auth, sessions, redis, fabric=None) -> None:
+        self.s, self.auth, self.sessions = settings, auth, sessions
+        self.rooms = Rooms(Limits(settings.signaling_max_peers, settings.signaling_grace_seconds,
+                                  settings.signaling_buffer_messages))
+        self.sockets: dict[str, WebSocket] = {}
+        self.grants: dict[str, tokens.CallGrant] = {}
+        self.per_user: Counter[str] = Counter()
+        self.used = tokens.UsedTokens(redis)
+        self.fabric = fabric or LocalFabric()
+        self._sweeper: asyncio.Task | None = None
+
+    async def start(self) -> None:
+        await self.fabric.start(self._deliver_remote, self._remote_expired)
+        self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
+
+    async def stop(self) -> None:
+        if self._sweeper:
+            self._sweeper.cancel()
+        for ws in list(self.sockets.values()):
+            with contextlib.suppress(Exception):
+                await ws.close(CLOSE_AWAY, "server shutting down")
+        await self.fabric.stop()
+
+    async def handle(self, ws: WebSocket) -> None:
+        """One client connection, from the Origin check to the last message."""
+        origin = ws.headers.get("origin")
+        if origin is not None and origin not in self.s.allowed_origins:
+            await ws.close(CLOSE_POLICY)  # before accept: the client sees HTTP 403
+            return
+        await ws.accept()
+        peer = await self._admit(ws)
+        if peer is None:
+            return
+        try:
+            await self._serve(ws, peer)
+        finally:
+            await self._lost(ws, peer)
+
+    async def _admit(self, ws: WebSocket) -> Peer | None:
+        try:
+            raw = await asyncio.wait_for(ws.receive_text(), self.s.signaling_join_timeout)
+            msg = parse(raw)
+            if isinstance(msg, Join):
+                return await self._join(ws, msg)
+            if isinstance(msg, Resume):
+                return await self._resume(ws, msg)
+            raise ProtocolError("join_first", "The first message is join (with a call token) or resume")
+        except ProtocolError as exc:
+            await self._refuse(ws, exc.code, exc.message)
+        except asyncio.TimeoutError:
+            await self._refuse(ws, "join_timeout", "No join within the time allowed")
+        except (WebSocketDisconnect, RuntimeError):
+            pass
+        return None
+
+    async def _join(self, ws: WebSocket, msg: Join) -> Peer:
+        grant = tokens.check(self.auth, msg.token)
+        await self.used.spend(grant)
+        async with self.sessions() as session:
+            if not await service.may_join(session, grant=grant):
+                raise ProtocolError("call_closed", "This consult no longer allows calls for you")
+        if self.per_user[grant.user_id] >= self.s.signaling_connections_per_user:
+            raise ProtocolError("too_many_connections", "Too many signaling connections for this user")
+        remote = await self.fabric.remote_peers(grant.room)
+        peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
+                                         remote_count=len(remote))
+        self._attach(ws, peer, grant)
+        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
+        await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+                                       "peers": others, "ice_servers": ice_servers(self.s, grant.user_id, int(time.time()))}))
+        await self._send_all(announce)
+        await self.fabric.joined(peer.room, peer.public())
+        await self._record(service.joined, grant=grant, peer_id=peer.peer_id)
+        return peer
+
+    async def _resume(self, ws: WebSocket, msg: Resume) -> Peer:
+        peer, queued = self.rooms.resume(msg.secret, time.monotonic())
+        old = self.sockets.get(peer.peer_id)
+        self._attach(ws, peer, self.grants[peer.peer_id], count=old is None)
+        if old is not None:  # the old link is half-open; this one takes its place
+            with contextlib.suppress(Exception):
+                await old.close(CLOSE_NORMAL, "resumed on another connection")
+        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + await self.fabric.remote_peers(peer.room)
+        await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+                                       "peers": others, "resumed": True, "ice_servers": ice_servers(
+                                           self.s, peer.user_id, int(time.time()))}))
+        for message in queued:
+            await ws.send_text(json.dumps(message))
+        return peer
+
+    def _attach(self, ws: WebSocket, peer: Peer, grant: tokens.CallGrant, count: bool = True) -> None:
+        self.sockets[peer.peer_id] = ws
+        self.grants[peer.peer_id] = grant
+        if count:
+            self.per_user[peer.user_id] += 1
+
+    async def _serve(self, ws: WebSocket, peer: Peer) -> None:
+        bucket, limit = Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst), self.s.signaling_max_message_bytes
+        dropped = 0
+        while True:
+            try:
+                raw = await asyncio.wait_for(ws.receive_text(), self.s.signaling_idle_timeout)
+            except asyncio.TimeoutError:
+                await self._refuse(ws, "idle_timeout", "No message within the idle timeout", CLOSE_AWAY)
+                return
+            if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
+                await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
+                return
+            if not bucket.take():
+                dropped += 1
+                if dropped > self.s.signaling_rate_burst:
+                    await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
+                    return
+                await ws.send_text(json.dumps(error("rate_limited", "Too many messages; this one was dropped")))
+                continue
+            dropped = 0
+            if not await self._on_message(ws, peer, raw):
+                return
+
+    async def _on_message(self, ws: WebSocket, peer: Peer, raw: str) -> bool:
+        """Act on one message; False when the peer is done."""
+        try:
+            msg = parse(raw)
+            if isinstance(msg, Relay):
+                await self._relay(peer, msg)
+            elif isinstance(msg, Ping):
+                await ws.send_text('{"type":"pong"}')
+            elif isinstance(msg, Leave):
+                await self._leave(peer)
+                await ws.close(CLOSE_NORMAL)
+                return False
+            else:
+                raise ProtocolError("already_joined", "This connection has already joined")
+        except ProtocolError as exc:
+            await ws.send_text(json.dumps(error(exc.code, exc.message)))
+        return True
+
+    async def _relay(self, peer: Peer, msg: Relay) -> None:
+        sends = self.rooms.relay(peer, msg)
+        if sends:
+            await self._send_all(sends)
+        elif self.rooms.local(peer.room, msg.to) is None:
+            message = {"type": msg.kind, "from": peer.peer_id, **msg.body}
+            if msg.to == peer.peer_id or not await self.fabric.forward(peer.room, msg.to, message):
+                raise ProtocolError("unknown_peer", "No such peer in this call")
+
+    async def _send_all(self, sends: list[Send]) -> None:
+        for send in sends:
+            ws = self.sockets.get(send.peer_id)
+            if ws is not None:
+                with contextlib.suppress(Exception):
+                    await ws.send_text(json.dumps(send.message))
+
+    async def _lost(self, ws: WebSocket, peer: Peer) -> None:
+        """The socket closed: a peer that did not leave keeps its place for the grace period."""
+        if self.sockets.get(peer.peer_id) is not ws:
+            return  # already replaced by a resumed connection, or gone
+        del self.sockets[peer.peer_id]
+        self.per_user[peer.user_id] -= 1
+        if self.rooms.local(peer.room, peer.peer_id) is not None:
+            self.rooms.detach(peer, time.monotonic())
+
+    async def _leave(self, peer: Peer) -> None:
+        await self._send_all(self.rooms.leave(peer))
+        await self.fabric.left(peer.room, peer.public())
+        grant = self.grants.pop(peer.peer_id, None)
+        await self._record(service.left, consult_id=grant.consult_id if grant else None, peer_id=peer.peer_id)
+
+    async def _sweep(self) -> None:
+        while True:
+            await asyncio.sleep(min(1.0, self.s.signaling_grace_seconds / 4))
+            for peer in self.rooms.expired(time.monotonic()):
+                await self._leave(peer)
+
+    async def close_room(self, room: str, reason: str) -> None:
+        """End a call from the server side (consult closed, agreement revoked)."""
+        for peer in self.rooms.peers(room):
+            await self._close_peer(peer, reason)
+
+    async def close_user(self, user_id: str, reason: str) -> None:
+        for room in list(self.rooms.rooms):
+            for peer in self.rooms.peers(room):
+                if peer.user_id == user_id:
+                    await self._close_peer(peer, reason)
+
+    async def _close_peer(self, peer: Peer, reason: str) -> None:
+        ws = self.sockets.pop(peer.peer_id, None)
+        await self._leave(peer)
+        if ws is not None:
+            self.per_user[peer.user_id] -= 1
+            with contextlib.suppress(Exception):
+                await ws.send_text(json.dumps(error("call_closed", reason)))
+                await ws.close(CLOSE_NORMAL, reason[:100])
+
+    async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
+        target = self.rooms.local(room, to)
+        if target is None:
+            return False
+        with contextlib.suppress(ProtocolError):
+            await self._send_all(self.rooms.deliver(target, message))
+        return True
+
+    async def _remote_expired(self, room: str, peer: dict) -> None:
+        await self._send_all([Send(p.peer_id, {"type": "peer-left", **peer}) for p in self.rooms.peers(room) if p.connected])
+
+    async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
+        with contextlib.suppress(Exception):
+            if ws.application_state == WebSocketState.CONNECTED:
+                await ws.send_text(json.dumps(error(code, message)))
+                await ws.close(close)
+
+    async def _record(self, fn, **kwargs) -> None:
+        try:
+            async with self.sessions() as session:
+                await fn(session, **kwargs)
+        except Exception:  # the call goes on even if its record could not be written; the log says so
+            log.exception("could not record call attendance")
