@@ -12,6 +12,7 @@ from auth.context import build_auth_context
 from auth.models import User
 from auth.startup import ensure_admin
 from orgs.models import Organization
+from rosters.models import Roster, Shift, SpecialistProfile
 
 DEMO_PASSWORD = "liaison-demo-2026"
 CIVILIAN, MILITARY = "Riverside General Hospital", "Joint Field Medical Command"
@@ -45,6 +46,8 @@ async def seed(settings: Settings) -> bool:
             await session.flush()
             admin = (await session.execute(select(User).where(User.username == "civ-admin"))).scalar_one()
             session.add_all([_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)])
+            await _on_call(session, mil, "mil-specialist", ["trauma-surgery", "burns"], ["en", "fr"])
+            await _on_call(session, civ, "civ-specialist", ["paediatrics", "radiology"], ["en", "es"])
             await session.commit()
             return True
     finally:
@@ -56,6 +59,19 @@ def _agreement(requesting: Organization, providing: Organization, specialties: l
     return Agreement(requesting_org_id=requesting.id, providing_org_id=providing.id, specialties=specialties,
                      valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=365),
                      status=AgreementStatus.active, proposed_by_org_id=by.org_id, created_by=by.id)
+
+
+async def _on_call(session, org: Organization, username: str, specialties: list[str], languages: list[str]) -> None:
+    """A profile, and a roster per specialty with this specialist on a 30-day tier-1 shift from now."""
+    user = (await session.execute(select(User).where(User.username == username))).scalar_one()
+    session.add(SpecialistProfile(user_id=user.id, org_id=org.id, specialties=specialties, languages=languages))
+    now = datetime.now(timezone.utc)
+    for specialty in specialties:
+        roster = Roster(org_id=org.id, specialty=specialty, name=f"{specialty.replace('-', ' ').title()} on call")
+        session.add(roster)
+        await session.flush()
+        session.add(Shift(roster_id=roster.id, org_id=org.id, specialist_id=user.id, tier=1, starts_at=now,
+                          ends_at=now + timedelta(days=30)))
 
 
 async def create_platform_admin(settings: Settings, username: str, password: str) -> bool:
