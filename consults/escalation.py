@@ -7,17 +7,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consults import notify, routing
 from consults.models import Consult, EscalationStep, Offer, Status
-from orgs.models import Organization
 
 DEFAULT_WINDOWS = {"emergent": 60, "urgent": 300, "routine": 4 * 3600}
 UNASSIGNED_RECHECK = 60
 
 
-async def window(session: AsyncSession, consult: Consult) -> int:
+def window(policy: dict | None, urgency: str) -> int:
     """Acknowledgement window in seconds, by urgency, from the requesting org's policy."""
-    query = select(Organization.escalation_windows).where(Organization.id == consult.org_id)
-    policy = (await session.execute(query)).scalar_one_or_none() or {}
-    return int(policy.get(consult.urgency, DEFAULT_WINDOWS[consult.urgency]))
+    return int((policy or {}).get(urgency, DEFAULT_WINDOWS[urgency]))
 
 
 def schedule(session: AsyncSession, consult: Consult, due_at: datetime) -> None:
@@ -36,11 +33,11 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
         if expired:
             await notify.offers_withdrawn(session, consult, expired, "expired")
         tried = set((await session.execute(select(Offer.specialist_id).where(Offer.consult_id == consult.id))).scalars())
-    candidates = await routing.eligible(session, consult=consult, now=now)
+    candidates, policy = await routing.eligible(session, consult=consult, now=now)
     start = 1 if consult.status == Status.unassigned else consult.level
     level, batch = routing.next_batch(candidates, consult=consult, tried=tried, from_level=start)
     if batch:
-        await _offer(session, consult, level, batch, now)
+        await _offer(session, consult, level, batch, now, window(policy, consult.urgency))
         return
     first_time = consult.status != Status.unassigned
     consult.status, consult.level, consult.updated_at = Status.unassigned, level, now
@@ -49,12 +46,13 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
         await notify.status_changed(session, consult, alert=True)
 
 
-async def _offer(session: AsyncSession, consult: Consult, level: int, batch: list[routing.Candidate], now: datetime) -> None:
+async def _offer(session: AsyncSession, consult: Consult, level: int, batch: list[routing.Candidate], now: datetime,
+                 seconds: int) -> None:
     session.add_all([Offer(consult_id=consult.id, specialist_id=c.user_id, org_id=c.org_id, level=level) for c in batch])
     changed = consult.status != Status.offered
     consult.status, consult.level, consult.updated_at = Status.offered, level, now
     consult.first_offered_at = consult.first_offered_at or now
-    due = now + timedelta(seconds=await window(session, consult))
+    due = now + timedelta(seconds=seconds)
     schedule(session, consult, due)
     await notify.offers_made(session, consult, [c.user_id for c in batch], due)
     if changed:

@@ -15,6 +15,7 @@ from agreements.service import partner_orgs
 from auth.models import User
 from consults.lifecycle import HELD
 from consults.models import Consult
+from orgs.models import Organization
 from rosters.models import Availability, Roster, Shift, SpecialistProfile
 
 LAST_LEVEL = 3
@@ -55,8 +56,9 @@ def next_batch(candidates: list[Candidate], *, consult: Consult, tried: set[uuid
     return LAST_LEVEL + 1, []
 
 
-async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) -> list[Candidate]:
-    """On a shift now for the specialty, in the org or a partner, available, active, under their limit."""
+async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) -> tuple[list[Candidate], dict | None]:
+    """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
+    with the requesting org's escalation policy, read in the same round trip."""
     orgs = [consult.org_id, *await partner_orgs(session, requesting_org_id=consult.org_id,
                                                 specialty=consult.specialty, at=now)]
     load = (select(Consult.assigned_to, func.count().label("n")).where(Consult.status.in_(HELD))
@@ -66,12 +68,16 @@ async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) ->
                 .where(Roster.specialty == consult.specialty, Shift.org_id.in_(orgs), Shift.starts_at <= now,
                        Shift.ends_at > now, Shift.specialist_id != consult.requester_id)
                 .group_by(Shift.specialist_id, Shift.org_id).subquery())
+    policy = select(Organization.escalation_windows).where(Organization.id == consult.org_id).scalar_subquery()
     rows = (await session.execute(
         select(on_shift.c.uid, on_shift.c.org, on_shift.c.tier, SpecialistProfile.languages,
-               func.coalesce(load.c.n, 0), SpecialistProfile.max_concurrent, SpecialistProfile.last_assigned_at)
+               func.coalesce(load.c.n, 0), SpecialistProfile.max_concurrent, SpecialistProfile.last_assigned_at,
+               policy)
         .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
         .join(User, User.id == on_shift.c.uid)
         .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
         .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
     )).all()
-    return [Candidate(uid, org, tier, tuple(langs or ()), n, last) for uid, org, tier, langs, n, cap, last in rows if n < cap]
+    candidates = [Candidate(uid, org, tier, tuple(langs or ()), n, last) for uid, org, tier, langs, n, cap, last, _ in rows
+                  if n < cap]
+    return candidates, (rows[0][-1] if rows else None)
