@@ -1,0 +1,63 @@
+"""The events socket: authentication first, delivery, and replay from a last event id."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+
+from tests.conftest import make_settings, reset_env, seed_world
+from tests.live import EventClient, http, put_on_call, serve
+
+CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
+
+
+@pytest.fixture
+async def live(env):
+    await reset_env(env)
+    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
+        async with http(host) as client:
+            w = await seed_world(app, client)
+            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                              specialty="trauma-surgery")
+            yield app, host, w
+
+
+async def test_missed_events_are_replayed_after_reconnect(live):
+    app, host, w = live
+    token = await w.token("b-specialist")
+    async with EventClient.connect(host, token) as events:
+        first = (await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+        seen = await events.wait_for("offer.created", consult_id=first["id"])
+    missed = [(await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()["id"]
+              for _ in range(3)]  # while the specialist is away
+    async with EventClient.connect(host, token, last_event_id=seen["id"]) as events:
+        for cid in missed:
+            await events.wait_for("offer.created", consult_id=cid)
+        replayed = [e for e in events.events if e.get("event") == "offer.created"]
+        assert [e["consult_id"] for e in replayed] == missed  # in order, and not the one already seen
+        assert all(e["id"] > seen["id"] for e in replayed)
+
+
+async def test_coordinators_hear_the_queue_and_others_only_their_own(live):
+    app, host, w = live
+    async with EventClient.connect(host, await w.token("a-coordinator")) as coord, \
+            EventClient.connect(host, await w.token("c-specialist")) as outsider:
+        created = (await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+        await coord.wait_for("queue.changed", consult_id=created["id"])
+        await asyncio.sleep(0.3)
+        assert not [e for e in outsider.events if e.get("type") == "event"]
+
+
+@pytest.mark.parametrize("first", [None, "not json", json.dumps({"type": "auth", "token": "forged"}),
+                                   json.dumps({"type": "subscribe"})])
+async def test_authentication_is_the_first_message(live, first):
+    app, host, w = live
+    async with websockets.connect(f"ws://{host}/api/v1/events", compression=None) as ws:
+        if first is not None:
+            await ws.send(first)
+        reply = json.loads(await asyncio.wait_for(ws.recv(), 10))
+        assert reply["type"] == "error" and reply["code"] in ("invalid_token", "auth_required")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 5)
+        assert closed.value.rcvd.code == 1008

@@ -1,0 +1,23 @@
+"""Start-up refuses weak signing keys outside development."""
+
+import pytest
+from pydantic import ValidationError
+
+from api.settings import DEV_SECRET, Settings
+
+
+@pytest.mark.parametrize("secret", [DEV_SECRET, "short-secret", "x" * 31])
+def test_weak_secret_refused_outside_development(secret):
+    with pytest.raises(ValidationError, match="at least 32 bytes"):
+        Settings(environment="production", jwt_secret=secret)
+    Settings(environment="development", jwt_secret=secret)  # a laptop may use the default
+
+
+def test_asymmetric_needs_a_key():
+    with pytest.raises(ValidationError, match="PRIVATE_KEY"):
+        Settings(environment="production", jwt_algorithm="RS256")
+
+
+def test_access_tokens_live_at_most_fifteen_minutes():
+    with pytest.raises(ValidationError):
+        Settings(access_token_ttl=901)
