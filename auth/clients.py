@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.errors import InvalidInput
 from audit.service import record
+from auth.attempts import admit, succeeded
 from auth.context import AuthContext
 from auth.exceptions import InvalidClient, InvalidScope, UnsupportedGrant
 from auth.models import IntegrationClient
@@ -52,11 +53,15 @@ async def grant(session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: 
     if form.get("grant_type") != "client_credentials":
         raise UnsupportedGrant("grant_type must be client_credentials")
     client_id, secret = _credentials(form, authorization)
+    id_key, addr_key = f"client:id:{client_id}", f"client:addr:{actor.client_addr}"
+    await admit(session, ctx=ctx, actor=actor, action="auth.client_token", keys=(
+        (id_key, ctx.settings.login_max_failures), (addr_key, ctx.settings.login_max_failures_per_address)))
     client = await session.get(IntegrationClient, client_id) if client_id else None
     if client is None or not client.is_active or not hmac.compare_digest(client.secret_hash, _digest(secret)):
         await record(session, actor=actor, action="auth.client_token", outcome="failure", reason="bad_client")
         await session.commit()
         raise InvalidClient()
+    await succeeded(ctx, identity_key=id_key, address_key=addr_key)
     asked = set(form.get("scope", "").split()) or set(client.scopes)
     if not asked <= set(client.scopes):
         raise InvalidScope()

@@ -8,8 +8,8 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.errors import TooManyRequests
 from audit.service import record
+from auth.attempts import admit, succeeded
 from auth.context import AuthContext
 from auth.exceptions import InvalidCredentials, InvalidTokenError
 from auth.models import AuthSession, RefreshToken, User
@@ -20,16 +20,9 @@ from auth.tokens import InvalidToken, new_jti, verify
 
 async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, username: str, password: str) -> TokenPair:
     """Check a password, rate-limited per username and per address, and open a sign-in session."""
-    keys = (f"login:user:{username.lower()}", f"login:addr:{actor.client_addr}")
-    limits = (ctx.settings.login_max_failures, ctx.settings.login_max_failures_per_address)
-    for key, limit in zip(keys, limits):
-        if (wait := await ctx.limiter.retry_after(key, limit)) is not None:
-            raise await _rate_limited(session, actor, wait)
-    # Count the attempt as a failure before judging it, so that simultaneous guesses cannot all pass the
-    # check above; one over the limit is refused, and a success takes its count back.
-    for key, limit in zip(keys, limits):
-        if await ctx.limiter.fail(key) > limit:
-            raise await _rate_limited(session, actor, await ctx.limiter.retry_after(key, limit) or 1)
+    user_key, addr_key = f"login:user:{username.lower()}", f"login:addr:{actor.client_addr}"
+    await admit(session, ctx=ctx, actor=actor, action="auth.login", keys=(
+        (user_key, ctx.settings.login_max_failures), (addr_key, ctx.settings.login_max_failures_per_address)))
     user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
     ok = await ctx.passwords.verify(user.password_hash if user else None, password)
     if not (ok and user and user.is_active):
@@ -37,8 +30,7 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
                      org_id=user.org_id if user else None, reason="bad_credentials")
         await session.commit()
         raise InvalidCredentials()
-    await ctx.limiter.clear(keys[0])
-    await ctx.limiter.forgive(keys[1])
+    await succeeded(ctx, identity_key=user_key, address_key=addr_key)
     signin = AuthSession(user_id=user.id)
     session.add(signin)
     await session.flush()  # the refresh token row points at it
@@ -47,12 +39,6 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
                  resource_type="user", resource_id=user.id)
     await session.commit()
     return pair
-
-
-async def _rate_limited(session: AsyncSession, actor: Actor, wait: int) -> TooManyRequests:
-    await record(session, actor=actor, action="auth.login", outcome="denied", reason="rate_limited")
-    await session.commit()
-    return TooManyRequests(wait)
 
 
 async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:

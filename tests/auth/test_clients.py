@@ -205,3 +205,19 @@ async def test_client_token_cannot_refresh_or_sign_in_as_a_user(world, reader):
     token = await token_for(world, reader)
     resp = await world.client.post("/api/v1/auth/refresh", json={"refresh_token": token})
     assert_problem(resp, 401, "invalid_token")
+
+
+async def test_client_secret_guessing_is_limited(world):
+    admin = await world.headers("a-org_admin")
+    made = (await world.client.post(f"/api/v1/orgs/{world.orgs['A']}/clients", json={"name": "app", "scopes": []},
+                                    headers=admin)).json()
+    limit = 10  # the default LIAISON_LOGIN_MAX_FAILURES, in a 300 s window
+    codes = []
+    for _ in range(limit + 3):
+        resp = await world.client.post("/api/v1/auth/token", data={
+            "grant_type": "client_credentials", "client_id": made["id"], "client_secret": "guess"})
+        codes.append(resp.status_code)
+    assert codes[:limit] == [401] * limit and set(codes[limit:]) == {429}
+    right = await world.client.post("/api/v1/auth/token", data={
+        "grant_type": "client_credentials", "client_id": made["id"], "client_secret": made["client_secret"]})
+    assert right.status_code == 429  # the right secret waits out the window too

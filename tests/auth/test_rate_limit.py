@@ -145,3 +145,4 @@ async def test_successes_do_not_use_up_an_address(app, world):
         # One failure left before the address's limit: the successes took nothing from it.
         assert (await attempt(ward, "nobody-else")).status_code == 401
         assert_limited(await attempt(ward, "a-clinician", PASSWORD))
+
