@@ -15,6 +15,7 @@ LATENCY = Histogram(
     "liaison_http_request_seconds", "HTTP request latency", ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
+API_PREFIX = "/api/v1"
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
@@ -78,6 +79,8 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", "unmatched")
+            route = getattr(scope.get("route"), "path", None)
+            # Included routers report their own path; every router of ours is mounted under /api/v1.
+            route = "unmatched" if route is None else (API_PREFIX + route if scope["path"].startswith(API_PREFIX) else route)
             REQUESTS.labels(scope["method"], route, str(status[0])).inc()
             LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)

@@ -320,9 +320,9 @@ async def test_metrics_count_requests_by_route_template(world):
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
     assert "# TYPE liaison_http_requests_total counter" in text
-    # Labelled by route template (with or without the /api/v1 mount prefix), never by the concrete path.
+    # Labelled by the full route template, never by the concrete path.
     for method, route in (("GET", r"/orgs/\{org_id\}"), ("POST", "/auth/login")):
-        pattern = rf'liaison_http_requests_total\{{method="{method}",route="(/api/v1)?{route}",status="200"\}} [1-9]'
+        pattern = rf'liaison_http_requests_total\{{method="{method}",route="/api/v1{route}",status="200"\}} [1-9]'
         assert re.search(pattern, text), pattern
     assert str(world.orgs["A"]) not in text  # ids never become labels
 
