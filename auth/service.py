@@ -8,6 +8,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import commit
 from audit.service import record
 from auth.attempts import admit, succeeded
 from auth.context import AuthContext
@@ -16,6 +17,7 @@ from auth.models import AuthSession, RefreshToken, User
 from auth.principal import Actor
 from auth.schemas import TokenPair
 from auth.tokens import InvalidToken, new_jti, verify
+from events.control import session_ended
 
 
 async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, username: str, password: str) -> TokenPair:
@@ -58,16 +60,17 @@ async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, toke
     user = await session.get(User, signin.user_id)
     if claimed.rowcount != 1:
         await _revoke(session, signin.id, "refresh_reuse")
+        session_ended(session, signin.id, "Refresh token reused: the sign-in was revoked")
         await record(session, actor=_as_user(actor, user), action="auth.refresh", outcome="denied",
                      org_id=user.org_id, reason="refresh_token_reuse")
-        await session.commit()
+        await commit(session)
         raise InvalidTokenError("Refresh token already used; the sign-in session is revoked")
     if not user.is_active:
         raise InvalidTokenError()
     pair = _issue_pair(session, ctx=ctx, user=user, session_id=signin.id)
     await record(session, actor=_as_user(actor, user), action="auth.refresh", org_id=user.org_id,
                  resource_type="user", resource_id=user.id)
-    await session.commit()
+    await commit(session)
     return pair
 
 
@@ -75,8 +78,9 @@ async def logout(session: AsyncSession, *, actor: Actor) -> None:
     """Revoke the caller's sign-in session: its access and refresh tokens stop working."""
     if actor.session_id is not None:
         await _revoke(session, actor.session_id, "logout")
+        session_ended(session, actor.session_id, "Signed out")
     await record(session, actor=actor, action="auth.logout", org_id=actor.org_id, resource_type="user", resource_id=actor.id)
-    await session.commit()
+    await commit(session)
 
 
 async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, reason: str) -> None:

@@ -6,6 +6,7 @@ from enum import Enum
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agreements.service import may_send
 from auth.exceptions import Hidden
 from auth.principal import Actor
 from auth.roles import Perm
@@ -18,19 +19,25 @@ class View(Enum):
 
 
 async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
-    """Requester, the requesting org's coordinators and the assignee see it all; anyone offered it, the summary."""
+    """Requester, the requesting org's coordinators, the assignee and participants see it all; anyone
+    offered it, the summary. Across orgs, only while an agreement still covers it."""
     if consult.org_id == actor.org_id and (actor.id == consult.requester_id or actor.can(Perm.consults_queue)):
         return View.full
-    if actor.id is not None and actor.id == consult.assigned_to:
+    view = await _involvement(session, actor, consult)
+    if view is not None and actor.org_id != consult.org_id and not await may_send(
+            session, requesting_org_id=consult.org_id, providing_org_id=actor.org_id, specialty=consult.specialty):
+        return None  # a suspended or revoked agreement opens nothing, not even what it opened before
+    return view
+
+
+async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
+    if actor.kind != "user":
+        return None
+    if actor.id == consult.assigned_to or await _participant(session, consult.id, actor.id):
         return View.full
-    if actor.kind == "user" and await _participant(session, consult.id, actor.id):
-        return View.full
-    if actor.kind == "user":
-        offer = (await session.execute(select(Offer.id).where(
-            Offer.consult_id == consult.id, Offer.specialist_id == actor.id))).first()
-        if offer is not None:
-            return View.triage
-    return None
+    offer = (await session.execute(select(Offer.id).where(
+        Offer.consult_id == consult.id, Offer.specialist_id == actor.id))).first()
+    return View.triage if offer is not None else None
 
 
 async def _participant(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:

@@ -11,7 +11,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from auth.exceptions import InvalidTokenError
 from auth.identity import authenticate
+from auth.principal import Actor
 from events.bus import Subscription
+from events.control import SESSIONS, ends
 from events.models import channel_of_role, channel_of_user
 from events.service import missed
 
@@ -39,10 +41,10 @@ async def events_socket(ws: WebSocket) -> None:
     actor, last = hello
     bus = ws.app.state.bus
     channels = [channel_of_user(actor.id)] + [channel_of_role(actor.org_id, r) for r in sorted(actor.roles & ORG_ROLES)]
-    sub = bus.subscribe(channels)
+    sub = bus.subscribe(channels + [SESSIONS])
     try:
         await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": channels})
-        await _pump(ws, sub, last)
+        await _pump(ws, sub, channels, actor, last)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
@@ -80,14 +82,14 @@ class _Sent:
         return True
 
 
-async def _pump(ws: WebSocket, sub: Subscription, last: int | None) -> None:
+async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor: Actor, last: int | None) -> None:
     """Write events as they come, replaying from the store when reconnecting or after falling behind."""
     reader = asyncio.create_task(_read(ws))
     sent = _Sent()
     try:
         if last is not None:
             sent.high = last
-            await _replay(ws, sub.channels, sent)
+            await _replay(ws, channels, sent)
         while not reader.done():
             getter = asyncio.create_task(sub.queue.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -95,10 +97,16 @@ async def _pump(ws: WebSocket, sub: Subscription, last: int | None) -> None:
                 getter.cancel()
                 break
             event = getter.result()
+            if event["channel"] == SESSIONS:
+                if ends(event, user_id=str(actor.id), session_id=str(actor.session_id) if actor.session_id else None):
+                    await ws.send_json({"type": "error", "code": "session_ended", "message": event["reason"]})
+                    await ws.close(POLICY_VIOLATION)
+                    break
+                continue
             if sub.lagging:
                 sub.lagging = False
                 _drain(sub)
-                await _replay(ws, sub.channels, sent)
+                await _replay(ws, channels, sent)
             elif sent.fresh(event["id"]):
                 await ws.send_json(event)
     finally:

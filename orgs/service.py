@@ -16,7 +16,7 @@ from auth.models import User
 from auth.principal import Actor
 from auth.scope import ensure_own_org
 from auth.service import revoke_user_sessions
-from signaling import control
+from events.control import user_ended
 from orgs.exceptions import NameTaken, RoleNotGrantable
 from orgs.models import Organization
 from orgs.schemas import GRANTABLE, UserPatch
@@ -94,7 +94,7 @@ async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, 
         user.roles = _grantable(patch.roles)
     if patch.is_active is False and user.is_active:
         await revoke_user_sessions(session, user_id=user.id, reason="disabled")
-        control.close_user(session, user.id, "Your account was disabled")
+        user_ended(session, user.id, "Your account was disabled")
     if patch.is_active is not None:
         user.is_active = patch.is_active
     user.updated_at = datetime.now(timezone.utc)

@@ -61,3 +61,21 @@ async def test_authentication_is_the_first_message(live, first):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(ws.recv(), 5)
         assert closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize("how", ["logout", "disable"])
+async def test_socket_closes_when_the_sign_in_ends(live, how):
+    app, host, w = live
+    pair = await w.login("a-coordinator")
+    async with EventClient.connect(host, pair["access_token"]) as events:
+        if how == "logout":
+            done = await w.client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
+        else:
+            done = await w.client.patch(f"/api/v1/orgs/{w.orgs['A']}/users/{w.users['a-coordinator']}",
+                                        json={"is_active": False}, headers=await w.headers("a-org_admin"))
+        assert done.status_code in (200, 204)
+        reply = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
+        assert reply == {"type": "error", "code": "session_ended", "message": reply["message"]}
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(events.ws.recv(), 5)
+        assert closed.value.rcvd.code == 1008
