@@ -27,7 +27,9 @@ import signaling.router
 from consults.worker import EscalationWorker
 from events.bus import make_bus
 from signaling import control
+from signaling.fabric import LocalFabric
 from signaling.precall import PrecallRooms
+from signaling.redis_fabric import RedisFabric
 from signaling.server import SignalingServer
 
 log = logging.getLogger("liaison")
@@ -47,9 +49,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
             worker.start()
+        fabric = (RedisFabric(app.state.redis, presence_ttl=settings.signaling_presence_ttl)
+                  if app.state.redis is not None else LocalFabric())
         app.state.signaling = SignalingServer(settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker,
-                                              redis=app.state.redis)
-        app.state.precall = PrecallRooms()
+                                              redis=app.state.redis, fabric=fabric)
+        app.state.precall = PrecallRooms(app.state.signaling)
         await app.state.signaling.start()
         orders = asyncio.create_task(control.obey(app.state.bus, app.state.signaling), name="signaling-orders")
         try:

@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     signaling_connections_per_user: int = Field(default=4, ge=1)
     signaling_join_timeout: float = Field(default=5.0, gt=0)
     signaling_idle_timeout: float = Field(default=120.0, gt=0)
+    # Scaled: how long a node's peers stay present in Redis without its heartbeat (every ttl/3);
+    # a node that dies is noticed, and its peers announced gone, within about ttl + ttl/3.
+    signaling_presence_ttl: float = Field(default=10.0, ge=0.3, le=300)
     escalation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     admin_username: str | None = None
     admin_password: str | None = None

@@ -7,7 +7,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import after_commit
+from events.control import SESSIONS, order
 
 CHANNEL = "control:signaling"
 
@@ -17,33 +17,20 @@ def room_of(consult_id: uuid.UUID | str) -> str:
 
 
 def close_room(session: AsyncSession, consult_id: uuid.UUID, reason: str) -> None:
-    _order(session, {"action": "close_room", "room": room_of(consult_id), "reason": reason})
-
-
-def close_user(session: AsyncSession, user_id: uuid.UUID, reason: str) -> None:
-    _order(session, {"action": "close_user", "user_id": str(user_id), "reason": reason})
-
-
-def _order(session: AsyncSession, order: dict) -> None:
-    async def publish(s: AsyncSession) -> None:
-        bus = s.info.get("bus")
-        if bus is not None:
-            await bus.publish([{"channel": CHANNEL, "id": 0, **order}])
-
-    after_commit(session, publish)
+    order(session, CHANNEL, {"action": "close_room", "room": room_of(consult_id), "reason": reason})
 
 
 async def obey(bus, server) -> None:
     """Run forever: carry out the orders this node hears."""
-    sub = bus.subscribe([CHANNEL])
+    sub = bus.subscribe([CHANNEL, SESSIONS])  # a disabled user's calls end too
     try:
         while True:
-            order = await sub.queue.get()
+            heard = await sub.queue.get()
             with contextlib.suppress(Exception):
-                if order["action"] == "close_room":
-                    await server.close_room(order["room"], order["reason"])
-                elif order["action"] == "close_user":
-                    await server.close_user(order["user_id"], order["reason"])
+                if heard["action"] == "close_room":
+                    await server.close_room(heard["room"], heard["reason"])
+                elif heard["action"] == "close_user":
+                    await server.close_user(heard["user_id"], heard["reason"])
     except asyncio.CancelledError:
         bus.unsubscribe(sub)
         raise

@@ -18,7 +18,8 @@ class LocalFabric:
     async def remote_peers(self, room: str) -> list[dict]:
         return []
 
-    async def joined(self, room: str, peer: dict) -> None:
+    async def joined(self, room: str, peer: dict, known: list[dict] | None = None) -> None:
+        """A local peer joined the room, having been told `known` (what remote_peers answered)."""
         return None
 
     async def left(self, room: str, peer: dict) -> None:

@@ -58,7 +58,7 @@ def parse(raw: str | bytes) -> Message:
     """Parse one client frame; ProtocolError on anything malformed."""
     try:
         data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting fits in a small frame
         raise ProtocolError("bad_json", "Messages are JSON objects") from None
     if not isinstance(data, dict):
         raise ProtocolError("bad_message", "Messages are JSON objects")

@@ -82,11 +82,15 @@ class Rooms:
         """The socket is gone; the peer keeps its place for the grace period."""
         peer.connected, peer.detached_at = False, now
 
+    def find(self, secret: str) -> Peer | None:
+        """The peer a resume secret names, without resuming it."""
+        return self._by_secret.get(secret)
+
     def resume(self, secret: str, now: float) -> tuple[Peer, list[dict]]:
         """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
         it gets what was buffered meanwhile, in order."""
         peer = self._by_secret.get(secret)
-        if peer is None or now - (peer.detached_at or now) > self.limits.grace_seconds:
+        if peer is None or (peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds):
             raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
         peer.connected, peer.detached_at = True, None
         queued, peer.buffer = list(peer.buffer), deque()
@@ -106,4 +110,4 @@ class Rooms:
         """Detached peers whose grace period is over (the caller makes them leave)."""
         grace = self.limits.grace_seconds
         return [p for room in self.rooms.values() for p in room.values()
-                if not p.connected and now - (p.detached_at or now) > grace]
+                if not p.connected and p.detached_at is not None and now - p.detached_at > grace]

@@ -32,7 +32,7 @@ async def call_token(consult_id: uuid.UUID, request: Request, actor: Actor = Dep
 async def precall(request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)):
     """A token for an echo room where a server-side peer reports round-trip time, loss and bitrate."""
     answer = await service.precall_token(ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
-    await request.app.state.precall.expect(answer["room"])
+    await request.app.state.precall.expect(answer["room"], user_id=str(actor.id))
     return answer
 
 

@@ -7,6 +7,8 @@ import json
 import logging
 import time
 from collections import Counter
+from collections.abc import Awaitable
+from typing import TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
@@ -18,6 +20,7 @@ from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, 
 from signaling.rooms import Limits, Peer, Rooms, Send
 
 log = logging.getLogger("liaison.signaling")
+T = TypeVar("T")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
 
 
@@ -35,6 +38,40 @@ class Bucket:
             return False
         self.tokens -= 1
         return True
+
+
+class IdleTimeout:
+    """Awaits with a timeout, like asyncio.wait_for, but without its task (and loop hops) per message,
+    which cost the relay 40% of its CPU; one timer, pushed back lazily, cancels an await that has
+    waited `seconds`, and `receive` then raises TimeoutError."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds, self.loop, self.task = seconds, asyncio.get_running_loop(), asyncio.current_task()
+        self.since: float | None = None  # when the pending await began; None between awaits
+        self.fired = False
+        self.timer = self.loop.call_later(seconds, self._check)
+
+    async def receive(self, pending: Awaitable[T]) -> T:
+        self.since = self.loop.time()
+        try:
+            return await pending
+        except asyncio.CancelledError:
+            if self.fired and self.task.uncancel() == 0:
+                raise TimeoutError from None
+            raise
+        finally:
+            self.since = None
+
+    def _check(self) -> None:
+        now = self.loop.time()
+        if self.since is not None and now - self.since >= self.seconds:
+            self.fired = True
+            self.task.cancel()
+        else:
+            self.timer = self.loop.call_at((now if self.since is None else self.since) + self.seconds, self._check)
+
+    def cancel(self) -> None:
+        self.timer.cancel()
 
 
 class SignalingServer:
@@ -75,12 +112,22 @@ class SignalingServer:
             return
         try:
             await self._serve(ws, peer)
+        except WebSocketDisconnect:
+            pass  # the client went away: the end of a connection, not an application error
         finally:
             await self._lost(ws, peer)
 
+    @staticmethod
+    async def _receive(ws: WebSocket) -> str | bytes:
+        """The next frame, text or binary (receive_text raises KeyError on a binary frame)."""
+        message = await ws.receive()
+        if message["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(message.get("code", 1000), message.get("reason"))
+        return message["text"] if message.get("text") is not None else message.get("bytes") or b""
+
     async def _admit(self, ws: WebSocket) -> Peer | None:
         try:
-            raw = await asyncio.wait_for(ws.receive_text(), self.s.signaling_join_timeout)
+            raw = await asyncio.wait_for(self._receive(ws), self.s.signaling_join_timeout)
             msg = parse(raw)
             if isinstance(msg, Join):
                 return await self._join(ws, msg)
@@ -108,26 +155,43 @@ class SignalingServer:
                                          remote_count=len(remote))
         self._attach(ws, peer, grant)
         others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
-        await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
-                                       "peers": others, "ice_servers": ice_servers(self.s, grant.user_id, int(time.time()))}))
+        try:
+            await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+                                           "peers": others, "ice_servers": ice_servers(self.s, grant.user_id, int(time.time()))}))
+        except Exception:  # gone before it heard it joined: it holds no place and no connection
+            await self._lost(ws, peer)
+            self.rooms.leave(peer)
+            self.grants.pop(peer.peer_id, None)
+            raise
         await self._send_all(announce)
-        await self.fabric.joined(peer.room, peer.public())
+        await self.fabric.joined(peer.room, peer.public(), known=remote)
         await self._record(service.joined, grant=grant, peer_id=peer.peer_id)
         return peer
 
     async def _resume(self, ws: WebSocket, msg: Resume) -> Peer:
+        # Ask the fabric first: from the takeover until `joined` and the backlog are written, no
+        # await may let a relay reach this socket ahead of them.
+        found = self.rooms.find(msg.secret)
+        remote = await self.fabric.remote_peers(found.room) if found is not None else []
         peer, queued = self.rooms.resume(msg.secret, time.monotonic())
         old = self.sockets.get(peer.peer_id)
         self._attach(ws, peer, self.grants[peer.peer_id], count=old is None)
-        if old is not None:  # the old link is half-open; this one takes its place
+        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
+        sent = 0
+        try:
+            await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+                                           "peers": others, "resumed": True, "ice_servers": ice_servers(
+                                               self.s, peer.user_id, int(time.time()))}))
+            for message in queued:
+                await ws.send_text(json.dumps(message))
+                sent += 1
+        except Exception:  # gone again: detached (not stuck 'connected'), what it missed kept for the next resume
+            await self._lost(ws, peer)
+            peer.buffer.extendleft(reversed(queued[sent:]))
+            raise
+        if old is not None:  # the old link is half-open; this one took its place
             with contextlib.suppress(Exception):
-                await old.close(CLOSE_NORMAL, "resumed on another connection")
-        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + await self.fabric.remote_peers(peer.room)
-        await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
-                                       "peers": others, "resumed": True, "ice_servers": ice_servers(
-                                           self.s, peer.user_id, int(time.time()))}))
-        for message in queued:
-            await ws.send_text(json.dumps(message))
+                await asyncio.wait_for(old.close(CLOSE_NORMAL, "resumed on another connection"), 1)
         return peer
 
     def _attach(self, ws: WebSocket, peer: Peer, grant: tokens.CallGrant, count: bool = True) -> None:
@@ -136,28 +200,50 @@ class SignalingServer:
         if count:
             self.per_user[peer.user_id] += 1
 
+    async def attach_local(self, room: str, conn, *, user_id: str, org_id: str = ""):
+        """Join an in-process peer (the pre-call echo) to a room without a token. `conn` stands in
+        for its socket (`async send_text(str)`, `async close(code, reason)`); returns the peer and
+        `feed(raw) -> bool`, which takes the peer's outgoing messages (False once it has left)."""
+        remote = await self.fabric.remote_peers(room)
+        peer, announce = self.rooms.join(room=room, user_id=user_id, org_id=org_id, remote_count=len(remote))
+        self._attach(conn, peer, tokens.CallGrant(user_id, org_id, room, None, "", 0))
+        await self._send_all(announce)
+        await self.fabric.joined(room, peer.public())
+
+        async def feed(raw: str) -> bool:
+            if self.sockets.get(peer.peer_id) is not conn:
+                return False
+            if await self._on_message(conn, peer, raw):
+                return True
+            await self._lost(conn, peer)
+            return False
+        return peer, feed
+
     async def _serve(self, ws: WebSocket, peer: Peer) -> None:
         bucket, limit = Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst), self.s.signaling_max_message_bytes
-        dropped = 0
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.receive_text(), self.s.signaling_idle_timeout)
-            except asyncio.TimeoutError:
-                await self._refuse(ws, "idle_timeout", "No message within the idle timeout", CLOSE_AWAY)
-                return
-            if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
-                await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
-                return
-            if not bucket.take():
-                dropped += 1
-                if dropped > self.s.signaling_rate_burst:
-                    await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
+        dropped, idle = 0, IdleTimeout(self.s.signaling_idle_timeout)
+        try:
+            while True:
+                try:
+                    raw = await idle.receive(self._receive(ws))
+                except TimeoutError:
+                    await self._refuse(ws, "idle_timeout", "No message within the idle timeout", CLOSE_AWAY)
                     return
-                await ws.send_text(json.dumps(error("rate_limited", "Too many messages; this one was dropped")))
-                continue
-            dropped = 0
-            if not await self._on_message(ws, peer, raw):
-                return
+                if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
+                    await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
+                    return
+                if not bucket.take():
+                    dropped += 1
+                    if dropped > self.s.signaling_rate_burst:
+                        await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
+                        return
+                    await ws.send_text(json.dumps(error("rate_limited", "Too many messages; this one was dropped")))
+                    continue
+                dropped = 0
+                if not await self._on_message(ws, peer, raw):
+                    return
+        finally:
+            idle.cancel()
 
     async def _on_message(self, ws: WebSocket, peer: Peer, raw: str) -> bool:
         """Act on one message; False when the peer is done."""
@@ -181,7 +267,7 @@ class SignalingServer:
         sends = self.rooms.relay(peer, msg)
         if sends:
             await self._send_all(sends)
-        elif self.rooms.local(peer.room, msg.to) is None:
+        elif msg.to == peer.peer_id or self.rooms.local(peer.room, msg.to) is None:
             message = {"type": msg.kind, "from": peer.peer_id, **msg.body}
             if msg.to == peer.peer_id or not await self.fabric.forward(peer.room, msg.to, message):
                 raise ProtocolError("unknown_peer", "No such peer in this call")
@@ -190,8 +276,10 @@ class SignalingServer:
         for send in sends:
             ws = self.sockets.get(send.peer_id)
             if ws is not None:
-                with contextlib.suppress(Exception):
+                try:  # not contextlib.suppress: this is the relay's hot path, once per message
                     await ws.send_text(json.dumps(send.message))
+                except Exception:
+                    pass
 
     async def _lost(self, ws: WebSocket, peer: Peer) -> None:
         """The socket closed: a peer that did not leave keeps its place for the grace period."""

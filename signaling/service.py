@@ -7,10 +7,12 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from agreements.service import may_send
 from api.db import commit
 from audit.service import record
 from auth.context import AuthContext
 from auth.exceptions import PermissionDenied
+from auth.models import User
 from auth.principal import Actor
 from consults import access
 from consults.exceptions import InvalidTransition
@@ -30,6 +32,8 @@ async def call_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, c
     consult, _ = await access.load(session, actor, consult_id)
     if not await _participant(session, consult, actor):
         raise PermissionDenied("Only the consult's participants join its calls")
+    if not await _boundary_open(session, consult, actor.org_id):
+        raise PermissionDenied("No active agreement lets your organization join this consult's calls")
     if consult.status not in CALLABLE:
         raise InvalidTransition(consult.status, "Calls are held once a consult is accepted and until it closes")
     token, exp = tokens.issue(ctx, user_id=actor.id, org_id=actor.org_id, room=room_of(consult.id), consult_id=consult.id)
@@ -64,8 +68,16 @@ async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
     if grant.consult_id is None:
         return True
     consult = await session.get(Consult, uuid.UUID(grant.consult_id))
-    actor = Actor(kind="user", id=uuid.UUID(grant.user_id), org_id=uuid.UUID(grant.org_id))
-    return consult is not None and consult.status in CALLABLE and await _participant(session, consult, actor)
+    user = await session.get(User, uuid.UUID(grant.user_id))
+    if consult is None or user is None or not user.is_active or consult.status not in CALLABLE:
+        return False
+    actor = Actor(kind="user", id=user.id, org_id=user.org_id)
+    return await _participant(session, consult, actor) and await _boundary_open(session, consult, user.org_id)
+
+
+async def _boundary_open(session: AsyncSession, consult: Consult, org_id: uuid.UUID) -> bool:
+    """Someone of another org takes part only while an active agreement covers the consult."""
+    return await may_send(session, requesting_org_id=consult.org_id, providing_org_id=org_id, specialty=consult.specialty)
 
 
 async def joined(session: AsyncSession, *, grant: tokens.CallGrant, peer_id: str) -> None:

@@ -16,17 +16,29 @@ Callers are the four roles of org A, the platform admin ("root", org Ops) and an
 - `mixed-*`  A's own org id in the path with a child resource (user, identity provider) of B;
 - `-`        the route names no org (who am I, the directory, lists scoped to the caller's org).
 
+Consults add the states a consult of A can be in towards a-specialist: `offered` (offered to them),
+`assigned` (accepted by them), `completed` (and completed), `participant` (assigned, and a-org_admin
+invited into its calls); `same`, `partner` and `other` are consults requested by a clinician of A, B
+or C that nobody was offered. A few routes add their own relations (`self`, `no-profile`,
+`not-specialist`, `ineligible`), described at their builders.
+
 Each case builds its own fresh state (agreements in the right status, unique names), so cases do
-not depend on each other. The world is rebuilt per route, not per case, to keep the runtime down;
-every mismatch of a route is collected and reported together as a table.
+not depend on each other; only a consult no case changes (one for the refusals and reads of a
+relation) is shared within a route. The world is rebuilt per route, not per case, to keep the
+runtime down; every mismatch of a route is collected and reported together as a table.
+
+WebSocket routes run on a real server (uvicorn, over the same database and Redis) in WEBSOCKET_CHECKS.
 
 Beyond the status, every refusal must be application/problem+json with the expected `code`, every
 404 must be exactly the "missing" answer (so ids do not leak), nothing may answer 500, and the
 successful answers of list and read routes are checked for rows of orgs the caller may not see.
 """
 
+import asyncio
 import base64
+import contextlib
 import itertools
+import json
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,15 +48,20 @@ from typing import Any, AsyncIterator, Awaitable, Callable
 import fastapi.routing
 import httpx
 import pytest
+import websockets
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, APIWebSocketRoute
+from jose import jwt
 from starlette.routing import WebSocketRoute
 
+import events.router
 from agreements.models import Agreement
 from api.app import create_app
 from auth.models import IdentityProvider
+from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings
+from tests.live import EventClient, http, put_on_call, serve
 
 API = "/api/v1"
 
@@ -93,6 +110,11 @@ class Matrix:
     idps: dict[str, uuid.UUID] = field(default_factory=dict)  # org key -> an identity provider of it
     bc_agreement: uuid.UUID | None = None  # B -> C, active: A is not a party
     _n: itertools.count = field(default_factory=itertools.count)
+    on_call: set[str] = field(default_factory=set)  # usernames put on call for ROUTED in their org
+    rosters: dict[str, uuid.UUID] = field(default_factory=dict)  # org key -> a roster with its specialist on shift now
+    offers: dict[str, set[str]] = field(default_factory=dict)  # username -> consult ids offered to them
+    seeded: set[str] = field(default_factory=set)  # once-per-route setups done
+    consults: dict[str, Any] = field(default_factory=dict)  # relation -> a consult no case changes
 
     def unique(self, prefix: str) -> str:
         return f"{prefix}-{uuid.uuid4().hex[:8]}-{next(self._n)}"
@@ -300,6 +322,579 @@ def audit_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> st
     return f"events of other orgs: {wrong[:3]}" if wrong else None
 
 
+# Consults, rosters and the live events. Consults are made through the API as the right clinician:
+# `same`, `partner` and `other` are consults of A, B and C in a specialty nobody is on call for (they
+# wait, unassigned); `offered` is one of A offered to a-specialist (on call for ROUTED in A, so every
+# emergent ROUTED consult of A rings them at creation); `assigned` one a-specialist accepted;
+# `completed` one a-specialist accepted and completed; `participant` one a-specialist accepted into
+# whose calls a-clinician invited a-org_admin (as an interpreter).
+
+QUIET = "burns"  # nobody is ever on call for it
+ROUTED = "trauma-surgery"  # a-specialist goes on call for it in A when a case needs it
+CONSULT_BODY = {"urgency": "emergent", "mode": "live", "question": "q", "patient_ref": "P-1"}
+COMPLETE_BODY = {"recommendation": "Splint and review in 24 h", "disposition": "manage_locally"}
+CONSULT_RELATIONS = TARGETED + ("offered", "assigned")
+CLOSING_RELATIONS = CONSULT_RELATIONS + ("completed",)
+INVITEE = "a-org_admin"  # whom invitations name: a user of A who is neither requester nor assignee
+A_CONSULTS = ("same", "offered", "assigned")  # open consults of A requested by a-clinician
+
+
+async def act(m: Matrix, username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
+    """A setup request, as `username`, that must succeed."""
+    resp = await m.world.client.request(method, f"{API}{path}", json=body, headers=await m.world.headers(username))
+    assert resp.status_code == want, f"setup {method} {path} as {username}: {resp.status_code} {resp.text}"
+    return resp.json() if resp.content else None
+
+
+async def put_user_on_call(m: Matrix, username: str) -> None:
+    if username not in m.on_call:
+        await put_on_call(m.app.state.sessionmaker, org_id=m.world.orgs[username[0].upper()],
+                          user_ids=[m.world.users[username]], specialty=ROUTED, max_concurrent=50)
+        m.on_call.add(username)
+
+
+async def new_consult(m: Matrix, requester: str, specialty: str = QUIET) -> dict:
+    return await act(m, requester, "POST", "/consults", CONSULT_BODY | {"specialty": specialty}, 201)
+
+
+async def consult_in(m: Matrix, rel: str) -> uuid.UUID | str:
+    """A fresh consult in the relation's state (see above), or a random id."""
+    if rel == "missing":
+        return uuid.uuid4()
+    if rel in ORG_OF:
+        return (await new_consult(m, f"{ORG_OF[rel].lower()}-clinician"))["id"]
+    await put_user_on_call(m, "a-specialist")
+    consult = await new_consult(m, "a-clinician", ROUTED)
+    assert consult["status"] == "offered", consult
+    if rel in ("assigned", "completed", "participant"):
+        await act(m, "a-specialist", "POST", f"/consults/{consult['id']}/accept")
+    if rel == "completed":
+        await act(m, "a-specialist", "POST", f"/consults/{consult['id']}/complete", COMPLETE_BODY)
+    if rel == "participant":
+        await act(m, "a-clinician", "POST", f"/consults/{consult['id']}/participants",
+                  {"user_id": str(m.world.users[INVITEE]), "role": "interpreter"}, 201)
+    return consult["id"]
+
+
+async def consult_for(m: Matrix, rel: str, *, fresh: bool,
+                      prepare: Callable[[Matrix, str, Any], Awaitable[None]] | None = None) -> Any:
+    """A fresh consult for a case that changes it; otherwise one kept per relation for the route's
+    cases, since refusals and reads change no consult."""
+    if fresh or rel not in m.consults:
+        consult_id = await consult_in(m, rel)
+        if prepare is not None:
+            await prepare(m, rel, consult_id)
+        if fresh:
+            return consult_id
+        m.consults[rel] = consult_id
+    return m.consults[rel]
+
+
+def succeeds(build: Builder, role: str, rel: str) -> bool:
+    """Whether the case of the entry built by `build` is expected to succeed."""
+    entry = next(e for e in EXPECTATIONS.values() if e.build is build)
+    return 200 <= expected(entry, role, rel)[0] < 300
+
+
+def on_consult(body: Any = None, *, changes: bool = True) -> Builder:
+    """The relation's consult; a fresh one for each case expected to change it."""
+    async def build(m: Matrix, role: str, rel: str) -> Call:
+        return Call({"consult_id": await consult_for(m, rel, fresh=changes and succeeds(build, role, rel))}, body)
+    return build
+
+
+async def first_message(m: Matrix, rel: str, consult_id: Any) -> None:
+    if rel != "missing":  # its requester writes in its thread
+        await act(m, f"{ORG_OF.get(rel, 'A').lower()}-clinician", "POST", f"/consults/{consult_id}/messages",
+                  {"body": "first"}, 201)
+
+
+async def consult_with_message(m: Matrix, role: str, rel: str) -> Call:
+    return Call({"consult_id": await consult_for(m, rel, fresh=False, prepare=first_message)})
+
+
+async def assignment(m: Matrix, role: str, rel: str) -> Call:
+    """Assign to a-specialist; `ineligible`: A's consult to C's specialist (no agreement)."""
+    specialist = m.world.users["c-specialist" if rel == "ineligible" else "a-specialist"]
+    consult_id = await consult_for(m, "same" if rel == "ineligible" else rel, fresh=succeeds(assignment, role, rel))
+    return Call({"consult_id": consult_id}, {"specialist_id": str(specialist)})
+
+
+async def invitation(m: Matrix, role: str, rel: str) -> Call:
+    """Invite INVITEE; `ineligible`: A's consult, C's clinician (no agreement, nobody of C assigned)."""
+    invitee = m.world.users["c-clinician" if rel == "ineligible" else INVITEE]
+    consult_id = await consult_for(m, "same" if rel == "ineligible" else rel, fresh=succeeds(invitation, role, rel))
+    return Call({"consult_id": consult_id}, {"user_id": str(invitee), "role": "interpreter"})
+
+
+async def consults_everywhere(m: Matrix, role: str, rel: str) -> Call:
+    """Once per route: consults of A, B and C in every state, so that lists have rows to leak."""
+    if "consults" not in m.seeded:
+        m.seeded.add("consults")
+        for rel_ in ("same", "partner", "other", "offered", "assigned", "completed"):
+            await consult_in(m, rel_)
+    return Call()
+
+
+async def stats_everywhere(m: Matrix, role: str, rel: str) -> Call:
+    await consults_everywhere(m, role, rel)
+    return Call(query={"group_by": "org"})
+
+
+async def offers_everywhere(m: Matrix, role: str, rel: str) -> Call:
+    """Once per route: a consult of A offered to a-specialist, and one of B offered to b-specialist."""
+    if "offers" not in m.seeded:
+        m.seeded.add("offers")
+        for requester, specialist in (("a-clinician", "a-specialist"), ("b-clinician", "b-specialist")):
+            await put_user_on_call(m, specialist)
+            consult = await new_consult(m, requester, ROUTED)
+            m.offers.setdefault(specialist, set()).add(consult["id"])
+    return Call()
+
+
+async def new_consult_call(m: Matrix, role: str, rel: str) -> Call:
+    return Call(json=CONSULT_BODY | {"specialty": QUIET})
+
+
+# rosters and profiles
+
+def specialist_of(m: Matrix, role: str, rel: str) -> uuid.UUID:
+    if rel == "self":
+        return m.world.users[CALLERS[role]] if CALLERS[role] else uuid.uuid4()
+    return m.world.users[f"{ORG_OF[rel].lower()}-specialist"] if rel in ORG_OF else uuid.uuid4()
+
+
+async def profile_of(m: Matrix, role: str, rel: str) -> Call:
+    return Call({"user_id": specialist_of(m, role, rel)},
+                {"specialties": [ROUTED], "languages": ["en"], "max_concurrent": 3})
+
+
+async def availability(m: Matrix, role: str, rel: str) -> Call:
+    """`-`: the caller has a specialist profile; `no-profile`: they have none."""
+    if (username := CALLERS[role]) is not None:
+        user_id = m.world.users[username]
+        async with m.app.state.sessionmaker() as session:
+            profile = await session.get(SpecialistProfile, user_id)
+            if rel == "-" and profile is None:
+                session.add(SpecialistProfile(user_id=user_id, org_id=caller_org(m, role), specialties=[ROUTED],
+                                              languages=["en"]))
+            elif rel == "no-profile" and profile is not None:
+                await session.delete(profile)
+            await session.commit()
+    return Call(json={"availability": "busy"})
+
+
+async def roster_of(m: Matrix, org_key: str) -> uuid.UUID:
+    """Once per route and org: a roster of the org with its specialist on shift now."""
+    if org_key not in m.rosters:
+        now = datetime.now(timezone.utc)
+        async with m.app.state.sessionmaker() as session:
+            roster = Roster(org_id=m.world.orgs[org_key], specialty=QUIET, name=m.unique("roster"))
+            session.add(roster)
+            await session.flush()
+            session.add(Shift(roster_id=roster.id, org_id=roster.org_id,
+                              specialist_id=m.world.users[f"{org_key.lower()}-specialist"],
+                              starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)))
+            await session.commit()
+            m.rosters[org_key] = roster.id
+    return m.rosters[org_key]
+
+
+async def rosters_everywhere(m: Matrix, role: str, rel: str) -> Call:
+    for key in ("A", "B", "C"):
+        await roster_of(m, key)
+    return Call()
+
+
+async def a_roster(m: Matrix, role: str, rel: str) -> Call:
+    return Call({"roster_id": await roster_of(m, ORG_OF[rel]) if rel in ORG_OF else uuid.uuid4()})
+
+
+async def new_roster(m: Matrix, role: str, rel: str) -> Call:
+    return Call(json={"specialty": QUIET, "name": m.unique("roster")})
+
+
+SHIFT_RELATIONS = TARGETED + ("mixed-user", "not-specialist")
+
+
+async def new_shift(m: Matrix, role: str, rel: str) -> Call:
+    """A shift for the roster's org's specialist; `mixed-user`: A's roster, B's specialist;
+    `not-specialist`: A's roster, A's clinician."""
+    roster_rel, user = rel, specialist_of(m, role, rel) if rel in TARGETED else None
+    if rel == "mixed-user":
+        roster_rel, user = "same", m.world.users["b-specialist"]
+    elif rel == "not-specialist":
+        roster_rel, user = "same", m.world.users["a-clinician"]
+    now = datetime.now(timezone.utc)
+    return Call({"roster_id": (await a_roster(m, role, roster_rel)).path["roster_id"]},
+                {"specialist_id": str(user), "starts_at": now.isoformat(),
+                 "ends_at": (now + timedelta(hours=4)).isoformat(), "tier": 2})
+
+
+async def new_policy(m: Matrix, role: str, rel: str) -> Call:
+    return Call({"org_id": m.org(rel)}, {"emergent": 90, "urgent": 600, "routine": 7200})
+
+
+# Checks of consult, roster and offer answers.
+
+def consult_seen(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    """The consult asked for, and only its triage summary for a specialist merely offered it."""
+    if complaint := is_target("consult_id")(m, role, rel, call, body):
+        return complaint
+    if role == "specialist" and rel == "offered" and {"patient_ref", "requester_id", "details"} & set(body):
+        return "more than the triage summary for a specialist only offered it"
+    return None
+
+
+def consults_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    me, org = str(m.world.users[CALLERS[role]]), str(caller_org(m, role))
+    queue = role == "coordinator"  # the org's queue
+    wrong = [(c["id"], c["org_id"]) for c in body["items"]
+             if c.get("assigned_to") != me and not (c["org_id"] == org if queue else c.get("requester_id") == me)]
+    return f"consults neither requested by, assigned to nor queued for the caller: {wrong[:3]}" if wrong else None
+
+
+def requested_by_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    me, org = str(m.world.users[CALLERS[role]]), str(caller_org(m, role))
+    return None if (body.get("requester_id"), body.get("org_id")) == (me, org) else \
+        f"created for {body.get('requester_id')} of org {body.get('org_id')}"
+
+
+def offers_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    mine = m.offers.get(CALLERS[role], set())
+    wrong = [o["consult_id"] for o in body["items"] if o["consult_id"] not in mine]
+    full = [o["consult_id"] for o in body["items"] if "patient_ref" in o["consult"]]
+    if wrong:
+        return f"offers made to someone else: {wrong}"
+    return f"full consults in offers: {full}" if full else None
+
+
+def invited_as_asked(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    got = (body.get("consult_id"), body.get("user_id"), body.get("invited_by"))
+    want = (str(call.path["consult_id"]), call.json["user_id"], str(m.world.users[CALLERS[role]]))
+    return None if got == want else f"participant {got}, asked for {want}"
+
+
+def call_token_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    claims = jwt.get_unverified_claims(body["token"])
+    got = (claims.get("sub"), claims.get("cid"), claims.get("room"), body.get("room"))
+    consult_id = str(call.path["consult_id"])
+    want = (str(m.world.users[CALLERS[role]]), consult_id, f"consult-{consult_id}", f"consult-{consult_id}")
+    return None if got == want else f"call token for {got}, expected {want}"
+
+
+def precall_token_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    claims = jwt.get_unverified_claims(body["token"])
+    got = (claims.get("sub"), claims.get("cid"), claims.get("room") == body.get("room"), body.get("room", "")[:8])
+    want = (str(m.world.users[CALLERS[role]]), None, True, "precall-")
+    return None if got == want else f"pre-call token {got}, expected {want}"
+
+
+def thread_of_target(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    wrong = [msg["id"] for msg in body["items"] if msg["consult_id"] != str(call.path["consult_id"])]
+    return f"messages of other consults: {wrong}" if wrong else None
+
+
+def message_by_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    me = str(m.world.users[CALLERS[role]])
+    if body.get("consult_id") != str(call.path["consult_id"]) or body.get("author_id") != me:
+        return f"message of consult {body.get('consult_id')} by {body.get('author_id')}"
+    return None
+
+
+def assigned_as_asked(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    return is_target("consult_id")(m, role, rel, call, body) or (
+        None if body.get("assigned_to") == call.json["specialist_id"] else f"assigned to {body.get('assigned_to')}")
+
+
+def assigned_to_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    me = str(m.world.users[CALLERS[role]])
+    return is_target("consult_id")(m, role, rel, call, body) or (
+        None if body.get("assigned_to") == me else f"assigned to {body.get('assigned_to')}, not the caller")
+
+
+def stats_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    wrong = [row["group"] for row in body if row["group"] != str(caller_org(m, role))]
+    return f"clocks of other orgs: {wrong}" if wrong else None
+
+
+def profile_of_target(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    want = (str(call.path["user_id"]), str(caller_org(m, role)))
+    got = (body.get("user_id"), body.get("org_id"))
+    return None if got == want else f"profile {got}, asked for {want}"
+
+
+def own_availability(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    me = str(m.world.users[CALLERS[role]])
+    return None if (body.get("user_id"), body.get("availability")) == (me, "busy") else f"answered {body}"
+
+
+def created_in_caller_org(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    return None if body.get("org_id") == str(caller_org(m, role)) else f"created in org {body.get('org_id')}"
+
+
+def rosters_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    wrong = [r["id"] for r in body["items"] if r["org_id"] != str(caller_org(m, role))]
+    return f"rosters of other orgs: {wrong}" if wrong else None
+
+
+def shift_as_asked(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    got = (body.get("roster_id"), body.get("specialist_id"))
+    want = (str(call.path["roster_id"]), call.json["specialist_id"])
+    return None if got == want else f"shift {got}, asked for {want}"
+
+
+def on_call_of_target(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    ours = {str(uid) for name, uid in m.world.users.items() if name.startswith(ORG_OF[rel].lower() + "-")}
+    wrong = [row["specialist_id"] for row in body if row["specialist_id"] not in ours]
+    return f"specialists of other orgs on call: {wrong}" if wrong else None
+
+
+# The events WebSocket: on a real server (uvicorn, in this loop) over the same database and Redis, so
+# that the events of the requests made through it reach its sockets even with the in-process bus.
+
+EVENTS_TIMEOUT = 8.0  # longer than any server-side timeout (the sockets' auth or join wait is 5 s by default)
+QUIET_TIME = 0.3  # how long a socket that should get nothing is listened to
+
+
+async def ws_first_answer(host: str, first: str | None, *, closes: bool = True,
+                          path: str = "/events") -> tuple[dict | None, int | None]:
+    """Send `first` (or nothing at all); the server's first message and, if it `closes`, the close code."""
+    async with websockets.connect(f"ws://{host}{API}{path}", compression=None, open_timeout=EVENTS_TIMEOUT) as ws:
+        if first is not None:
+            await ws.send(first)
+        answer = None
+        with contextlib.suppress(websockets.ConnectionClosed, asyncio.TimeoutError):
+            answer = json.loads(await asyncio.wait_for(ws.recv(), EVENTS_TIMEOUT))
+        if closes:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(ws.wait_closed(), EVENTS_TIMEOUT)
+        return answer, ws.close_code
+
+
+async def drain(client: EventClient, seconds: float = QUIET_TIME) -> list[dict]:
+    with contextlib.suppress(asyncio.TimeoutError, websockets.ConnectionClosed):
+        while True:
+            client.events.append(json.loads(await asyncio.wait_for(client.ws.recv(), seconds)))
+    return client.events
+
+
+async def events_socket(m: Matrix) -> list[str]:
+    rows: list[str] = []
+    w = m.world
+    signed_out = await w.login("a-clinician")
+    await w.client.post(f"{API}/auth/logout", headers={"Authorization": f"Bearer {signed_out['access_token']}"})
+    refresh = (await w.login("a-clinician"))["refresh_token"]
+    refused = {  # what a socket says first -> the error code it must get before the close
+        "no first message": (None, "auth_required"),
+        "not JSON": ("hello", "auth_required"),
+        "a non-auth first message": (json.dumps({"type": "ping"}), "auth_required"),
+        "auth without a token": (json.dumps({"type": "auth"}), "auth_required"),
+        "a malformed token": (json.dumps({"type": "auth", "token": "not-a-jwt"}), "invalid_token"),
+        "a refresh token": (json.dumps({"type": "auth", "token": refresh}), "invalid_token"),
+        "a signed-out session's token": (json.dumps({"type": "auth", "token": signed_out["access_token"]}),
+                                         "invalid_token"),
+    }
+    settings = m.app.state.settings.model_copy(update={"escalation_worker": False})  # the matrix's app runs one
+    patience = getattr(events.router, "AUTH_TIMEOUT", None)
+    if patience is not None:
+        events.router.AUTH_TIMEOUT = 0.5  # so that "no first message" is answered sooner
+    try:
+        async with serve(settings) as (_, host), http(host) as client:
+            for case, (first, code) in refused.items():
+                answer, closed = await ws_first_answer(host, first)
+                if not (isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code):
+                    rows.append(f"{case}: first answer {answer}, expected an error {code!r}")
+                if closed != 1008:
+                    rows.append(f"{case}: close code {closed}, expected 1008")
+            for role, username in CALLERS.items():
+                if username is None:
+                    continue
+                answer, _ = await ws_first_answer(host, json.dumps({"type": "auth", "token": await w.token(username)}),
+                                               closes=False)
+                if not (isinstance(answer, dict) and answer.get("type") == "ready"
+                        and answer.get("user_id") == str(w.users[username])
+                        and set(answer.get("channels", ())) <= channels_of(w, username)):
+                    rows.append(f"valid {role} token: first answer {answer}, expected ready for {username}")
+            rows += await events_reach_only_their_users(m, host, client)
+    finally:
+        if patience is not None:
+            events.router.AUTH_TIMEOUT = patience
+    return rows
+
+
+async def events_reach_only_their_users(m: Matrix, host: str, client: httpx.AsyncClient) -> list[str]:
+    """A consult of A offered to a-specialist, accepted, discussed; one of B left unassigned. Each
+    socket gets only its own user's events, about consults that concern them, and the offer only the
+    triage summary; a replay from the start (last_event_id 0) likewise."""
+    w, rows = m.world, []
+    await put_user_on_call(m, "a-specialist")
+    listeners = ("a-clinician", "a-specialist", "a-coordinator", "a-org_admin", "root", "b-clinician", "b-specialist",
+                 "b-coordinator", "c-coordinator")
+
+    async def call(username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
+        resp = await client.request(method, f"{API}{path}", json=body, headers=await w.headers(username))
+        assert resp.status_code == want, f"{method} {path} as {username}: {resp.status_code} {resp.text}"
+        return resp.json()
+
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = {u: await stack.enter_async_context(EventClient.connect(host, await w.token(u))) for u in listeners}
+        a = (await call("a-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": ROUTED}, 201))["id"]
+        await sockets["a-specialist"].wait_for("offer.created", EVENTS_TIMEOUT, consult_id=a)
+        await call("a-specialist", "POST", f"/consults/{a}/accept")
+        await call("a-clinician", "POST", f"/consults/{a}/messages", {"body": "pulse absent"}, 201)
+        await call("a-specialist", "POST", f"/consults/{a}/messages", {"body": "evacuate"}, 201)
+        b = (await call("b-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": QUIET}, 201))["id"]
+        expected = {  # username -> events it must get
+            "a-clinician": [("consult.status", a), ("message.created", a)],
+            "a-specialist": [("offer.created", a), ("consult.status", a), ("message.created", a)],
+            "a-coordinator": [("queue.changed", a)],
+            "b-clinician": [("consult.status", b)],
+            "b-coordinator": [("queue.alert", b)],
+        }
+        for username, wanted in expected.items():
+            for event, consult_id in wanted:
+                try:
+                    await sockets[username].wait_for(event, EVENTS_TIMEOUT, consult_id=consult_id)
+                except AssertionError as exc:
+                    rows.append(f"{username} missed an event: {exc}")
+        await asyncio.gather(*(drain(s) for s in sockets.values()))
+        concerns = {"a-clinician": {a}, "a-specialist": {a}, "a-coordinator": {a}, "b-clinician": {b},
+                    "b-coordinator": {b}}
+        for username, socket in sockets.items():
+            rows += foreign_events(w, username, socket.events, concerns.get(username, set()), "live")
+
+        async def replayed(username: str) -> list[str]:  # everything stored for them, from the start
+            async with EventClient.connect(host, await w.token(username), last_event_id=0) as replay:
+                return foreign_events(w, username, await drain(replay), concerns.get(username, set()), "replayed")
+
+        for found in await asyncio.gather(*(replayed(u) for u in listeners)):
+            rows += found
+    return rows
+
+
+def channels_of(w: World, username: str) -> set[str]:
+    """Where a user's events may be addressed: to them, or to their org's coordinators if they are one."""
+    mine = {f"u:{w.users[username]}"}
+    if username.endswith("-coordinator"):
+        mine.add(f"r:{w.orgs[username[0].upper()]}:coordinator")
+    return mine
+
+
+def foreign_events(w: World, username: str, got: list[dict], concerns: set[str], how: str) -> list[str]:
+    me, mine = str(w.users[username]), channels_of(w, username)
+
+    def addressed_to_me(e: dict) -> bool:
+        return e.get("user_id") == me if "user_id" in e else e.get("channel") in mine
+
+    rows = [f"{username} got {how} {e.get('event')} for {e.get('user_id', e.get('channel'))} about consult "
+            f"{e.get('consult_id')}" for e in got
+            if e.get("type") != "pong" and (not addressed_to_me(e) or e.get("consult_id") not in concerns)]
+    rows += [f"{username} got {how} an offer with more than the triage summary" for e in got
+             if e.get("event") == "offer.created" and "patient_ref" in e.get("data", {}).get("consult", {})]
+    return rows
+
+
+# The signaling WebSocket, on a real server likewise: the first message joins with a call token (or
+# resumes), else an error and close 1008; a call token is single-use, bound to one consult's room, and
+# good only while its holder still takes part in a consult that allows calls; rooms do not mix.
+
+async def signaling_socket(m: Matrix) -> list[str]:
+    w, rows = m.world, []
+    await put_user_on_call(m, "a-specialist")
+    settings = m.app.state.settings.model_copy(update={"escalation_worker": False, "signaling_join_timeout": 0.5})
+    async with serve(settings) as (_, host), http(host) as client:
+        async def call(username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
+            resp = await client.request(method, f"{API}{path}", json=body, headers=await w.headers(username))
+            assert resp.status_code == want, f"{method} {path} as {username}: {resp.status_code} {resp.text}"
+            return resp.json()
+
+        async def assigned() -> str:
+            consult = await call("a-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": ROUTED}, 201)
+            await call("a-specialist", "POST", f"/consults/{consult['id']}/accept")
+            return consult["id"]
+
+        async def token(username: str, consult_id: str) -> str:
+            return (await call(username, "POST", f"/consults/{consult_id}/call-token"))["token"]
+
+        one, two, closing = await assigned(), await assigned(), await assigned()
+        await call("a-clinician", "POST", f"/consults/{one}/participants", {"user_id": str(w.users[INVITEE])}, 201)
+        lapsed = await token("a-clinician", closing)
+        await call("a-specialist", "POST", f"/consults/{closing}/complete", COMPLETE_BODY)
+        login = await w.login("a-clinician")
+        spent = await token("a-clinician", two)
+        async with websockets.connect(f"ws://{host}{API}/signaling", compression=None) as ws:
+            await ws.send(json.dumps({"type": "join", "token": spent}))
+            first = json.loads(await asyncio.wait_for(ws.recv(), EVENTS_TIMEOUT))
+            if first.get("type") != "joined":
+                rows.append(f"a fresh call token: first answer {first}, expected joined")
+                return rows
+            in_two = first["peer_id"]  # held for a resume within the grace period: still in room two
+        join = lambda t: json.dumps({"type": "join", "token": t})  # noqa: E731
+        refused = {  # what a socket says first -> the error code it must get before the close
+            "a spent call token": (join(spent), "token_used"),  # first: spent tokens live in Redis when scaled
+            "no first message": (None, "join_timeout"), "not JSON": ("hello", "bad_json"),
+            "a non-join first message": (json.dumps({"type": "ping"}), "join_first"),
+            "an events-socket auth message": (json.dumps({"type": "auth", "token": login["access_token"]}),
+                                              "unknown_type"),
+            "a malformed token": (join("not-a-jwt"), "invalid_token"),
+            "an access token": (join(login["access_token"]), "invalid_token"),
+            "a refresh token": (join(login["refresh_token"]), "invalid_token"),
+            "the call token of a consult completed since": (join(lapsed), "call_closed"),
+        }
+        for case, (first, code) in refused.items():
+            answer, closed = await ws_first_answer(host, first, path="/signaling")
+            if not (isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code):
+                rows.append(f"{case}: first answer {answer}, expected an error {code!r}")
+            if closed != 1008:
+                rows.append(f"{case}: close code {closed}, expected 1008")
+        in_one = {u: await token(u, one) for u in ("a-clinician", "a-specialist", INVITEE)}
+        rows += await rooms_do_not_mix(host, w, in_one, one, await token("a-clinician", two), two, in_two)
+    return rows
+
+
+async def rooms_do_not_mix(host: str, w: World, tokens_one: dict[str, str], one: str, token_two: str,
+                           two: str, in_two: str) -> list[str]:
+    """The participants of consult `one` join its room and see each other; a-clinician's peer in the room
+    of `two` (where only `in_two` is) sees none of them, and cannot reach them."""
+    rows: list[str] = []
+    async with contextlib.AsyncExitStack() as stack:
+        peers: dict[str, tuple[Any, dict]] = {}
+        for who, tok in [*tokens_one.items(), ("room two", token_two)]:
+            ws = await stack.enter_async_context(websockets.connect(f"ws://{host}{API}/signaling", compression=None))
+            await ws.send(json.dumps({"type": "join", "token": tok}))
+            joined = json.loads(await asyncio.wait_for(ws.recv(), EVENTS_TIMEOUT))
+            room = f"consult-{two if who == 'room two' else one}"
+            if joined.get("type") != "joined" or joined.get("room") != room:
+                rows.append(f"{who}: answered {joined}, expected joined in {room}")
+                return rows
+            peers[who] = (ws, joined)
+        ids_one = {peers[u][1]["peer_id"] for u in tokens_one}
+        earlier: set[str] = set()
+        for who, (_, joined) in peers.items():
+            seen = {p["peer_id"] for p in joined["peers"]}
+            if who != "room two" and not seen <= earlier:
+                rows.append(f"{who} joined with unknown peers present: {seen - earlier}")
+            if who == "room two" and seen - {in_two}:
+                rows.append(f"the peer in another consult's room saw peers present: {seen - {in_two}}")
+            earlier.add(joined["peer_id"])
+        stranger, _ = peers["room two"]
+        target = peers["a-clinician"][1]["peer_id"]
+        await stranger.send(json.dumps({"type": "offer", "to": target, "sdp": "v=0\r\n"}))
+        for who, (ws, joined) in peers.items():
+            got = []
+            with contextlib.suppress(asyncio.TimeoutError, websockets.ConnectionClosed):
+                while True:
+                    got.append(json.loads(await asyncio.wait_for(ws.recv(), QUIET_TIME)))
+            for msg in got:
+                about = msg.get("peer_id") or msg.get("from")
+                if who == "room two" and msg.get("type") != "error":
+                    rows.append(f"the peer in another consult's room got {msg.get('type')} about {about}")
+                elif who != "room two" and (msg.get("type") not in ("peer-joined", "peer-left") or about not in ids_one):
+                    rows.append(f"{who} got {msg.get('type')} from {about}, not of its room")
+    return rows
+
+
 EXPECTATIONS: dict[str, Entry] = {
     # auth: any signed-in caller
     f"POST {API}/auth/logout": Entry(sign_out, {"*": 204}, UNTARGETED),
@@ -357,10 +952,117 @@ EXPECTATIONS: dict[str, Entry] = {
     # audit: the org admin reads their org's events, the platform admin all
     f"GET {API}/audit": Entry(audit_after_other_orgs_acted, {"org_admin": 200, "platform_admin": 200, "*": 403},
                               UNTARGETED, check=audit_of_caller),
+    # specialist profiles: the specialist themself, or a roster manager (coordinator) of their org; anyone
+    # else is answered as if the user did not exist. `self` names the caller, who may not be a specialist.
+    f"PUT {API}/specialists/{{user_id}}": Entry(
+        profile_of, {"specialist": {"same": 200, "self": 200, "*": 404},
+                     "coordinator": {"same": 200, "self": (422, "not_a_specialist"), "*": 404},
+                     "*": {"self": (422, "not_a_specialist"), "*": 404}},
+        TARGETED + ("self",), check=profile_of_target),
+    f"PUT {API}/me/availability": Entry(availability, {"specialist": {"-": 200, "no-profile": (422, "no_profile")},
+                                                       "*": 403}, ("-", "no-profile"), check=own_availability),
+    # rosters: coordinators manage their org's, everyone of an org but the platform admin reads them
+    f"POST {API}/rosters": Entry(new_roster, {"coordinator": 201, "*": 403}, UNTARGETED, check=created_in_caller_org),
+    f"GET {API}/rosters": Entry(rosters_everywhere, {"platform_admin": 403, "*": 200}, UNTARGETED,
+                                check=rosters_of_caller),
+    f"POST {API}/rosters/{{roster_id}}/shifts": Entry(
+        new_shift, {"coordinator": {"same": 201, "not-specialist": (422, "not_a_specialist"), "*": 404}, "*": 403},
+        SHIFT_RELATIONS, check=shift_as_asked),
+    f"GET {API}/rosters/{{roster_id}}/on-call": Entry(a_roster, {"platform_admin": 403, "*": own_org(200)},
+                                                      check=on_call_of_target),
+    # consults: clinicians request them; every signed-in caller lists what concerns them
+    f"POST {API}/consults": Entry(new_consult_call, {"clinician": 201, "*": 403}, UNTARGETED, check=requested_by_caller),
+    f"GET {API}/consults": Entry(consults_everywhere, {"*": 200}, UNTARGETED, check=consults_of_caller),
+    # one consult: requester and the requesting org's coordinators see all, the assignee too, a specialist
+    # offered it the triage summary; to anyone else it does not exist
+    f"GET {API}/consults/{{consult_id}}": Entry(
+        on_consult(changes=False), {"clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                                    "specialist": {"offered": 200, "assigned": 200, "participant": 200, "*": 404},
+                                    "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                                    "org_admin": {"participant": 200, "*": 404}, "*": 404},
+        CONSULT_RELATIONS + ("participant",), check=consult_seen),
+    f"GET {API}/offers": Entry(offers_everywhere, {"specialist": 200, "*": 403}, UNTARGETED, check=offers_of_caller),
+    # offers: only the specialist offered it answers; an accepted one is a conflict
+    f"POST {API}/consults/{{consult_id}}/accept": Entry(
+        on_consult(), {"specialist": {"offered": 200, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
+        CONSULT_RELATIONS, check=assigned_to_caller),
+    f"POST {API}/consults/{{consult_id}}/decline": Entry(
+        on_consult(), {"specialist": {"offered": 204, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
+        CONSULT_RELATIONS),
+    # cancel: the requester or the requesting org's coordinators; the assignee sees it but may not
+    f"POST {API}/consults/{{consult_id}}/cancel": Entry(
+        on_consult(), {"clinician": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
+                                                                    "*": 404},
+                       "coordinator": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
+                                                                      "*": 404},
+                       "specialist": {"assigned": 403, "completed": 403, "*": 404}, "*": 404},
+        CLOSING_RELATIONS, check=is_target("consult_id")),
+    # assign by hand: the requesting org's coordinators, to a specialist the org may send to
+    f"POST {API}/consults/{{consult_id}}/assign": Entry(
+        assignment, {"coordinator": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
+                                                                    "ineligible": (422, "not_eligible"), "*": 404},
+                     "*": 403}, CLOSING_RELATIONS + ("ineligible",), check=assigned_as_asked),
+    f"POST {API}/consults/{{consult_id}}/complete": Entry(
+        on_consult(COMPLETE_BODY), {"specialist": {"assigned": 200, "completed": (409, "invalid_transition"), "*": 404},
+                                    "*": 403}, CLOSING_RELATIONS, check=assigned_to_caller),
+    # rating: the requester, once completed; others who see the consult are refused, the rest 404
+    f"POST {API}/consults/{{consult_id}}/rating": Entry(
+        on_consult({"helpful": True}),
+        {"clinician": {a: (409, "invalid_transition") for a in A_CONSULTS} | {"completed": 200, "*": 404},
+         "coordinator": {a: 403 for a in (*A_CONSULTS, "completed")} | {"*": 404},
+         "specialist": {"assigned": 403, "completed": 403, "*": 404}, "*": 404},
+        CLOSING_RELATIONS, check=is_target("consult_id")),
+    # the thread: whoever sees the whole consult; read-only once it is closed
+    f"POST {API}/consults/{{consult_id}}/messages": Entry(
+        on_consult({"body": "hello"}),
+        {"clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
+         "coordinator": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
+         "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404}, "*": 404},
+        CLOSING_RELATIONS, check=message_by_caller),
+    f"GET {API}/consults/{{consult_id}}/messages": Entry(
+        consult_with_message, {"clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                               "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                               "specialist": {"assigned": 200, "participant": 200, "*": 404},
+                               "org_admin": {"participant": 200, "*": 404}, "*": 404},
+        CONSULT_RELATIONS + ("participant",), check=thread_of_target),
+    # invite into the consult's calls: the requester, the assignee or the requesting org's coordinators, a
+    # user of the requesting org or of the assignee's
+    f"POST {API}/consults/{{consult_id}}/participants": Entry(
+        invitation, {"clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
+                                                                  "ineligible": (422, "not_eligible"), "*": 404},
+                     "coordinator": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
+                                                                    "ineligible": (422, "not_eligible"), "*": 404},
+                     "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404}, "*": 404},
+        CLOSING_RELATIONS + ("ineligible",), check=invited_as_asked),
+    # call tokens: the consult's participants (requester, assignee, invited), once it is accepted; a
+    # coordinator sees the consult but is no participant
+    f"POST {API}/consults/{{consult_id}}/call-token": Entry(
+        on_consult(changes=False),
+        {"clinician": {"assigned": 200, "participant": 200, "same": (409, "invalid_transition"),
+                       "offered": (409, "invalid_transition"), "completed": (409, "invalid_transition"), "*": 404},
+         "specialist": {"assigned": 200, "participant": 200, "completed": (409, "invalid_transition"), "*": 404},
+         "coordinator": {a: 403 for a in (*A_CONSULTS, "completed", "participant")} | {"*": 404},
+         "org_admin": {"participant": 200, "*": 404}, "*": 404},
+        CLOSING_RELATIONS + ("participant",), check=call_token_of_caller),
+    # a pre-call check's echo room: any signed-in user
+    f"POST {API}/precall": Entry(nothing, {"*": 200}, UNTARGETED, check=precall_token_of_caller),
+    # response-time clocks: of the caller's org only
+    f"GET {API}/stats/response-times": Entry(stats_everywhere, {"coordinator": 200, "org_admin": 200, "*": 403},
+                                             UNTARGETED, check=stats_of_caller),
+    # escalation policy: the org's coordinators and admin
+    f"GET {API}/orgs/{{org_id}}/escalation-policy": Entry(
+        org_only, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}),
+    f"PUT {API}/orgs/{{org_id}}/escalation-policy": Entry(
+        new_policy, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}),
 }
 
 # WebSocket routes (and mounts) under /api/v1, keyed "WS <path>": an async check (matrix) -> list of mismatch lines.
-WEBSOCKET_CHECKS: dict[str, Callable[[Matrix], Awaitable[list[str]]]] = {}
+WEBSOCKET_CHECKS: dict[str, Callable[[Matrix], Awaitable[list[str]]]] = {
+    # first message auth (else an error and close 1008), then only the caller's own events
+    f"WS {API}/events": events_socket,
+    # first message join with a single-use call token of one consult's room (else an error and close 1008)
+    f"WS {API}/signaling": signaling_socket,
+}
 
 
 # --- the route table ----------------------------------------------------------------------------------

@@ -1,0 +1,394 @@
+"""Several signaling nodes as one fabric, through Redis.
+
+Membership. Each room has a hash `liaison:sig:room:<room>` {peer_id: {peer_id, user_id, node,
+expires}} plus a `~seq` field that every change increments. Nodes refresh their own peers'
+`expires` (a heartbeat every ttl/3) and, in the same atomic script, delete the expired entries
+of other nodes in the rooms they have local peers in; the script that deletes an entry is the
+one that announces it, so a dead node's peers leave exactly once. Every change (join, leave,
+expiry, a stalled node's peers coming back) is published on one channel with its `seq`.
+
+Views. A node keeps, for each room it has local peers in, the remote members it believes are
+present, and for each local peer which remote peers that peer has been told about. Events and
+the snapshots returned by the join and heartbeat scripts are applied last-writer-wins by `seq`,
+and each local peer is then told the difference (peer-joined / peer-left): no duplicates, and a
+lost Pub/Sub message (a Redis reconnect) is repaired by the next heartbeat.
+
+Relay. A message for a peer of another node is one script call: look the peer's node up in the
+room hash and PUBLISH to that node's channel (`False` when the peer is in no live node, so the
+sender hears `unknown_peer`). Relay between two peers of the same node never reaches this module.
+
+Time is Redis's (TIME inside the scripts), so nodes' clocks need not agree.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+
+from redis.asyncio import Redis
+from redis.exceptions import NoScriptError, RedisError
+
+from signaling.fabric import Deliver
+from signaling.messages import ProtocolError
+
+log = logging.getLogger("liaison.signaling.fabric")
+PIPELINE_CHUNK = 500
+
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function bump(key, now)
+  local seq = redis.call('HINCRBY', key, '~seq', 1)
+  if seq == 1 then  -- a fresh room: start above any sequence an earlier life of the key reached
+    seq = now
+    redis.call('HSET', key, '~seq', string.format('%d', seq))
+  end
+  return seq
+end
+local function announce(channel, room, seq, event, entry)
+  redis.call('PUBLISH', channel, cjson.encode({room = room, seq = seq, event = event, peer = entry}))
+end
+local function snapshot(key, now, me)
+  local out = {tonumber(redis.call('HGET', key, '~seq') or '0')}
+  local all = redis.call('HGETALL', key)
+  for i = 1, #all, 2 do
+    if string.byte(all[i], 1) ~= 126 then
+      local e = cjson.decode(all[i + 1])
+      if e.node ~= me and tonumber(e.expires) >= now then out[#out + 1] = all[i + 1] end
+    end
+  end
+  return out
+end
+"""
+
+# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json
+_JOIN = _PRELUDE + """
+local now = now_ms()
+local e = cjson.decode(ARGV[6])
+e.expires = now + tonumber(ARGV[2])
+redis.call('HSET', KEYS[1], e.peer_id, cjson.encode(e))
+announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-joined', e)
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return snapshot(KEYS[1], now, ARGV[1])
+"""
+
+# KEYS[1] room hash; ARGV: events channel, room, peer id
+_LEAVE = _PRELUDE + """
+local v = redis.call('HGET', KEYS[1], ARGV[3])
+if not v then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[3])
+announce(ARGV[1], ARGV[2], bump(KEYS[1], now_ms()), 'peer-left', cjson.decode(v))
+return 1
+"""
+
+# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json...
+_HEARTBEAT = _PRELUDE + """
+local now = now_ms()
+local expires = now + tonumber(ARGV[2])
+for i = 6, #ARGV do
+  local e = cjson.decode(ARGV[i])
+  e.expires = expires
+  if redis.call('HSET', KEYS[1], e.peer_id, cjson.encode(e)) == 1 then
+    announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-joined', e)  -- swept while this node stalled
+  end
+end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  if string.byte(all[i], 1) ~= 126 then
+    local e = cjson.decode(all[i + 1])
+    if e.node ~= ARGV[1] and tonumber(e.expires) < now then
+      redis.call('HDEL', KEYS[1], all[i])
+      announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-left', e)
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[3])
+return snapshot(KEYS[1], now, ARGV[1])
+"""
+
+# KEYS[1] room hash; ARGV: me
+_PEERS = _PRELUDE + """
+return snapshot(KEYS[1], now_ms(), ARGV[1])
+"""
+
+# KEYS[1] room hash; ARGV: me, node channel prefix, peer id, payload
+_FORWARD = """
+local v = redis.call('HGET', KEYS[1], ARGV[3])
+if not v then return -1 end
+local e = cjson.decode(v)
+if e.node == ARGV[1] then return -1 end
+return redis.call('PUBLISH', ARGV[2] .. e.node, ARGV[4])
+"""
+
+
+@dataclass
+class _View:
+    """One room, as this node sees it: remote members (versioned by seq) and what each local peer was told."""
+
+    members: dict[str, dict] = field(default_factory=dict)  # remote peer id -> {peer_id, user_id}
+    versions: dict[str, int] = field(default_factory=dict)  # remote peer id -> seq of the last event applied
+    floor: int = 0  # seq of the newest snapshot applied: events at or below it are already reflected
+    local: dict[str, str] = field(default_factory=dict)  # local peer id -> its entry (json, with this node)
+    told: dict[str, dict[str, dict]] = field(default_factory=dict)  # local peer id -> remote peers it knows
+    pending: set[str] = field(default_factory=set)  # local peers whose join script has not answered yet
+    missing: dict[str, float] = field(default_factory=dict)  # members a snapshot lacked, since (monotonic)
+
+
+def _public(entry: dict) -> dict:
+    return {"peer_id": entry["peer_id"], "user_id": entry["user_id"]}
+
+
+class RedisFabric:
+    """The fabric of a node that shares rooms with other nodes through Redis."""
+
+    def __init__(self, redis: Redis, *, presence_ttl: float = 10.0, heartbeat: float | None = None) -> None:
+        self._redis = redis
+        self.node = secrets.token_hex(8)
+        self.ttl_ms = int(presence_ttl * 1000)
+        self.interval = heartbeat if heartbeat is not None else presence_ttl / 3
+        self.key_ttl_ms = max(60_000, 6 * self.ttl_ms)  # a room no node refreshes disappears by itself
+        db = redis.connection_pool.connection_kwargs.get("db", 0)  # Pub/Sub ignores databases; names don't
+        self._room_prefix = "liaison:sig:room:"
+        self._node_prefix = f"liaison:sig:{db}:node:"
+        self._events = f"liaison:sig:{db}:events"
+        self._node_channel = self._node_prefix + self.node
+        self._scripts = {name: redis.register_script(src) for name, src in
+                         (("join", _JOIN), ("leave", _LEAVE), ("heartbeat", _HEARTBEAT), ("peers", _PEERS),
+                          ("forward", _FORWARD))}
+        self._views: dict[str, _View] = {}
+        self._deliver: Deliver | None = None
+        self._tasks: list[asyncio.Task] = []
+        self._ready = asyncio.Event()
+        self._kick = asyncio.Event()
+
+    # -- the interface the server uses -------------------------------------------------------
+
+    async def start(self, deliver: Deliver, expire_remote: Callable[[str, dict], Awaitable[None]]) -> None:
+        self._deliver = deliver
+        self._tasks = [asyncio.create_task(self._listen(), name=f"signaling-fabric-listen-{self.node}"),
+                       asyncio.create_task(self._beat(), name=f"signaling-fabric-heartbeat-{self.node}")]
+        await asyncio.wait_for(self._ready.wait(), timeout=5)
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        # Leave at once rather than let the others wait for our peers' presence to expire.
+        views, self._views = self._views, {}
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(3):
+                for room, view in views.items():
+                    for peer_id in view.local:
+                        await self._run("leave", room, self._events, room, peer_id)
+
+    async def remote_peers(self, room: str) -> list[dict]:
+        try:
+            _, entries = self._decode(await self._run("peers", room, self.node))
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        return [_public(e) for e in entries]
+
+    async def joined(self, room: str, peer: dict, known: list[dict] | None = None) -> None:
+        """A local peer joined, having been told `known` (the remote peers when it asked)."""
+        view = self._views.setdefault(room, _View())
+        peer_id = peer["peer_id"]
+        entry = json.dumps({"peer_id": peer_id, "user_id": peer["user_id"], "node": self.node}, separators=(",", ":"))
+        view.local[peer_id] = entry
+        view.told[peer_id] = {p["peer_id"]: p for p in known or []}
+        view.pending.add(peer_id)
+        try:
+            answer = await self._run("join", room, self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, entry)
+        except RedisError:
+            log.warning("could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True)
+            view.pending.discard(peer_id)
+            return
+        view.pending.discard(peer_id)
+        if self._views.get(room) is view and peer_id in view.local:
+            await self._send(self._apply_snapshot(room, view, *self._decode(answer)))
+        else:  # it left while we announced it, and the leave may have reached Redis first
+            await self.left(room, peer)
+
+    async def left(self, room: str, peer: dict) -> None:
+        view = self._views.get(room)
+        if view is not None:
+            view.local.pop(peer["peer_id"], None)
+            view.told.pop(peer["peer_id"], None)
+            view.pending.discard(peer["peer_id"])
+            if not view.local:
+                del self._views[room]
+        try:
+            await self._run("leave", room, self._events, room, peer["peer_id"])
+        except RedisError:  # its presence will expire and another node will announce it
+            log.warning("could not announce that %s left %s", peer["peer_id"], room, exc_info=True)
+
+    async def forward(self, room: str, to: str, message: dict) -> bool:
+        payload = json.dumps({"room": room, "to": to, "message": message}, separators=(",", ":"))
+        try:
+            return await self._run("forward", room, self.node, self._node_prefix, to, payload) > 0
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+
+    async def broadcast(self, room: str, message: dict) -> None:
+        """To every peer of the room, on every node (this one included)."""
+        await self._redis.publish(self._events, json.dumps({"room": room, "event": "message", "message": message}))
+
+    # -- views ---------------------------------------------------------------------------------
+
+    def _apply_event(self, event: dict) -> list[tuple[str, str, dict]]:
+        room = event.get("room")
+        view = self._views.get(room)
+        if view is None:
+            return []
+        if event["event"] == "message":
+            return [(room, p, event["message"]) for p in view.local if p not in view.pending]
+        entry, seq = event["peer"], int(event["seq"])
+        peer_id, joined = entry["peer_id"], event["event"] == "peer-joined"
+        if entry["node"] == self.node or seq <= view.versions.get(peer_id, 0):
+            return []  # our own peers are the server's business; older news is already applied
+        if seq <= view.floor and (joined or peer_id not in view.missing):
+            return []  # a snapshot already said so (except a departure it left pending: this confirms it)
+        view.versions[peer_id] = seq
+        view.missing.pop(peer_id, None)
+        if joined:
+            view.members[peer_id] = _public(entry)
+        else:
+            view.members.pop(peer_id, None)
+        return self._sync(room, view)
+
+    def _apply_snapshot(self, room: str, view: _View, seq: int, entries: list[dict]) -> list[tuple[str, str, dict]]:
+        """Bring the view up to a snapshot (the membership at `seq`). A member the snapshot lacks,
+        with no event saying it left, is dropped only if still absent a heartbeat and a half later:
+        after Redis loses its data (a restart, a failover) the members' nodes put them back first."""
+        if seq < view.floor:
+            return self._sync(room, view)  # older than what we know: nothing to learn
+        now = time.monotonic()
+        present = {e["peer_id"]: _public(e) for e in entries}
+        for peer_id in set(view.members) | set(present):
+            if view.versions.get(peer_id, 0) >= seq:
+                continue  # an event newer than the snapshot decided this one
+            if peer_id in present:
+                view.members[peer_id] = present[peer_id]
+                view.missing.pop(peer_id, None)
+            elif now - view.missing.setdefault(peer_id, now) >= 1.5 * self.interval:
+                view.members.pop(peer_id, None)
+                view.missing.pop(peer_id, None)
+        view.floor = seq
+        view.versions = {p: v for p, v in view.versions.items() if v > seq}
+        return self._sync(room, view)
+
+    @staticmethod
+    def _sync(room: str, view: _View) -> list[tuple[str, str, dict]]:
+        """Tell each local peer how the remote members differ from what it was told."""
+        out = []
+        for peer_id, told in view.told.items():
+            if peer_id in view.pending:
+                continue
+            for other, public in view.members.items():
+                if other not in told:
+                    out.append((room, peer_id, {"type": "peer-joined", **public}))
+            for other, public in told.items():
+                if other not in view.members:
+                    out.append((room, peer_id, {"type": "peer-left", **public}))
+            view.told[peer_id] = dict(view.members)
+        return out
+
+    async def _send(self, sends: list[tuple[str, str, dict]]) -> None:
+        for room, to, message in sends:
+            with contextlib.suppress(Exception):
+                await self._deliver(room, to, message)
+
+    # -- background ----------------------------------------------------------------------------
+
+    async def _listen(self) -> None:
+        node, events = self._node_channel.encode(), self._events.encode()
+        while True:
+            try:
+                async with self._redis.pubsub() as pubsub:
+                    await pubsub.subscribe(node, events)
+                    subscribed = 0
+                    async for message in pubsub.listen():
+                        kind = message["type"]
+                        if kind == "subscribe":
+                            subscribed += 1
+                            if subscribed == 2:
+                                self._ready.set()
+                                self._kick.set()  # after a reconnect, reconcile now rather than at the next beat
+                            continue
+                        if kind != "message":
+                            continue
+                        try:
+                            data = json.loads(message["data"])
+                            if message["channel"] == node:
+                                await self._deliver(data["room"], data["to"], data["message"])
+                            else:
+                                await self._send(self._apply_event(data))
+                        except Exception:
+                            log.exception("could not act on a fabric message")
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("signaling fabric lost Redis; retrying", exc_info=True)
+                await asyncio.sleep(0.5)
+
+    async def _beat(self) -> None:
+        while True:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._kick.wait(), self.interval)
+            self._kick.clear()
+            try:
+                await self._heartbeat()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("signaling presence heartbeat failed", exc_info=True)
+
+    async def _heartbeat(self) -> None:
+        """Refresh our peers, sweep the expired peers of other nodes, and reconcile every view."""
+        work = [(room, view, [e for p, e in view.local.items() if p not in view.pending])
+                for room, view in self._views.items()]
+        work = [w for w in work if w[2]]
+        for start in range(0, len(work), PIPELINE_CHUNK):
+            chunk = work[start:start + PIPELINE_CHUNK]
+            answers = await self._pipeline([
+                ("heartbeat", room, (self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, *entries))
+                for room, _, entries in chunk])
+            for (room, view, _), answer in zip(chunk, answers):
+                if self._views.get(room) is view:
+                    await self._send(self._apply_snapshot(room, view, *self._decode(answer)))
+
+    # -- Redis ---------------------------------------------------------------------------------
+
+    async def _run(self, script: str, room: str, *args):
+        return await self._scripts[script](keys=[self._room_prefix + room], args=args)
+
+    async def _pipeline(self, calls: list[tuple[str, str, tuple]]) -> list:
+        for attempt in (1, 2):
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for script, room, args in calls:
+                    pipe.evalsha(self._scripts[script].sha, 1, self._room_prefix + room, *args)
+                try:
+                    return await pipe.execute()
+                except NoScriptError:  # Redis restarted and forgot the scripts
+                    if attempt == 2:
+                        raise
+                    for s in self._scripts.values():
+                        s.sha = await self._redis.script_load(s.script)
+        return []
+
+    @staticmethod
+    def _decode(answer: list) -> tuple[int, list[dict]]:
+        return int(answer[0]), [json.loads(e) for e in answer[1:]]
+
+    @staticmethod
+    def _unavailable(exc: Exception) -> ProtocolError:
+        log.warning("signaling fabric: Redis is not answering (%s)", exc)
+        return ProtocolError("fabric_unavailable", "Calls are briefly unavailable; try again")
