@@ -1,0 +1,337 @@
+"""Several `liaison serve` processes sharing rooms through Redis (scaled configuration only).
+
+Each node is a real subprocess; peers are plain WebSockets. Presence expires after TTL seconds
+without a heartbeat, so a SIGKILLed node's peers are announced gone within about TTL * 4/3.
+"""
+
+import asyncio
+import concurrent.futures
+import contextlib
+import json
+import random
+import time
+import uuid
+
+import httpx
+import pytest
+import websockets
+from redis.asyncio import Redis
+
+from api.app import create_app
+from api.redis import make_redis
+from signaling.redis_fabric import RedisFabric
+from tests.conftest import World, make_settings, reset_env, seed_world
+from tests.live import Node, http, put_on_call
+
+CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
+SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
+CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+TTL = 1.5
+MAX_PEERS = 3
+QUIET = 2 * TTL  # long enough for any duplicate announcement (heartbeats run every TTL/3) to show
+
+
+class Cluster:
+    def __init__(self, nodes: list[Node], world, consult: dict, redis_url: str) -> None:
+        self.nodes, self.w, self.consult, self.redis_url = nodes, world, consult, redis_url
+        self.stack = contextlib.AsyncExitStack()
+
+    async def token(self, who: str) -> str:
+        resp = await self.w.client.post(f"/api/v1/consults/{self.consult['id']}/call-token",
+                                        headers=await self.w.headers(who))
+        assert resp.status_code == 200, resp.text
+        return resp.json()["token"]
+
+    async def connect(self, node: int, who: str):
+        """A socket on node `node` that sent its join; returns (ws, first answer)."""
+        ws = await self.stack.enter_async_context(
+            websockets.connect(f"ws://{self.nodes[node].host}/api/v1/signaling", compression=None))
+        await ws.send(json.dumps({"type": "join", "token": await self.token(who)}))
+        return ws, await recv(ws)
+
+    async def join(self, node: int, who: str):
+        ws, joined = await self.connect(node, who)
+        assert joined["type"] == "joined", joined
+        return ws, joined
+
+
+async def recv(ws, timeout: float = 5.0) -> dict:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def quiet(ws, seconds: float = QUIET) -> None:
+    """Nothing more arrives on `ws` for `seconds`."""
+    with pytest.raises(asyncio.TimeoutError):
+        extra = await recv(ws, seconds)
+        pytest.fail(f"unexpected message {extra}")
+
+
+def _in_thread(coro):
+    """Run `coro` on an event loop of its own (module-scoped set-up, outside the tests' loops)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coro).result(timeout=120)
+
+
+def _settings(env: dict, ttl: float):
+    return make_settings(env["database_url"], env["redis_url"], signaling_presence_ttl=ttl,
+                         signaling_max_peers=MAX_PEERS, escalation_worker=False)
+
+
+async def _seed(env: dict) -> dict:
+    await reset_env(env)
+    app = create_app(_settings(env, TTL))  # in-process, only to write the shared database
+    async with app.router.lifespan_context(app), httpx.AsyncClient() as unused:
+        w = await seed_world(app, unused)
+        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                          specialty="trauma-surgery", max_concurrent=50)
+    return w.users
+
+
+async def _launch(env: dict, *, nodes: int = 2, ttl: float = TTL) -> list[Node]:
+    started = [Node(_settings(env, ttl)) for _ in range(nodes)]
+    try:
+        await asyncio.gather(*(n.start() for n in started))
+    except BaseException:
+        for n in started:
+            n.stop()
+        raise
+    return started
+
+
+@pytest.fixture(scope="module")
+def scaled(pg_url, redis_url) -> dict:
+    """The scaled configuration, seeded once for the module (users, an agreement, a specialist on call)."""
+    env = {"name": "scaled", "database_url": pg_url, "redis_url": redis_url}
+    return env | {"users": _in_thread(_seed(env))}
+
+
+@pytest.fixture(scope="module")
+def pair(scaled):
+    """Two nodes shared by the tests that neither kill nor stop one."""
+    nodes = _in_thread(_launch(scaled))
+    yield nodes
+    for n in nodes:
+        n.stop()
+
+
+@pytest.fixture
+def nodes(env, request):
+    if env["name"] != "scaled":
+        pytest.skip("several nodes share rooms through Redis; the embedded configuration is a single process")
+    shape = getattr(request, "param", None)
+    if shape is None:
+        yield request.getfixturevalue("pair"), request.getfixturevalue("scaled")
+        return
+    scaled = request.getfixturevalue("scaled")
+    own = _in_thread(_launch(scaled, **shape))
+    yield own, scaled
+    for n in own:
+        n.stop()
+
+
+@pytest.fixture
+async def cluster(nodes):
+    """A fresh accepted consult (so a fresh room) on the nodes, and sockets closed afterwards."""
+    started, scaled = nodes
+    async with http(started[0].host) as client:
+        w = World(client=client, users=dict(scaled["users"]))
+        consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+        accepted = await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
+        assert accepted.status_code == 200, accepted.text
+        c = Cluster(started, w, consult, scaled["redis_url"])
+        async with c.stack, asyncio.timeout(60):
+            yield c
+
+
+async def test_peers_on_two_nodes_meet_and_relay(cluster):
+    a, joined_a = await cluster.join(0, "a-clinician")
+    assert joined_a["peers"] == []
+    b, joined_b = await cluster.join(1, "b-specialist")
+    pa, pb = joined_a["peer_id"], joined_b["peer_id"]
+    assert joined_b["peers"] == [{"peer_id": pa, "user_id": str(cluster.w.users["a-clinician"])}]
+    assert await recv(a) == {"type": "peer-joined", "peer_id": pb, "user_id": str(cluster.w.users["b-specialist"])}
+
+    await b.send(json.dumps({"type": "offer", "to": pa, "sdp": SDP}))
+    assert await recv(a) == {"type": "offer", "from": pb, "sdp": SDP}
+    await a.send(json.dumps({"type": "answer", "to": pb, "sdp": SDP}))
+    assert await recv(b) == {"type": "answer", "from": pa, "sdp": SDP}
+    await a.send(json.dumps({"type": "candidate", "to": pb, **CANDIDATE}))
+    assert await recv(b) == {"type": "candidate", "from": pa, **CANDIDATE}
+    await b.send(json.dumps({"type": "candidate", "to": pa, **CANDIDATE}))
+    assert await recv(a) == {"type": "candidate", "from": pb, **CANDIDATE}
+    for i in range(50):  # order holds across nodes
+        await b.send(json.dumps({"type": "candidate", "to": pa, **CANDIDATE, "sdpMLineIndex": i}))
+    assert [(await recv(a))["sdpMLineIndex"] for _ in range(50)] == list(range(50))
+
+    await b.send(json.dumps({"type": "leave"}))
+    assert await recv(a) == {"type": "peer-left", "peer_id": pb, "user_id": str(cluster.w.users["b-specialist"])}
+    await quiet(a)  # announced once, and presence heartbeats raise no ghost announcements
+
+
+async def test_room_limit_counts_peers_on_both_nodes(cluster):
+    await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    _, third = await cluster.join(0, "a-clinician")  # three: the limit
+    assert (await recv(b))["peer_id"] == third["peer_id"]  # node 0 has published it (joins race otherwise)
+    _, refused = await cluster.connect(1, "b-specialist")
+    assert refused["type"] == "error" and refused["code"] == "room_full", refused  # 1 here + 2 on node 0
+    _, refused = await cluster.connect(0, "a-clinician")
+    assert refused["type"] == "error" and refused["code"] == "room_full", refused  # 2 here + 1 on node 1
+    await b.send(json.dumps({"type": "leave"}))
+    await asyncio.sleep(0.2)
+    _, joined = await cluster.connect(1, "b-specialist")
+    assert joined["type"] == "joined" and len(joined["peers"]) == 2, joined
+
+
+@pytest.mark.parametrize("nodes", [{"nodes": 3}], indirect=True)
+async def test_dead_node_peers_leave_once_presence_expires(cluster):
+    a, joined_a = await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    c, joined_c = await cluster.join(2, "a-clinician")
+    pc = joined_c["peer_id"]
+    assert {p["peer_id"] for p in joined_c["peers"]} == {joined_a["peer_id"], joined_b["peer_id"]}
+    assert (await recv(a))["peer_id"] == joined_b["peer_id"]
+    assert (await recv(a))["peer_id"] == pc
+    assert (await recv(b))["peer_id"] == pc
+    await quiet(a)  # heartbeats keep live peers present well past the TTL
+
+    cluster.nodes[2].kill()
+    started = time.monotonic()
+    left_a, left_b = await asyncio.gather(recv(a, 4 * TTL), recv(b, 4 * TTL))
+    elapsed = time.monotonic() - started
+    gone = {"type": "peer-left", "peer_id": pc, "user_id": str(cluster.w.users["a-clinician"])}
+    assert (left_a, left_b) == (gone, gone), (left_a, left_b, joined_a["peer_id"], joined_b["peer_id"], pc)
+    assert elapsed < TTL * 4 / 3 + 1.5, elapsed  # TTL, a heartbeat, and slack for a loaded machine
+    await a.send(json.dumps({"type": "offer", "to": pc, "sdp": SDP}))
+    assert (await recv(a))["code"] == "unknown_peer"
+    redis = Redis.from_url(cluster.redis_url)
+    try:  # no ghost left behind in Redis either
+        assert await redis.hget(f"liaison:sig:room:{joined_a['room']}", pc) is None
+    finally:
+        await redis.aclose()
+    await asyncio.gather(quiet(a), quiet(b))  # both survivors swept; each peer heard it once
+    await b.send(json.dumps({"type": "offer", "to": joined_a["peer_id"], "sdp": SDP}))
+    assert (await recv(a))["from"] == joined_b["peer_id"]  # the survivors still relay
+
+
+async def test_forward_to_a_peer_no_longer_anywhere(cluster):
+    a, joined_a = await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    pb = joined_b["peer_id"]
+    assert (await recv(a))["type"] == "peer-joined"
+    await b.send(json.dumps({"type": "leave"}))
+    assert (await recv(a))["type"] == "peer-left"
+    await a.send(json.dumps({"type": "offer", "to": pb, "sdp": SDP}))
+    assert (await recv(a))["code"] == "unknown_peer"
+    await a.send(json.dumps({"type": "candidate", "to": "0123456789abcdef", **CANDIDATE}))
+    assert (await recv(a))["code"] == "unknown_peer"
+
+
+@pytest.mark.parametrize("nodes", [{"ttl": 60.0}], indirect=True)
+async def test_stopped_node_announces_its_peers_at_once(cluster):
+    a, _ = await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    assert (await recv(a))["type"] == "peer-joined"
+    stopping = asyncio.create_task(asyncio.to_thread(cluster.nodes[1].stop))  # SIGTERM: a graceful shutdown
+    left = await recv(a, 10)  # long before the 60 s presence would expire
+    assert left["type"] == "peer-left" and left["peer_id"] == joined_b["peer_id"]
+    await stopping
+    await quiet(a, 1.0)
+
+
+# The fabric itself, two instances in this process on the real Redis (what nodes do, minus sockets).
+
+class Recorder:
+    """A node's delivery callback: what each local peer would have been sent."""
+
+    def __init__(self) -> None:
+        self.sent: dict[str, list[dict]] = {}
+
+    async def __call__(self, room: str, to: str, message: dict) -> bool:
+        self.sent.setdefault(to, []).append(message)
+        return True
+
+
+@pytest.fixture
+async def fabrics(env, request):
+    if env["name"] != "scaled":
+        pytest.skip("the Redis fabric needs Redis")
+    redis = make_redis(env["redis_url"])  # as the app makes it
+    ttl, heartbeat = getattr(request, "param", (0.6, None))
+    made = [(RedisFabric(redis, presence_ttl=ttl, heartbeat=heartbeat), Recorder()) for _ in range(2)]
+    for fabric, recorder in made:
+        await fabric.start(recorder, None)
+    try:
+        async with asyncio.timeout(30):
+            yield made
+    finally:
+        for fabric, _ in made:
+            await fabric.stop()
+        await redis.aclose()
+
+
+def _room() -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.mark.parametrize("fabrics", [(30.0, 10.0)], indirect=True)  # no heartbeat during the test: joins alone
+async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics):
+    (f1, r1), (f2, r2) = fabrics
+    rooms = [_room() for _ in range(60)]
+    known = {}
+    jitter = random.Random(7)
+
+    async def join(fabric, room, peer_id, before, between):
+        await asyncio.sleep(before)
+        known[peer_id] = [p["peer_id"] for p in await fabric.remote_peers(room)]
+        await asyncio.sleep(between)  # the server answers `joined` between the two
+        await fabric.joined(room, {"peer_id": peer_id, "user_id": "u-" + peer_id}, known=[
+            {"peer_id": p, "user_id": "u-" + p} for p in known[peer_id]])
+
+    async def both(i, room):
+        a, b = (f1, room, f"{room}-a"), (f2, room, f"{room}-b")
+        if i % 3 == 0:  # one after the other: b is told of a in `joined`
+            await join(*a, 0, 0)
+            await join(*b, 0, 0)
+        elif i % 3 == 1:  # at once
+            await asyncio.gather(join(*a, 0, 0), join(*b, 0, 0))
+        else:  # interleaved every which way
+            await asyncio.gather(join(*a, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)),
+                                 join(*b, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)))
+
+    await asyncio.gather(*(both(i, room) for i, room in enumerate(rooms)))
+    await asyncio.sleep(0.5)
+    told_by_join = 0
+    for room in rooms:
+        for me, other, recorder in ((f"{room}-a", f"{room}-b", r1), (f"{room}-b", f"{room}-a", r2)):
+            heard = [m["peer_id"] for m in recorder.sent.get(me, []) if m["type"] == "peer-joined"]
+            assert heard.count(other) + known[me].count(other) == 1, (me, known[me], recorder.sent.get(me))
+            assert not [m for m in recorder.sent.get(me, []) if m["type"] == "peer-left"]
+            told_by_join += known[me].count(other)
+    assert len(rooms) // 3 <= told_by_join < len(rooms)  # both orders happened
+
+
+async def test_room_state_lost_in_redis_heals_without_announcements(fabrics, env):
+    """Redis restarted without persistence, or failed over: the nodes put their peers back, and
+    nobody is told that anybody left (a snapshot's absence alone is not a departure)."""
+    (f1, r1), (f2, r2) = fabrics
+    room = _room()
+    await f1.joined(room, {"peer_id": "a", "user_id": "ua"}, known=await f1.remote_peers(room))
+    await f2.joined(room, {"peer_id": "b", "user_id": "ub"}, known=await f2.remote_peers(room))
+    await asyncio.sleep(0.2)
+    assert r1.sent == {"a": [{"type": "peer-joined", "peer_id": "b", "user_id": "ub"}]} and r2.sent == {}
+    redis = Redis.from_url(env["redis_url"])
+    try:
+        await redis.delete(f"liaison:sig:room:{room}")
+        assert not await f1.forward(room, "b", {"type": "offer"})  # gone for now
+        await asyncio.sleep(4 * f1.interval)
+        assert set(await redis.hkeys(f"liaison:sig:room:{room}")) == {b"a", b"b", b"~seq"}
+    finally:
+        await redis.aclose()
+    assert await f1.forward(room, "b", {"type": "offer", "from": "a"})
+    await asyncio.sleep(0.2)
+    assert r1.sent == {"a": [{"type": "peer-joined", "peer_id": "b", "user_id": "ub"}]}
+    assert r2.sent == {"b": [{"type": "offer", "from": "a"}]}
+    await f2.left(room, {"peer_id": "b", "user_id": "ub"})
+    await asyncio.sleep(0.2)
+    assert r1.sent["a"][-1] == {"type": "peer-left", "peer_id": "b", "user_id": "ub"}
