@@ -3,13 +3,13 @@
 import asyncio
 import logging
 
-from bench import consults
+from bench import consults, signaling, signaling_nodes
 from bench.common import table
 
 
 async def main() -> None:
     rows = []
-    for module in (consults,):
+    for module in (consults, signaling, signaling_nodes):
         rows.extend(await module.run())
     print(table(rows))
 
