@@ -26,7 +26,7 @@ import rosters.router
 import signaling.router
 from consults.worker import EscalationWorker
 from events.bus import make_bus
-from signaling import control
+from signaling import control, listener
 from signaling.fabric import LocalFabric
 from signaling.precall import PrecallRooms
 from signaling.redis_fabric import RedisFabric
@@ -56,9 +56,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.precall = PrecallRooms(app.state.signaling)
         await app.state.signaling.start()
         orders = asyncio.create_task(control.obey(app.state.bus, app.state.signaling), name="signaling-orders")
+        port = settings.signaling_port
+        app.state.listener = await listener.start(app.state.signaling, host=settings.host, port=port) if port else None
         try:
             yield
         finally:
+            await listener.stop(app.state.listener)
             orders.cancel()
             await app.state.precall.stop()
             await app.state.signaling.stop()

@@ -1,12 +1,12 @@
-"""Signaling relay: Liaison's WebSocket signaling (in the API's uvicorn process) against a bare
-`websockets` relay (bench.bare_relay), both in processes of their own on 127.0.0.1, in the same run.
+"""Signaling relay: Liaison's WebSocket signaling against a bare `websockets` relay (bench.bare_relay),
+each in a process of its own on 127.0.0.1, in the same run. Liaison is measured on its own signaling
+port (signaling/listener.py: `websockets` inside the `liaison serve` process) and, for comparison, on
+the API's ASGI route under uvicorn.
 
 - Throughput and server CPU: two joined peers; one sends ICE-candidate-sized messages to the other,
   keeping a bounded window (WINDOW) in flight, so the figure is relaying, not buffering. Server CPU
   is utime+stime from /proc/<pid>/stat over the timed span, divided by the messages relayed.
-  ROUNDS short rounds, servers interleaved, medians quoted. The same is done for Liaison under
-  uvicorn's other WebSocket implementations (ws="websockets"; ws="wsproto" when installed), against
-  the current one (uvicorn's default, "websockets-sansio").
+  ROUNDS short rounds, servers interleaved, medians quoted.
 - Latency: the sender paces messages at a steady rate, each carrying its send time (in the
   candidate's foundation, which Liaison relays untouched); the receiver subtracts.
 - Call setup: two aiortc peers (a data channel, non-trickle ICE, no ICE servers) from opening the
@@ -22,7 +22,6 @@ connection) so that this process stays cheaper than the servers it measures.
 
 import asyncio
 import contextlib
-import importlib.util
 import json
 import os
 import resource
@@ -60,9 +59,6 @@ IDLE, CONCURRENCY = 5000, 64
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
         "patient_ref": "B-1", "languages": ["en"]}
-SERVE_WS = ("import sys, uvicorn; from api.app import uvicorn_options; from api.settings import get_settings; "
-            "uvicorn.run('liaison.asgi:app', host='127.0.0.1', port=int(sys.argv[1]), ws=sys.argv[2], "
-            "log_level='info', **uvicorn_options(get_settings()))")
 
 
 # --- a minimal WebSocket client ------------------------------------------------------------------
@@ -207,6 +203,7 @@ class Target:
     host: str
     proc: subprocess.Popen
     hello: Callable[[str, int], dict]  # (room, index) -> the join message
+    api: str = ""  # where its HTTP API answers (Liaison only)
     stderr: deque = field(default_factory=lambda: deque(maxlen=50))
 
     @property
@@ -254,14 +251,15 @@ async def start_bare() -> Target:
                   lambda room, i: {"type": "join", "id": f"{room}-{i}"}).drain()
 
 
-async def start_liaison(settings: Settings, ws: str | None, mint: Callable[[str], str]) -> tuple[Node, Target]:
-    """`liaison serve` as production runs it (ws None), or the same app and options under another ws."""
-    node = Node(settings, workers=1)
-    if ws is not None:
-        node._cmd = [sys.executable, "-c", SERVE_WS, str(node.port), ws]
-    await node.start()
-    label = "Liaison (uvicorn, default ws=websockets-sansio)" if ws is None else f"Liaison (uvicorn ws={ws})"
-    return node, Target(label, node.host, node.proc, lambda room, i: {"type": "join", "token": mint(room)}).drain()
+async def start_liaison(settings: Settings, mint: Callable[[str], str], *, dedicated: bool) -> tuple[Node, Target]:
+    """`liaison serve` as production runs it: signaling on its own port (dedicated), or on the API's
+    ASGI route under uvicorn."""
+    port = free_port() if dedicated else None
+    node = await Node(settings.model_copy(update={"signaling_port": port}), workers=1).start()
+    label = "Liaison (own signaling port)" if dedicated else "Liaison (ASGI route, uvicorn)"
+    host = f"127.0.0.1:{port}" if dedicated else node.host
+    return node, Target(label, host, node.proc, lambda room, i: {"type": "join", "token": mint(room)},
+                        api=node.host).drain()
 
 
 # --- the measurements ----------------------------------------------------------------------------
@@ -438,15 +436,14 @@ async def run() -> list[tuple[str, str, str, str]]:
         def mint(room: str) -> str:
             return tokens.issue(ctx, user_id=user, org_id=org, room=room, consult_id=None)[0]
 
-        variants = ["websockets"] + (["wsproto"] if importlib.util.find_spec("wsproto") else [])
-        started = await asyncio.gather(start_bare(), start_liaison(settings, None, mint),
-                                       *(start_liaison(settings, ws, mint) for ws in variants), return_exceptions=True)
+        started = await asyncio.gather(start_bare(), start_liaison(settings, mint, dedicated=True),
+                                       start_liaison(settings, mint, dedicated=False), return_exceptions=True)
         try:
             failed = [s for s in started if isinstance(s, BaseException)]
             if failed:
                 raise failed[0]
             bare, (_, liaison), *others = started
-            return await _measure(bare, liaison, [t for _, t in others], users, variants)
+            return await _measure(bare, liaison, [t for _, t in others], users)
         finally:
             for s in started:
                 if isinstance(s, Target):
@@ -457,7 +454,7 @@ async def run() -> list[tuple[str, str, str, str]]:
                     s[0].stop()
 
 
-async def _measure(bare: Target, liaison: Target, others: list[Target], users: dict, variants: list[str]) -> list:
+async def _measure(bare: Target, liaison: Target, others: list[Target], users: dict) -> list:
     rows = []
     everyone = [bare, liaison, *others]
     links = {t.label: await pair(t) for t in everyone}
@@ -473,10 +470,10 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
                  f"{bq[0]:,.0f} msg/s bare relay", f"{lq[0] / bq[0]:.2f}× (target ≥ 0.9×: {_met(lq[0] >= 0.9 * bq[0])})"))
     rows.append(("server CPU per relayed message", f"{lq[1]:.1f} µs", f"{bq[1]:.1f} µs bare relay",
                  f"{lq[1] / bq[1]:.2f}×"))
-    for t, ws in zip(others, variants):
+    for t in others:
         q = med[t.label]
-        rows.append((f"relay throughput, uvicorn ws={ws}", f"{q[0]:,.0f} msg/s ({q[1]:.1f} µs CPU)",
-                     f"{lq[0]:,.0f} msg/s ws=websockets-sansio (default)", f"{q[0] / lq[0]:.2f}× ({q[0] / bq[0]:.2f}× bare)"))
+        rows.append((f"relay throughput, {t.label}", f"{q[0]:,.0f} msg/s ({q[1]:.1f} µs CPU)",
+                     f"{bq[0]:,.0f} msg/s bare relay", f"{q[0] / bq[0]:.2f}×"))
     client = max(m[2] for m in med.values())
     rows.append(("bench client CPU per message (sanity)", f"≤ {client:.1f} µs", "-", "must stay below the servers'"))
 
@@ -507,6 +504,9 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
     rows.append((f"connection setup (open + join, {CONCURRENCY} at once)", f"{lrate:,.0f} conn/s",
                  f"{brate:,.0f} conn/s bare relay", f"{lrate / brate:.2f}×"))
     rows.append(("server CPU per connection set up", f"{lcpu:.2f} ms", f"{bcpu:.2f} ms bare relay", f"{lcpu / bcpu:.2f}×"))
+    for t in others:
+        ok, _, _, _ = await idle_connections(t)
+        rows.append((f"memory per idle connection, {t.label}", f"{ok:.1f} KiB", f"{bk:.1f} KiB bare relay", f"{ok / bk:.2f}×"))
     if lfail or bfail:
         rows.append(("idle joins that failed", str(len(lfail)), f"{len(bfail)} bare relay",
                      f"of {IDLE}; first: {(lfail or bfail)[0][:80]}"))
@@ -514,7 +514,7 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
 
 
 async def _calls(bare: Target, liaison: Target, users: dict) -> list[tuple[str, str, str, str]]:
-    async with httpx.AsyncClient(base_url=f"http://{liaison.host}", timeout=10) as client:
+    async with httpx.AsyncClient(base_url=f"http://{liaison.api}", timeout=10) as client:
         headers = {}
         for name in (users["clinician"], users["specialists"][0]):
             r = await client.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD})

@@ -16,8 +16,11 @@ router = APIRouter(tags=["calls"])
 
 
 def _signaling_url(request: Request) -> str:
+    """The dedicated signaling port when there is one, else this API's own WebSocket route."""
     scheme = "wss" if request.url.scheme == "https" else "ws"
-    return f"{scheme}://{request.url.netloc}/api/v1/signaling"
+    port = request.app.state.settings.signaling_port
+    netloc = f"{request.url.hostname}:{port}" if port else request.url.netloc
+    return f"{scheme}://{netloc}/api/v1/signaling"
 
 
 @router.post("/consults/{consult_id}/call-token", response_model=CallTokenOut)

@@ -87,14 +87,23 @@ class SignalingServer:
         self.used = tokens.UsedTokens(redis)
         self.fabric = fabric or LocalFabric()
         self._sweeper: asyncio.Task | None = None
+        # Call records are written off the join path, one at a time, so each peer's "joined" is
+        # written before its "left" and a join is not held up by the database.
+        self._records: asyncio.Queue = asyncio.Queue()
+        self._recorder: asyncio.Task | None = None
 
     async def start(self) -> None:
         await self.fabric.start(self._deliver_remote, self._remote_expired)
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
+        self._recorder = asyncio.create_task(self._write_records(), name="signaling-records")
 
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
+        if self._recorder:
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._records.join(), 5)  # what was recorded so far is kept
+            self._recorder.cancel()
         for ws in list(self.sockets.values()):
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_AWAY, "server shutting down")
@@ -165,7 +174,7 @@ class SignalingServer:
             raise
         await self._send_all(announce)
         await self.fabric.joined(peer.room, peer.public(), known=remote)
-        await self._record(service.joined, grant=grant, peer_id=peer.peer_id)
+        self._records.put_nowait((service.joined, {"grant": grant, "peer_id": peer.peer_id}))
         return peer
 
     async def _resume(self, ws: WebSocket, msg: Resume) -> Peer:
@@ -294,7 +303,8 @@ class SignalingServer:
         await self._send_all(self.rooms.leave(peer))
         await self.fabric.left(peer.room, peer.public())
         grant = self.grants.pop(peer.peer_id, None)
-        await self._record(service.left, consult_id=grant.consult_id if grant else None, peer_id=peer.peer_id)
+        self._records.put_nowait((service.left, {"consult_id": grant.consult_id if grant else None,
+                                                 "peer_id": peer.peer_id}))
 
     async def _sweep(self) -> None:
         while True:
@@ -339,9 +349,13 @@ class SignalingServer:
                 await ws.send_text(json.dumps(error(code, message)))
                 await ws.close(close)
 
-    async def _record(self, fn, **kwargs) -> None:
-        try:
-            async with self.sessions() as session:
-                await fn(session, **kwargs)
-        except Exception:  # the call goes on even if its record could not be written; the log says so
-            log.exception("could not record call attendance")
+    async def _write_records(self) -> None:
+        while True:
+            fn, kwargs = await self._records.get()
+            try:
+                async with self.sessions() as session:
+                    await fn(session, **kwargs)
+            except Exception:  # the call goes on even if its record could not be written; the log says so
+                log.exception("could not record call attendance")
+            finally:
+                self._records.task_done()

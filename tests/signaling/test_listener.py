@@ -1,0 +1,61 @@
+"""The dedicated signaling port: the same server, its limits enforced by `websockets`."""
+
+import asyncio
+import json
+
+import pytest
+import websockets
+from websockets.exceptions import InvalidStatus
+
+from tests.conftest import make_settings, reset_env, seed_world
+from tests.live import free_port, http, put_on_call, serve
+from tests.signaling.test_smoke import CONSULT, SDP, recv, token
+
+
+@pytest.fixture
+async def call(env):
+    if env["name"] != "embedded":
+        pytest.skip("the listener is the same code on either database")
+    await reset_env(env)
+    port = free_port()
+    settings = make_settings(env["database_url"], env["redis_url"], signaling_port=port,
+                             allowed_origins=["https://clinic.example"])
+    async with serve(settings) as (app, host):
+        async with http(host) as client:
+            w = await seed_world(app, client)
+            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                              specialty="trauma-surgery")
+            consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+            await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
+            yield w, consult, port
+
+
+async def test_call_token_names_the_port_and_peers_relay_there(call):
+    w, consult, port = call
+    a, b = await token(w, consult, "a-clinician"), await token(w, consult, "b-specialist")
+    assert a["signaling_url"] == f"ws://127.0.0.1:{port}/api/v1/signaling"
+    async with websockets.connect(a["signaling_url"], compression=None, origin="https://clinic.example") as wa, \
+            websockets.connect(b["signaling_url"], compression=None) as wb:
+        await wa.send(json.dumps({"type": "join", "token": a["token"]}))
+        ja = await recv(wa)
+        await wb.send(json.dumps({"type": "join", "token": b["token"]}))
+        jb = await recv(wb)
+        assert (await recv(wa))["type"] == "peer-joined"
+        await wb.send(json.dumps({"type": "offer", "to": ja["peer_id"], "sdp": SDP}))
+        assert await recv(wa) == {"type": "offer", "from": jb["peer_id"], "sdp": SDP}
+        await wa.send("x" * 70_000)  # over the 64 KiB limit
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(wa.recv(), 5)
+        assert closed.value.rcvd.code == 1009
+        await wb.send(json.dumps({"type": "ping"}))
+        assert (await recv(wb))["type"] == "pong"  # the other peer is still served
+
+
+@pytest.mark.parametrize("origin, path, status", [("https://evil.example", "/api/v1/signaling", 403),
+                                                  (None, "/elsewhere", 404)])
+async def test_refused_before_the_handshake(call, origin, path, status):
+    w, consult, port = call
+    with pytest.raises(InvalidStatus) as refused:
+        async with websockets.connect(f"ws://127.0.0.1:{port}{path}", origin=origin):
+            pass
+    assert refused.value.response.status_code == status
