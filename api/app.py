@@ -40,36 +40,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.engine = make_engine(settings.database_url)
-        app.state.redis = make_redis(settings.redis_url)
-        app.state.bus = make_bus(app.state.redis)
-        app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus)
-        await app.state.bus.start()
+        await _open_stores(app, settings)
         await auth.startup.on_startup(app)
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
             worker.start()
-        fabric = (RedisFabric(app.state.redis, presence_ttl=settings.signaling_presence_ttl)
-                  if app.state.redis is not None else LocalFabric())
-        app.state.signaling = SignalingServer(settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker,
-                                              redis=app.state.redis, fabric=fabric)
-        app.state.precall = PrecallRooms(app.state.signaling)
-        await app.state.signaling.start()
-        orders = asyncio.create_task(control.obey(app.state.bus, app.state.signaling), name="signaling-orders")
-        port = settings.signaling_port
-        app.state.listener = await listener.start(app.state.signaling, host=settings.host, port=port) if port else None
+        orders = await _start_signaling(app, settings)
         try:
             yield
         finally:
-            await listener.stop(app.state.listener)
-            orders.cancel()
-            await app.state.precall.stop()
-            await app.state.signaling.stop()
+            await _stop_signaling(app, orders)
             await worker.stop()
-            await app.state.bus.stop()
-            if app.state.redis is not None:
-                await app.state.redis.aclose()
-            await app.state.engine.dispose()
+            await _close_stores(app)
 
     app = FastAPI(title="Liaison", version="0.1.0", lifespan=lifespan,
                   description="Telemedicine consultation backend for civil-military health cooperation.")
@@ -84,6 +66,43 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                    events.router, signaling.router):
         app.include_router(module.router, prefix="/api/v1")
     return app
+
+
+async def _open_stores(app: FastAPI, settings: Settings) -> None:
+    """Database, Redis (when configured) and the event bus on top of them."""
+    app.state.engine = make_engine(settings.database_url)
+    app.state.redis = make_redis(settings.redis_url)
+    app.state.bus = make_bus(app.state.redis)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus)
+    await app.state.bus.start()
+
+
+async def _close_stores(app: FastAPI) -> None:
+    await app.state.bus.stop()
+    if app.state.redis is not None:
+        await app.state.redis.aclose()
+    await app.state.engine.dispose()
+
+
+async def _start_signaling(app: FastAPI, settings: Settings) -> asyncio.Task:
+    """The signaling server (a fabric through Redis when there is one), pre-call echo peers, the
+    listener on its own port if asked for, and the task obeying close orders from any node."""
+    fabric = (RedisFabric(app.state.redis, presence_ttl=settings.signaling_presence_ttl)
+              if app.state.redis is not None else LocalFabric())
+    app.state.signaling = SignalingServer(settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker,
+                                          redis=app.state.redis, fabric=fabric)
+    app.state.precall = PrecallRooms(app.state.signaling)
+    await app.state.signaling.start()
+    port = settings.signaling_port
+    app.state.listener = await listener.start(app.state.signaling, host=settings.host, port=port) if port else None
+    return asyncio.create_task(control.obey(app.state.bus, app.state.signaling), name="signaling-orders")
+
+
+async def _stop_signaling(app: FastAPI, orders: asyncio.Task) -> None:
+    await listener.stop(app.state.listener)
+    orders.cancel()
+    await app.state.precall.stop()
+    await app.state.signaling.stop()
 
 
 def uvicorn_options(settings: Settings) -> dict:

@@ -9,7 +9,7 @@ Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message
 class LocalFabric:
     """One process: every peer is local, so there is nothing to share or forward."""
 
-    async def start(self, deliver: Deliver, expire_remote: Callable[[str, dict], Awaitable[None]]) -> None:
+    async def start(self, deliver: Deliver) -> None:
         return None
 
     async def stop(self) -> None:

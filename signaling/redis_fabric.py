@@ -26,105 +26,17 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from signaling import redis_scripts as scripts
 from signaling.fabric import Deliver
 from signaling.messages import ProtocolError
 
 log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500
-
-_PRELUDE = """
-local function now_ms()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-end
-local function bump(key, now)
-  local seq = redis.call('HINCRBY', key, '~seq', 1)
-  if seq == 1 then  -- a fresh room: start above any sequence an earlier life of the key reached
-    seq = now
-    redis.call('HSET', key, '~seq', string.format('%d', seq))
-  end
-  return seq
-end
-local function announce(channel, room, seq, event, entry)
-  redis.call('PUBLISH', channel, cjson.encode({room = room, seq = seq, event = event, peer = entry}))
-end
-local function snapshot(key, now, me)
-  local out = {tonumber(redis.call('HGET', key, '~seq') or '0')}
-  local all = redis.call('HGETALL', key)
-  for i = 1, #all, 2 do
-    if string.byte(all[i], 1) ~= 126 then
-      local e = cjson.decode(all[i + 1])
-      if e.node ~= me and tonumber(e.expires) >= now then out[#out + 1] = all[i + 1] end
-    end
-  end
-  return out
-end
-"""
-
-# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json
-_JOIN = _PRELUDE + """
-local now = now_ms()
-local e = cjson.decode(ARGV[6])
-e.expires = now + tonumber(ARGV[2])
-redis.call('HSET', KEYS[1], e.peer_id, cjson.encode(e))
-announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-joined', e)
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return snapshot(KEYS[1], now, ARGV[1])
-"""
-
-# KEYS[1] room hash; ARGV: events channel, room, peer id
-_LEAVE = _PRELUDE + """
-local v = redis.call('HGET', KEYS[1], ARGV[3])
-if not v then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[3])
-announce(ARGV[1], ARGV[2], bump(KEYS[1], now_ms()), 'peer-left', cjson.decode(v))
-return 1
-"""
-
-# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json...
-_HEARTBEAT = _PRELUDE + """
-local now = now_ms()
-local expires = now + tonumber(ARGV[2])
-for i = 6, #ARGV do
-  local e = cjson.decode(ARGV[i])
-  e.expires = expires
-  if redis.call('HSET', KEYS[1], e.peer_id, cjson.encode(e)) == 1 then
-    announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-joined', e)  -- swept while this node stalled
-  end
-end
-local all = redis.call('HGETALL', KEYS[1])
-for i = 1, #all, 2 do
-  if string.byte(all[i], 1) ~= 126 then
-    local e = cjson.decode(all[i + 1])
-    if e.node ~= ARGV[1] and tonumber(e.expires) < now then
-      redis.call('HDEL', KEYS[1], all[i])
-      announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-left', e)
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return snapshot(KEYS[1], now, ARGV[1])
-"""
-
-# KEYS[1] room hash; ARGV: me
-_PEERS = _PRELUDE + """
-return snapshot(KEYS[1], now_ms(), ARGV[1])
-"""
-
-# KEYS[1] room hash; ARGV: me, node channel prefix, peer id, payload
-_FORWARD = """
-local v = redis.call('HGET', KEYS[1], ARGV[3])
-if not v then return -1 end
-local e = cjson.decode(v)
-if e.node == ARGV[1] then return -1 end
-return redis.call('PUBLISH', ARGV[2] .. e.node, ARGV[4])
-"""
 
 
 @dataclass
@@ -159,8 +71,8 @@ class RedisFabric:
         self._events = f"liaison:sig:{db}:events"
         self._node_channel = self._node_prefix + self.node
         self._scripts = {name: redis.register_script(src) for name, src in
-                         (("join", _JOIN), ("leave", _LEAVE), ("heartbeat", _HEARTBEAT), ("peers", _PEERS),
-                          ("forward", _FORWARD))}
+                         (("join", scripts.JOIN), ("leave", scripts.LEAVE), ("heartbeat", scripts.HEARTBEAT),
+                          ("peers", scripts.PEERS), ("forward", scripts.FORWARD))}
         self._views: dict[str, _View] = {}
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task] = []
@@ -169,7 +81,7 @@ class RedisFabric:
 
     # -- the interface the server uses -------------------------------------------------------
 
-    async def start(self, deliver: Deliver, expire_remote: Callable[[str, dict], Awaitable[None]]) -> None:
+    async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
         self._tasks = [asyncio.create_task(self._listen(), name=f"signaling-fabric-listen-{self.node}"),
                        asyncio.create_task(self._beat(), name=f"signaling-fabric-heartbeat-{self.node}")]

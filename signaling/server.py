@@ -7,8 +7,6 @@ import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable
-from typing import TypeVar
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
@@ -16,62 +14,12 @@ from starlette.websockets import WebSocketState
 from signaling import service, tokens
 from signaling.fabric import LocalFabric
 from signaling.ice import ice_servers
+from signaling.limits import Bucket, IdleTimeout
 from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, error, parse
 from signaling.rooms import Limits, Peer, Rooms, Send
 
 log = logging.getLogger("liaison.signaling")
-T = TypeVar("T")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
-
-
-class Bucket:
-    """Token bucket: `rate` messages a second, up to `burst` at once."""
-
-    def __init__(self, rate: float, burst: int) -> None:
-        self.rate, self.burst, self.tokens, self.at = rate, burst, float(burst), time.monotonic()
-
-    def take(self) -> bool:
-        now = time.monotonic()
-        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.rate)
-        self.at = now
-        if self.tokens < 1:
-            return False
-        self.tokens -= 1
-        return True
-
-
-class IdleTimeout:
-    """Awaits with a timeout, like asyncio.wait_for, but without its task (and loop hops) per message,
-    which cost the relay 40% of its CPU; one timer, pushed back lazily, cancels an await that has
-    waited `seconds`, and `receive` then raises TimeoutError."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds, self.loop, self.task = seconds, asyncio.get_running_loop(), asyncio.current_task()
-        self.since: float | None = None  # when the pending await began; None between awaits
-        self.fired = False
-        self.timer = self.loop.call_later(seconds, self._check)
-
-    async def receive(self, pending: Awaitable[T]) -> T:
-        self.since = self.loop.time()
-        try:
-            return await pending
-        except asyncio.CancelledError:
-            if self.fired and self.task.uncancel() == 0:
-                raise TimeoutError from None
-            raise
-        finally:
-            self.since = None
-
-    def _check(self) -> None:
-        now = self.loop.time()
-        if self.since is not None and now - self.since >= self.seconds:
-            self.fired = True
-            self.task.cancel()
-        else:
-            self.timer = self.loop.call_at((now if self.since is None else self.since) + self.seconds, self._check)
-
-    def cancel(self) -> None:
-        self.timer.cancel()
 
 
 class SignalingServer:
@@ -93,7 +41,7 @@ class SignalingServer:
         self._recorder: asyncio.Task | None = None
 
     async def start(self) -> None:
-        await self.fabric.start(self._deliver_remote, self._remote_expired)
+        await self.fabric.start(self._deliver_remote)
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
         self._recorder = asyncio.create_task(self._write_records(), name="signaling-records")
 
@@ -339,9 +287,6 @@ class SignalingServer:
         with contextlib.suppress(ProtocolError):
             await self._send_all(self.rooms.deliver(target, message))
         return True
-
-    async def _remote_expired(self, room: str, peer: dict) -> None:
-        await self._send_all([Send(p.peer_id, {"type": "peer-left", **peer}) for p in self.rooms.peers(room) if p.connected])
 
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
         with contextlib.suppress(Exception):

@@ -51,7 +51,7 @@ import pytest
 import websockets
 from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
-from fastapi.routing import APIRoute, APIWebSocketRoute
+from fastapi.routing import APIWebSocketRoute
 from jose import jwt
 from starlette.routing import WebSocketRoute
 

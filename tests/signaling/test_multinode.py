@@ -260,7 +260,7 @@ async def fabrics(env, request):
     ttl, heartbeat = getattr(request, "param", (0.6, None))
     made = [(RedisFabric(redis, presence_ttl=ttl, heartbeat=heartbeat), Recorder()) for _ in range(2)]
     for fabric, recorder in made:
-        await fabric.start(recorder, None)
+        await fabric.start(recorder)
     try:
         async with asyncio.timeout(30):
             yield made
