@@ -101,13 +101,16 @@ class SignalingServer:
 
     async def _join(self, ws: WebSocket, msg: Join) -> Peer:
         grant = tokens.check(self.auth, msg.token)
-        await self.used.spend(grant)
-        async with self.sessions() as session:
-            if not await service.may_join(session, grant=grant):
-                raise ProtocolError("call_closed", "This consult no longer allows calls for you")
+        # Three independent round trips (Redis, the database, Redis) at once: a join waits for the slowest.
+        results = await asyncio.gather(self.used.spend(grant), self._may_join(grant),
+                                       self.fabric.remote_peers(grant.room), return_exceptions=True)
+        if failed := next((r for r in results if isinstance(r, BaseException)), None):
+            raise failed
+        _, allowed, remote = results
+        if not allowed:
+            raise ProtocolError("call_closed", "This consult no longer allows calls for you")
         if self.per_user[grant.user_id] >= self.s.signaling_connections_per_user:
             raise ProtocolError("too_many_connections", "Too many signaling connections for this user")
-        remote = await self.fabric.remote_peers(grant.room)
         peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
                                          remote_count=len(remote))
         self._attach(ws, peer, grant)
@@ -124,6 +127,10 @@ class SignalingServer:
         await self.fabric.joined(peer.room, peer.public(), known=remote)
         self._records.put_nowait((service.joined, {"grant": grant, "peer_id": peer.peer_id}))
         return peer
+
+    async def _may_join(self, grant: tokens.CallGrant) -> bool:
+        async with self.sessions() as session:
+            return await service.may_join(session, grant=grant)
 
     async def _resume(self, ws: WebSocket, msg: Resume) -> Peer:
         # Ask the fabric first: from the takeover until `joined` and the backlog are written, no
