@@ -17,17 +17,19 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 PATHS = ("/", "/api/v1/signaling")
+PING_EVERY = 20.0
 
 
 class Socket:
     """The part of Starlette's WebSocket that SignalingServer uses, over a `websockets` connection."""
 
-    __slots__ = ("_conn", "headers", "application_state")
+    __slots__ = ("_conn", "headers", "application_state", "recv")
 
     def __init__(self, conn: ServerConnection) -> None:
         self._conn = conn
         self.headers = conn.request.headers
         self.application_state = WebSocketState.CONNECTED
+        self.recv = conn.recv  # the server awaits it directly; ConnectionClosed ends `handler` below
 
     async def accept(self) -> None:
         return None  # the handshake is done by the time the handler runs
@@ -67,14 +69,37 @@ async def start(server, *, host: str, port: int) -> Server:
         return None
 
     async def handler(conn: ServerConnection) -> None:
-        await server.handle(Socket(conn))
+        try:
+            await server.handle(Socket(conn))
+        except ConnectionClosed:
+            pass  # the client went away mid-message: the server has already let its peer go
 
-    return await serve(handler, host, port, process_request=admit, compression=None,
-                       max_size=settings.signaling_max_message_bytes, ping_interval=20, ping_timeout=20,
-                       reuse_port=True, server_header=None)
+    # Keepalive pings come from one task for all connections, not a task per connection (2 KiB each).
+    listener = await serve(handler, host, port, process_request=admit, compression=None,
+                           max_size=settings.signaling_max_message_bytes, ping_interval=None,
+                           reuse_port=True, server_header=None)
+    listener.keepalive = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
+    return listener
+
+
+async def _keepalive(listener: Server, every: float) -> None:
+    """Ping every connection each round; one whose previous ping went unanswered is closed (1011)."""
+    waiting: dict[ServerConnection, asyncio.Future] = {}
+    while True:
+        await asyncio.sleep(every)
+        for conn, pong in waiting.items():
+            if not pong.done():
+                asyncio.create_task(conn.close(1011, "keepalive ping timeout"))
+        waiting = {}
+        for conn in list(listener.connections):
+            try:
+                waiting[conn] = await conn.ping()
+            except ConnectionClosed:
+                continue
 
 
 async def stop(listener: Server | None) -> None:
     if listener is not None:
+        listener.keepalive.cancel()
         listener.close()
         await asyncio.wait_for(listener.wait_closed(), 10)

@@ -39,7 +39,7 @@ log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500
 
 
-@dataclass
+@dataclass(slots=True)
 class _View:
     """One room, as this node sees it: remote members (versioned by seq) and what each local peer was told."""
 

@@ -2,22 +2,22 @@
 values (`Send`), and nothing here touches a socket, Redis or the clock."""
 
 import secrets
-from collections import deque
 from dataclasses import dataclass, field
 
 from signaling.messages import ProtocolError, Relay
 
 
-@dataclass
+@dataclass(slots=True)
 class Peer:
     peer_id: str
     user_id: str
     org_id: str
     room: str
     secret: str
+    consult_id: str | None = None  # the consult whose call this is (None: a pre-call echo room)
     connected: bool = True
     detached_at: float | None = None
-    buffer: deque = field(default_factory=deque)
+    buffer: list = field(default_factory=list)  # held for the peer while it is away (a deque costs 10x empty)
 
     def public(self) -> dict[str, str]:
         return {"peer_id": self.peer_id, "user_id": self.user_id}
@@ -93,7 +93,7 @@ class Rooms:
         if peer is None or (peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds):
             raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
         peer.connected, peer.detached_at = True, None
-        queued, peer.buffer = list(peer.buffer), deque()
+        queued, peer.buffer = peer.buffer, []
         return peer, queued
 
     def leave(self, peer: Peer) -> list[Send]:

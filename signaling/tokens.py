@@ -11,7 +11,7 @@ from auth.tokens import InvalidToken, new_jti, verify
 from signaling.messages import ProtocolError
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CallGrant:
     user_id: str
     org_id: str
