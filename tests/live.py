@@ -135,3 +135,24 @@ class Node:
                 self.proc.wait(10)
             except Exception:
                 self.proc.kill()
+
+
+@asynccontextmanager
+async def live_world(env: dict, **overrides):
+    """A real server on the test's databases, with the seeded world: yields (app, host, world)."""
+    from tests.conftest import make_settings, reset_env, seed_world
+
+    await reset_env(env)
+    async with serve(make_settings(env["database_url"], env["redis_url"], **overrides)) as (app, host):
+        async with http(host) as client:
+            yield app, host, await seed_world(app, client)
+
+
+async def accepted_consult(app, world, body: dict) -> dict:
+    """b-specialist on call (under the A→B agreement), a-clinician's consult, accepted by b-specialist."""
+    await put_on_call(app.state.sessionmaker, org_id=world.orgs["B"], user_ids=[world.users["b-specialist"]],
+                      specialty=body["specialty"])
+    consult = (await world.client.post("/api/v1/consults", json=body, headers=await world.headers("a-clinician"))).json()
+    accepted = await world.client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await world.headers("b-specialist"))
+    assert accepted.status_code == 200, accepted.text
+    return consult

@@ -2,19 +2,13 @@
 
 import pytest
 
-from tests.conftest import make_settings, seed_world
-from tests.live import EventClient, http, put_on_call, serve
+from tests.live import EventClient, live_world, put_on_call
 
 
 @pytest.fixture
 async def live(env):
-    from tests.conftest import reset_env
-    await reset_env(env)
-    settings = make_settings(env["database_url"], env["redis_url"], escalation_poll_seconds=0.1)
-    async with serve(settings) as (app, host):
-        async with http(host) as client:
-            world = await seed_world(app, client)
-            yield app, host, world
+    async with live_world(env, escalation_poll_seconds=0.1) as (app, host, world):
+        yield app, host, world
 
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live",

@@ -6,21 +6,17 @@ import json
 import pytest
 import websockets
 
-from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import EventClient, http, put_on_call, serve
+from tests.live import EventClient, live_world, put_on_call
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 
 
 @pytest.fixture
 async def live(env):
-    await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
-        async with http(host) as client:
-            w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
-            yield app, host, w
+    async with live_world(env) as (app, host, w):
+        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                          specialty="trauma-surgery")
+        yield app, host, w
 
 
 async def test_missed_events_are_replayed_after_reconnect(live):

@@ -5,14 +5,12 @@ import subprocess
 import sys
 
 import pytest
-from aiortc.rtcicetransport import RTCIceGatherer
 from sqlalchemy import select
 
 from signaling.client import CallClient
 from signaling.models import Attendance
 from signaling.webrtc import ColorTrack, Mesh, frame_color
-from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import http, put_on_call, serve
+from tests.live import accepted_consult, live_world
 
 # Both configurations: in the scaled one, presence and single-use tokens go through Redis.
 both = pytest.mark.parametrize("env", ["embedded", "scaled"], indirect=True)
@@ -21,26 +19,10 @@ CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q"
 COLORS = {"a-clinician": (200, 60, 180), "b-specialist": (90, 200, 60), "a-coordinator": (40, 120, 220)}
 
 
-@pytest.fixture(autouse=True)
-def no_default_stun(monkeypatch):
-    """aiortc falls back to a public STUN server when given no configuration: fail if that happens."""
-    def refuse(*_):
-        raise AssertionError("an RTCPeerConnection was made without Liaison's ICE servers")
-    monkeypatch.setattr(RTCIceGatherer, "getDefaultIceServers", refuse)
-
-
 @pytest.fixture
 async def call(env):
-    await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
-        async with http(host) as client:
-            w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
-            consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
-            resp = await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
-            assert resp.status_code == 200, resp.text
-            yield app, host, w, consult
+    async with live_world(env) as (app, host, w):
+        yield app, host, w, await accepted_consult(app, w, CONSULT)
 
 
 async def client_for(w, consult, who, **kwargs) -> CallClient:

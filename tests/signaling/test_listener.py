@@ -7,8 +7,7 @@ import pytest
 import websockets
 from websockets.exceptions import InvalidStatus
 
-from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import free_port, http, put_on_call, serve
+from tests.live import accepted_consult, free_port, live_world
 from tests.signaling.test_smoke import CONSULT, SDP, recv, token
 
 
@@ -16,18 +15,9 @@ from tests.signaling.test_smoke import CONSULT, SDP, recv, token
 async def call(env):
     if env["name"] != "embedded":
         pytest.skip("the listener is the same code on either database")
-    await reset_env(env)
     port = free_port()
-    settings = make_settings(env["database_url"], env["redis_url"], signaling_port=port,
-                             allowed_origins=["https://clinic.example"])
-    async with serve(settings) as (app, host):
-        async with http(host) as client:
-            w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
-            consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
-            await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
-            yield w, consult, port
+    async with live_world(env, signaling_port=port, allowed_origins=["https://clinic.example"]) as (app, host, w):
+        yield w, await accepted_consult(app, w, CONSULT), port
 
 
 async def test_call_token_names_the_port_and_peers_relay_there(call):

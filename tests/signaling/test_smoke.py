@@ -6,8 +6,7 @@ import json
 import pytest
 import websockets
 
-from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import http, put_on_call, serve
+from tests.live import accepted_consult, live_world
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -15,15 +14,8 @@ SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 
 @pytest.fixture
 async def call(env):
-    await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
-        async with http(host) as client:
-            w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
-            consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
-            await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
-            yield app, host, w, consult
+    async with live_world(env) as (app, host, w):
+        yield app, host, w, await accepted_consult(app, w, CONSULT)
 
 
 async def token(w, consult, who):
