@@ -1,10 +1,10 @@
 """Wire messages, parsed once at the edge into typed values; nothing past here sees raw JSON.
 
 Hand-written checks rather than a schema library: this is the relay's hot path, and each check
-here is a type test and a length test.
+here is a type test and a length test. orjson parses and writes about 3x faster than the stdlib.
 """
 
-import json
+import orjson
 from dataclasses import dataclass
 from typing import Any
 
@@ -57,7 +57,7 @@ Message = Join | Resume | Relay | Leave | Ping
 def parse(raw: str | bytes) -> Message:
     """Parse one client frame; ProtocolError on anything malformed."""
     try:
-        data = json.loads(raw)
+        data = orjson.loads(raw)
     except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting fits in a small frame
         raise ProtocolError("bad_json", "Messages are JSON objects") from None
     if not isinstance(data, dict):
@@ -114,3 +114,8 @@ _PARSERS = {
 
 def error(code: str, message: str) -> dict[str, str]:
     return {"type": "error", "code": code, "message": message}
+
+
+def encode(message: dict) -> str:
+    """A server frame's text."""
+    return orjson.dumps(message).decode()

@@ -4,7 +4,6 @@ signaling.rooms (pure state) and signaling.messages (parsing); it only moves byt
 import asyncio
 import contextlib
 import functools
-import json
 import logging
 import time
 from collections import Counter
@@ -16,7 +15,7 @@ from signaling import service, tokens
 from signaling.fabric import LocalFabric
 from signaling.ice import ice_servers
 from signaling.limits import Bucket, IdleTimeout
-from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, error, parse
+from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
 from signaling.rooms import Limits, Peer, Rooms, Send
 
 log = logging.getLogger("liaison.signaling")
@@ -117,7 +116,7 @@ class SignalingServer:
         self._attach(ws, peer)
         others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         try:
-            await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
                                            "peers": others, "ice_servers": ice_servers(self.s, grant.user_id, int(time.time()))}))
         except Exception:  # gone before it heard it joined: it holds no place and no connection
             await self._lost(ws, peer)
@@ -143,11 +142,11 @@ class SignalingServer:
         others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         sent = 0
         try:
-            await ws.send_text(json.dumps({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
                                            "peers": others, "resumed": True, "ice_servers": ice_servers(
                                                self.s, peer.user_id, int(time.time()))}))
             for message in queued:
-                await ws.send_text(json.dumps(message))
+                await ws.send_text(encode(message))
                 sent += 1
         except Exception:  # gone again: detached (not stuck 'connected'), what it missed kept for the next resume
             await self._lost(ws, peer)
@@ -203,7 +202,7 @@ class SignalingServer:
                     if dropped > self.s.signaling_rate_burst:
                         await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
                         return
-                    await ws.send_text(json.dumps(error("rate_limited", "Too many messages; this one was dropped")))
+                    await ws.send_text(encode(error("rate_limited", "Too many messages; this one was dropped")))
                     continue
                 dropped = 0
                 if not await self._on_message(ws, peer, raw):
@@ -226,7 +225,7 @@ class SignalingServer:
             else:
                 raise ProtocolError("already_joined", "This connection has already joined")
         except ProtocolError as exc:
-            await ws.send_text(json.dumps(error(exc.code, exc.message)))
+            await ws.send_text(encode(error(exc.code, exc.message)))
         return True
 
     async def _relay(self, peer: Peer, msg: Relay) -> None:
@@ -243,7 +242,7 @@ class SignalingServer:
             ws = self.sockets.get(send.peer_id)
             if ws is not None:
                 try:  # not contextlib.suppress: this is the relay's hot path, once per message
-                    await ws.send_text(json.dumps(send.message))
+                    await ws.send_text(encode(send.message))
                 except Exception:
                     pass
 
@@ -285,7 +284,7 @@ class SignalingServer:
         if ws is not None:
             self.per_user[peer.user_id] -= 1
             with contextlib.suppress(Exception):
-                await ws.send_text(json.dumps(error("call_closed", reason)))
+                await ws.send_text(encode(error("call_closed", reason)))
                 await ws.close(CLOSE_NORMAL, reason[:100])
 
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
@@ -299,7 +298,7 @@ class SignalingServer:
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
         with contextlib.suppress(Exception):
             if ws.application_state == WebSocketState.CONNECTED:
-                await ws.send_text(json.dumps(error(code, message)))
+                await ws.send_text(encode(error(code, message)))
                 await ws.close(close)
 
     async def _write_records(self) -> None:
