@@ -190,7 +190,10 @@ class RedisFabric:
             if peer_id in present:
                 view.members[peer_id] = present[peer_id]
                 view.missing.pop(peer_id, None)
-            elif now - view.missing.setdefault(peer_id, now) >= 1.5 * self.interval:
+            elif now - view.missing.setdefault(peer_id, now) >= self.ttl_ms / 1000:
+                # Absent from snapshots for a whole presence TTL: gone, by the same rule as expiry. A
+                # shorter wait announced spurious departures when Redis lost a room and the other
+                # node's heartbeat ran late under load.
                 view.members.pop(peer_id, None)
                 view.missing.pop(peer_id, None)
         view.floor = seq
