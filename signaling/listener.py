@@ -29,7 +29,7 @@ class Socket:
         self._conn = conn
         self.headers = conn.request.headers
         self.application_state = WebSocketState.CONNECTED
-        self.recv = conn.recv  # the server awaits it directly; ConnectionClosed ends `handler` below
+        self.recv = conn.recv  # the server awaits it directly and knows ConnectionClosed (see `start`)
 
     async def accept(self) -> None:
         return None  # the handshake is done by the time the handler runs
@@ -68,12 +68,11 @@ async def start(server, *, host: str, port: int) -> Server:
             return conn.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")
         return None
 
-    async def handler(conn: ServerConnection) -> None:
-        try:
-            await server.handle(Socket(conn))
-        except ConnectionClosed:
-            pass  # the client went away mid-message: the server has already let its peer go
+    def handler(conn: ServerConnection):
+        # The server's own coroutine is the connection's handler: no wrapper frame per connection.
+        return server.handle(Socket(conn))
 
+    server.disconnects += (ConnectionClosed,)
     # Keepalive pings come from one task for all connections, not a task per connection (2 KiB each).
     listener = await serve(handler, host, port, process_request=admit, compression=None,
                            max_size=settings.signaling_max_message_bytes, ping_interval=None,

@@ -14,7 +14,7 @@ from starlette.websockets import WebSocketState
 from signaling import service, tokens
 from signaling.fabric import LocalFabric
 from signaling.ice import ice_servers
-from signaling.limits import Bucket, IdleTimeout
+from signaling.limits import Bucket, IdleWatch
 from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
 from signaling.rooms import Limits, Peer, Rooms, Send
 
@@ -33,6 +33,9 @@ class SignalingServer:
         self.per_user: Counter[str] = Counter()
         self.used = tokens.UsedTokens(redis)
         self.fabric = fabric or LocalFabric()
+        self.idle = IdleWatch(settings.signaling_idle_timeout)
+        # What a socket raises when its client has gone; a listener adds its library's own.
+        self.disconnects: tuple[type[BaseException], ...] = (WebSocketDisconnect,)
         self._sweeper: asyncio.Task | None = None
         # Call records are written off the join path, one at a time, so each peer's "joined" is
         # written before its "left" and a join is not held up by the database.
@@ -42,9 +45,11 @@ class SignalingServer:
     async def start(self) -> None:
         await self.fabric.start(self._deliver_remote)
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
+        self.idle.start()
         self._recorder = asyncio.create_task(self._write_records(), name="signaling-records")
 
     async def stop(self) -> None:
+        self.idle.stop()
         if self._sweeper:
             self._sweeper.cancel()
         if self._recorder:
@@ -68,7 +73,7 @@ class SignalingServer:
             return
         try:
             await self._serve(ws, peer)
-        except WebSocketDisconnect:
+        except self.disconnects:
             pass  # the client went away: the end of a connection, not an application error
         finally:
             await self._lost(ws, peer)
@@ -94,7 +99,7 @@ class SignalingServer:
             await self._refuse(ws, exc.code, exc.message)
         except asyncio.TimeoutError:
             await self._refuse(ws, "join_timeout", "No join within the time allowed")
-        except (WebSocketDisconnect, RuntimeError):
+        except (*self.disconnects, RuntimeError):
             pass
         return None
 
@@ -183,17 +188,21 @@ class SignalingServer:
 
     async def _serve(self, ws: WebSocket, peer: Peer) -> None:
         bucket, limit = Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst), self.s.signaling_max_message_bytes
-        dropped, idle = 0, IdleTimeout(self.s.signaling_idle_timeout)
+        dropped, idle, task = 0, self.idle, asyncio.current_task()
         # A socket may offer `recv` (text or bytes) itself: one coroutine frame less per connection.
         recv = getattr(ws, "recv", None) or functools.partial(self._receive, ws)
         try:
             while True:
+                idle.begin(task)
                 try:
-                    with idle:
-                        raw = await recv()
-                except TimeoutError:
+                    raw = await recv()
+                except asyncio.CancelledError:
+                    if not idle.expired(task):
+                        raise
                     await self._refuse(ws, "idle_timeout", "No message within the idle timeout", CLOSE_AWAY)
                     return
+                finally:
+                    idle.end(task)
                 if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
                     await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
                     return
@@ -208,7 +217,7 @@ class SignalingServer:
                 if not await self._on_message(ws, peer, raw):
                     return
         finally:
-            idle.cancel()
+            idle.end(task)
 
     async def _on_message(self, ws: WebSocket, peer: Peer, raw: str) -> bool:
         """Act on one message; False when the peer is done."""
