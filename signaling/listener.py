@@ -3,10 +3,10 @@ API's process, so it stays one process and one command and shares the pre-call e
 close orders with the API.
 
 Measured with `make bench` (5 000 idle joined connections; candidate-sized relays): on this port a
-waiting connection costs 19.6 KiB against 37.3 KiB on the API's ASGI route (the uvicorn/Starlette
-layers), but a relayed message costs 35 µs of CPU against 26 µs there (a bare `websockets` relay:
-15.1 KiB, 21 µs). Signaling is mostly connections waiting for a call, so deployments with many
-clients should use this port; the embedded default keeps everything on the API's one port."""
+waiting connection costs 15.1 KiB, as much as a bare `websockets` relay's, against 35.6 KiB on the
+API's ASGI route (the uvicorn/Starlette layers); a relayed message costs about 22 µs of CPU here and
+20 µs there. Signaling is mostly connections waiting for a call, so deployments with many clients
+should use this port; the embedded default keeps everything on the API's one port."""
 
 import asyncio
 from http import HTTPStatus
