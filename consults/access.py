@@ -33,14 +33,15 @@ async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View
 async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
     if actor.kind != "user":
         return None
-    if actor.id == consult.assigned_to or await _participant(session, consult.id, actor.id):
+    if actor.id == consult.assigned_to or await is_invited(session, consult.id, actor.id):
         return View.full
     offer = (await session.execute(select(Offer.id).where(
         Offer.consult_id == consult.id, Offer.specialist_id == actor.id))).first()
     return View.triage if offer is not None else None
 
 
-async def _participant(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+async def is_invited(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+    """Was this user invited into the consult's calls (an interpreter, a second specialist)?"""
     query = select(Participant.id).where(Participant.consult_id == consult_id, Participant.user_id == user_id)
     return (await session.execute(query)).first() is not None
 

@@ -12,7 +12,8 @@ from audit.service import record
 from auth.principal import Actor
 from consults import access
 from consults.exceptions import InvalidTransition
-from consults.models import Consult, Message, Status
+from consults.models import Message, Status
+from consults.notify import people
 from events.service import emit
 
 CLOSED = (Status.completed, Status.cancelled)
@@ -28,7 +29,7 @@ async def post(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, bo
     session.add(message)
     if actor.id == consult.assigned_to and consult.first_response_at is None:
         consult.first_response_at = now
-    await emit(session, user_ids=[u for u in _people(consult) if u != actor.id], type="message.created",
+    await emit(session, user_ids=[u for u in people(consult) if u != actor.id], type="message.created",
                consult_id=consult.id, data={"message_id": str(message.id), "author_id": str(actor.id)})
     await record(session, actor=actor, action="message.create", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
@@ -45,7 +46,3 @@ async def thread(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
                  resource_id=consult.id)
     await commit(session)
     return list(rows)
-
-
-def _people(consult: Consult) -> list[uuid.UUID]:
-    return [consult.requester_id] + ([consult.assigned_to] if consult.assigned_to else [])

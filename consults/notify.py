@@ -20,12 +20,16 @@ async def offers_withdrawn(session: AsyncSession, consult: Consult, specialist_i
     await emit(session, user_ids=specialist_ids, type="offer.withdrawn", consult_id=consult.id, data={"reason": reason})
 
 
+def people(consult: Consult) -> list[uuid.UUID]:
+    """Who a consult's own news goes to: its requester and, once there is one, its assignee."""
+    return [consult.requester_id] + ([consult.assigned_to] if consult.assigned_to else [])
+
+
 async def status_changed(session: AsyncSession, consult: Consult, *, alert: bool = False) -> None:
     """Tell the requester and assignee; put it on the coordinators' queue (as an alert if it needs a human)."""
     data = {"status": consult.status, "level": consult.level,
             "assigned_to": str(consult.assigned_to) if consult.assigned_to else None}
-    people = [consult.requester_id] + ([consult.assigned_to] if consult.assigned_to else [])
-    await emit(session, user_ids=people, type="consult.status", consult_id=consult.id, data=data)
+    await emit(session, user_ids=people(consult), type="consult.status", consult_id=consult.id, data=data)
     await emit(session, channels=[channel_of_role(consult.org_id, "coordinator")],
                type="queue.alert" if alert else "queue.changed", consult_id=consult.id,
                data=data | {"specialty": consult.specialty, "urgency": consult.urgency})

@@ -48,9 +48,6 @@ class LocalBus:
                 if not subs:
                     del self._subs[channel]
 
-    def connected(self, channel: str) -> bool:
-        return bool(self._subs.get(channel))
-
     async def publish(self, events: list[dict]) -> None:
         self.deliver(events)
 

@@ -15,6 +15,8 @@ from auth.exceptions import PermissionDenied
 from auth.models import User
 from auth.principal import Actor
 from consults import access
+from consults.access import is_invited
+from consults.notify import people
 from consults.exceptions import InvalidTransition
 from consults.models import Consult, Participant, Status
 from events.service import emit
@@ -57,10 +59,7 @@ def _answer(ctx: AuthContext, actor: Actor, token: str, room: str, url: str, exp
 
 
 async def _participant(session: AsyncSession, consult: Consult, actor: Actor) -> bool:
-    if actor.id in (consult.requester_id, consult.assigned_to):
-        return True
-    query = select(Participant.id).where(Participant.consult_id == consult.id, Participant.user_id == actor.id)
-    return (await session.execute(query)).first() is not None
+    return actor.id in (consult.requester_id, consult.assigned_to) or await is_invited(session, consult.id, actor.id)
 
 
 async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
@@ -102,7 +101,7 @@ async def joined(session: AsyncSession, *, grant: tokens.CallGrant, peer_id: str
         call = Call(consult_id=consult.id, room=room_of(consult.id), started_at=now)
         session.add(call)
         await session.flush()
-        await emit(session, user_ids=_people(consult), type="call.started", consult_id=consult.id,
+        await emit(session, user_ids=people(consult), type="call.started", consult_id=consult.id,
                    data={"call_id": str(call.id)})
     session.add(Attendance(call_id=call.id, user_id=uuid.UUID(grant.user_id), peer_id=peer_id, joined_at=now))
     if consult.status == Status.accepted:
@@ -128,10 +127,6 @@ async def left(session: AsyncSession, *, consult_id: str | None, peer_id: str) -
     if open_ is None:
         call = await session.get(Call, row.call_id)
         call.ended_at = now
-        await emit(session, user_ids=_people(consult), type="call.ended", consult_id=consult.id,
+        await emit(session, user_ids=people(consult), type="call.ended", consult_id=consult.id,
                    data={"call_id": str(call.id), "seconds": round((now - call.started_at).total_seconds(), 1)})
     await commit(session)
-
-
-def _people(consult: Consult) -> list[uuid.UUID]:
-    return [consult.requester_id] + ([consult.assigned_to] if consult.assigned_to else [])
