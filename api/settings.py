@@ -58,6 +58,8 @@ class Settings(BaseSettings):
     signaling_connections_per_user: int = Field(default=4, ge=1)
     signaling_join_timeout: float = Field(default=5.0, gt=0)
     signaling_idle_timeout: float = Field(default=120.0, gt=0)
+    # Call attendance is written this long after a join or departure, in one batch with any others.
+    signaling_record_delay: float = Field(default=0.5, ge=0, le=10)
     # Scaled: how long a node's peers stay present in Redis without its heartbeat (every ttl/3);
     # a node that dies is noticed, and its peers announced gone, within about ttl + ttl/3.
     signaling_presence_ttl: float = Field(default=10.0, ge=0.3, le=300)

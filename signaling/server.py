@@ -6,12 +6,14 @@ import contextlib
 import functools
 import logging
 import time
+import uuid
 from collections import Counter
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from signaling import service, tokens
+from signaling.records import Joined, Left, RecordWriter
 from signaling.fabric import LocalFabric
 from signaling.ice import ice_servers
 from signaling.limits import Bucket, IdleWatch
@@ -37,25 +39,19 @@ class SignalingServer:
         # What a socket raises when its client has gone; a listener adds its library's own.
         self.disconnects: tuple[type[BaseException], ...] = (WebSocketDisconnect,)
         self._sweeper: asyncio.Task | None = None
-        # Call records are written off the join path, one at a time, so each peer's "joined" is
-        # written before its "left" and a join is not held up by the database.
-        self._records: asyncio.Queue = asyncio.Queue()
-        self._recorder: asyncio.Task | None = None
+        self.records = RecordWriter(sessions, settings.signaling_record_delay)
 
     async def start(self) -> None:
         await self.fabric.start(self._deliver_remote)
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
         self.idle.start()
-        self._recorder = asyncio.create_task(self._write_records(), name="signaling-records")
+        self.records.start()
 
     async def stop(self) -> None:
         self.idle.stop()
         if self._sweeper:
             self._sweeper.cancel()
-        if self._recorder:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._records.join(), 5)  # what was recorded so far is kept
-            self._recorder.cancel()
+        await self.records.stop()
         for ws in list(self.sockets.values()):
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_AWAY, "server shutting down")
@@ -129,7 +125,8 @@ class SignalingServer:
             raise
         await self._send_all(announce)
         await self.fabric.joined(peer.room, peer.public(), known=remote)
-        self._records.put_nowait((service.joined, {"grant": grant, "peer_id": peer.peer_id}))
+        if grant.consult_id is not None:
+            self.records.add(Joined(uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id), peer.peer_id))
         return peer
 
     async def _may_join(self, grant: tokens.CallGrant) -> bool:
@@ -267,8 +264,8 @@ class SignalingServer:
     async def _leave(self, peer: Peer) -> None:
         await self._send_all(self.rooms.leave(peer))
         await self.fabric.left(peer.room, peer.public())
-        self._records.put_nowait((service.left, {"consult_id": peer.consult_id,
-                                                 "peer_id": peer.peer_id}))
+        if peer.consult_id is not None:
+            self.records.add(Left(uuid.UUID(peer.consult_id), peer.peer_id))
 
     async def _sweep(self) -> None:
         while True:
@@ -309,14 +306,3 @@ class SignalingServer:
             if ws.application_state == WebSocketState.CONNECTED:
                 await ws.send_text(encode(error(code, message)))
                 await ws.close(close)
-
-    async def _write_records(self) -> None:
-        while True:
-            fn, kwargs = await self._records.get()
-            try:
-                async with self.sessions() as session:
-                    await fn(session, **kwargs)
-            except Exception:  # the call goes on even if its record could not be written; the log says so
-                log.exception("could not record call attendance")
-            finally:
-                self._records.task_done()

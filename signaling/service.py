@@ -1,4 +1,4 @@
-"""Call tokens for a consult's participants, pre-call echo rooms, and the record of each call."""
+"""Call tokens for a consult's participants, and pre-call echo rooms; who may join at join time."""
 
 import time
 import uuid
@@ -16,14 +16,11 @@ from auth.models import User
 from auth.principal import Actor
 from consults import access
 from consults.access import is_invited
-from consults.notify import people
 from consults.exceptions import InvalidTransition
 from consults.models import Consult, Participant, Status
-from events.service import emit
 from signaling import tokens
 from signaling.control import room_of
 from signaling.ice import ice_servers
-from signaling.models import Attendance, Call
 
 CALLABLE = (Status.accepted, Status.in_session)
 
@@ -87,46 +84,3 @@ async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
 async def _boundary_open(session: AsyncSession, consult: Consult, org_id: uuid.UUID) -> bool:
     """Someone of another org takes part only while an active agreement covers the consult."""
     return await may_send(session, requesting_org_id=consult.org_id, providing_org_id=org_id, specialty=consult.specialty)
-
-
-async def joined(session: AsyncSession, *, grant: tokens.CallGrant, peer_id: str) -> None:
-    """Record attendance; the first peer in starts a call (and puts the consult in session)."""
-    if grant.consult_id is None:
-        return
-    consult = (await session.execute(select(Consult).where(Consult.id == uuid.UUID(grant.consult_id))
-                                     .with_for_update())).scalar_one()
-    now = datetime.now(timezone.utc)
-    call = (await session.execute(select(Call).where(Call.consult_id == consult.id, Call.ended_at.is_(None)))).scalar_one_or_none()
-    if call is None:
-        call = Call(consult_id=consult.id, room=room_of(consult.id), started_at=now)
-        session.add(call)
-        await session.flush()
-        await emit(session, user_ids=people(consult), type="call.started", consult_id=consult.id,
-                   data={"call_id": str(call.id)})
-    session.add(Attendance(call_id=call.id, user_id=uuid.UUID(grant.user_id), peer_id=peer_id, joined_at=now))
-    if consult.status == Status.accepted:
-        consult.status, consult.updated_at = Status.in_session, now
-    if str(consult.assigned_to) == grant.user_id and consult.first_response_at is None:
-        consult.first_response_at = now
-    await commit(session)
-
-
-async def left(session: AsyncSession, *, consult_id: str | None, peer_id: str) -> None:
-    """Close the peer's attendance; the last one out ends the call."""
-    if consult_id is None:
-        return
-    consult = (await session.execute(select(Consult).where(Consult.id == uuid.UUID(consult_id)).with_for_update())).scalar_one()
-    now = datetime.now(timezone.utc)
-    row = (await session.execute(select(Attendance).where(Attendance.peer_id == peer_id, Attendance.left_at.is_(None)))).scalar_one_or_none()
-    if row is None:
-        return
-    row.left_at = now
-    await session.flush()
-    open_ = (await session.execute(select(Attendance.id).where(Attendance.call_id == row.call_id,
-                                                                Attendance.left_at.is_(None)))).first()
-    if open_ is None:
-        call = await session.get(Call, row.call_id)
-        call.ended_at = now
-        await emit(session, user_ids=people(consult), type="call.ended", consult_id=consult.id,
-                   data={"call_id": str(call.id), "seconds": round((now - call.started_at).total_seconds(), 1)})
-    await commit(session)

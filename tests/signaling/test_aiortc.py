@@ -76,7 +76,7 @@ async def test_clinician_and_specialist_connect_talk_and_see(call):
     for _ in range(100):  # the server records the leaving after the socket closes
         async with app.state.sessionmaker() as session:
             rows = (await session.execute(select(Attendance))).scalars().all()
-        if all(r.left_at for r in rows):
+        if rows and all(r.left_at for r in rows):
             break
         await asyncio.sleep(0.05)
     assert sorted(r.peer_id for r in rows) == sorted([a.peer_id, b.peer_id]) and all(r.left_at for r in rows)
@@ -132,8 +132,12 @@ async def test_cut_socket_resumes_and_call_continues(call):
         await talk(b, a, "after, back")
         assert b.links[a.peer_id].pc.connectionState == "connected"
         assert not [m for m in a.seen if m["type"] == "peer-left"]
-        async with app.state.sessionmaker() as session:
-            rows = (await session.execute(select(Attendance).where(Attendance.peer_id == peer_id))).scalars().all()
+        for _ in range(100):  # attendance is written shortly after the join
+            async with app.state.sessionmaker() as session:
+                rows = (await session.execute(select(Attendance).where(Attendance.peer_id == peer_id))).scalars().all()
+            if rows:
+                break
+            await asyncio.sleep(0.05)
         assert len(rows) == 1 and rows[0].left_at is None
 
 

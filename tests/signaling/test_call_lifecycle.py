@@ -119,7 +119,7 @@ async def test_disabling_a_user_closes_their_connections(live):
         await s.alive()
     await refused_join(live, spare)  # a call token from before does not bring them back
     await live.refused("resume_failed", {"type": "resume", "resume": b.joined["resume"]})  # nor its resume secret
-    [call] = await calls_of(live, live.consult)
+    [call] = await eventually(lambda: calls_of(live, live.consult))
     rows = await eventually(lambda: _left(live, call, user))
     assert rows and call.ended_at is None  # a is still in the call
 
@@ -195,6 +195,11 @@ async def _status_is(live, status):
     return await status_of(live, live.consult) == status
 
 
+async def _attended(live, call, n):
+    rows = await attendance_of(live, call)
+    return rows if len(rows) == n else None
+
+
 async def _n_ended(live, n):
     calls = await calls_of(live, live.consult)
     return calls if len(calls) == n and all(c.ended_at for c in calls) else None
@@ -208,9 +213,9 @@ async def test_resume_keeps_attendance_and_expiry_ends_it(live):
     b2 = await live.connect()
     assert (await b2.ask(type="resume", resume=b.joined["resume"]))["peer_id"] == b.peer_id
     await a.quiet(0.8)  # longer than the grace period: resumed in time, nobody left
-    [call] = await calls_of(live, live.consult)
-    rows = await attendance_of(live, call)
-    assert len(rows) == 2 and all(r.left_at is None for r in rows)  # one attendance across the resume
+    [call] = await eventually(lambda: calls_of(live, live.consult))
+    rows = await eventually(lambda: _attended(live, call, 2))
+    assert all(r.left_at is None for r in rows)  # one attendance across the resume
     abort(b2)  # now gone for good
     lost_at = time.monotonic()
     assert (await a.recv(4))["type"] == "peer-left"

@@ -1,0 +1,71 @@
+"""Attendance is written after the fact, in batches, with the times things happened; a change that
+cannot be written costs no other change its record."""
+
+import uuid
+from datetime import datetime, timedelta, timezone
+
+from sqlalchemy import event, select
+
+from consults.models import Consult
+from events.models import Event
+from signaling.models import Attendance, Call
+from signaling.records import Joined, Left, RecordWriter
+from tests.live import accepted_consult
+
+BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
+
+
+def counting_commits(app) -> list[int]:
+    commits = [0]
+    event.listen(app.state.engine.sync_engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
+    return commits
+
+
+async def a_call(app, world) -> tuple[uuid.UUID, list[Joined | Left]]:
+    """Two peers join and leave an accepted consult's call; times a second apart, from an hour ago."""
+    consult = uuid.UUID((await accepted_consult(app, world, BODY))["id"])
+    t = datetime.now(timezone.utc) - timedelta(hours=1)
+    a, b = world.users["a-clinician"], world.users["b-specialist"]
+    return consult, [Joined(consult, a, "pa", t), Joined(consult, b, "pb", t + timedelta(seconds=1)),
+                     Left(consult, "pb", t + timedelta(seconds=5)), Left(consult, "pa", t + timedelta(seconds=7))]
+
+
+async def written(app, consult: uuid.UUID) -> tuple[list[Call], list[Attendance], Consult, list[str]]:
+    async with app.state.sessionmaker() as s:
+        calls = list((await s.execute(select(Call).where(Call.consult_id == consult))).scalars())
+        rows = list((await s.execute(select(Attendance).order_by(Attendance.joined_at))).scalars())
+        events = list((await s.execute(select(Event.type).where(Event.consult_id == consult)
+                                       .where(Event.type.like("call.%")).order_by(Event.id))).scalars())
+        return calls, rows, await s.get(Consult, consult), events
+
+
+async def test_a_burst_of_changes_is_one_transaction_with_the_times_they_happened(app, world):
+    consult, changes = await a_call(app, world)
+    writer = RecordWriter(app.state.sessionmaker, delay=0.2)
+    writer.start()
+    commits = counting_commits(app)
+    for change in changes:
+        writer.add(change)
+    await writer.stop()
+    assert commits[0] == 1
+    [call], rows, row, events = await written(app, consult)
+    assert [(r.peer_id, r.joined_at, r.left_at) for r in rows] == [
+        ("pa", changes[0].at, changes[3].at), ("pb", changes[1].at, changes[2].at)]
+    assert (call.started_at, call.ended_at) == (changes[0].at, changes[3].at)
+    assert row.status == "in_session" and row.first_response_at == changes[1].at  # b-specialist is the assignee
+    assert events == ["call.started"] * 2 + ["call.ended"] * 2  # each to both participants
+
+
+async def test_a_change_that_cannot_be_written_loses_no_other(app, world):
+    consult, changes = await a_call(app, world)
+    writer = RecordWriter(app.state.sessionmaker, delay=0.2)
+    writer.start()
+    commits = counting_commits(app)
+    poison = Joined(uuid.uuid4(), world.users["a-clinician"], "ghost")  # no such consult
+    for change in changes[:2] + [poison] + changes[2:]:
+        writer.add(change)
+    await writer.stop()
+    assert commits[0] == 4  # the batch failed, then each change alone: the four good ones committed
+    [call], rows, _, events = await written(app, consult)
+    assert [r.peer_id for r in rows] == ["pa", "pb"] and all(r.left_at for r in rows) and call.ended_at
+    assert len(events) == 4
