@@ -89,6 +89,16 @@ async def partner_orgs(session: AsyncSession, *, requesting_org_id: uuid.UUID, s
     return sorted({a.providing_org_id for a in rows if specialty in a.specialties}, key=str)
 
 
+async def covered_until(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,
+                        specialty: str) -> datetime | None:
+    """Until when the agreements in force now let org A send consults in specialty S to org B (None: they don't)."""
+    now = datetime.now(timezone.utc)
+    ends = (await session.execute(select(Agreement.valid_until, Agreement.specialties).where(
+        Agreement.requesting_org_id == requesting_org_id, Agreement.providing_org_id == providing_org_id,
+        Agreement.status == S.active, Agreement.valid_from <= now, Agreement.valid_until > now))).all()
+    return max((end for end, specialties in ends if specialty in specialties), default=None)
+
+
 async def may_send(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,
                    specialty: str, at: datetime | None = None) -> bool:
     """May org A send a consult in specialty S to org B's specialists at time T (default now)?"""

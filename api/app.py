@@ -28,6 +28,7 @@ from consults.worker import EscalationWorker
 from events.bus import make_bus
 from signaling import control, listener
 from signaling.fabric import LocalFabric
+from signaling.ledger import make_ledger
 from signaling.precall import PrecallRooms
 from signaling.redis_fabric import RedisFabric
 from signaling.server import SignalingServer
@@ -69,12 +70,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _open_stores(app: FastAPI, settings: Settings) -> None:
-    """Database, Redis (when configured) and the event bus on top of them."""
+    """Database, Redis (when configured), and on top of them the event bus and the call ledger."""
     app.state.engine = make_engine(settings.database_url)
     app.state.redis = make_redis(settings.redis_url)
     app.state.bus = make_bus(app.state.redis)
-    app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus)
+    app.state.ledger = make_ledger(app.state.redis, leeway=settings.clock_leeway)
+    app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus, ledger=app.state.ledger)
     await app.state.bus.start()
+    await app.state.ledger.start()
 
 
 async def _close_stores(app: FastAPI) -> None:
@@ -87,10 +90,10 @@ async def _close_stores(app: FastAPI) -> None:
 async def _start_signaling(app: FastAPI, settings: Settings) -> asyncio.Task:
     """The signaling server (a fabric through Redis when there is one), pre-call echo peers, the
     listener on its own port if asked for, and the task obeying close orders from any node."""
-    fabric = (RedisFabric(app.state.redis, presence_ttl=settings.signaling_presence_ttl)
-              if app.state.redis is not None else LocalFabric())
+    fabric = (RedisFabric(app.state.redis, ledger=app.state.ledger, presence_ttl=settings.signaling_presence_ttl)
+              if app.state.redis is not None else LocalFabric(app.state.ledger))
     app.state.signaling = SignalingServer(settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker,
-                                          redis=app.state.redis, fabric=fabric)
+                                          fabric=fabric)
     app.state.precall = PrecallRooms(app.state.signaling)
     await app.state.signaling.start()
     port = settings.signaling_port

@@ -38,13 +38,20 @@ def make_sessionmaker(engine: AsyncEngine, **info) -> async_sessionmaker[AsyncSe
     return async_sessionmaker(engine, expire_on_commit=False, info=info)
 
 
+def before_commit(session: AsyncSession, hook: Callable[[AsyncSession], Awaitable[None]]) -> None:
+    """Run `hook(session)` in `commit(session)` just before committing; if it raises, nothing commits."""
+    session.info.setdefault("before_commit", []).append(hook)
+
+
 def after_commit(session: AsyncSession, hook: Callable[[AsyncSession], Awaitable[None]]) -> None:
     """Run `hook(session)` once `commit(session)` has made this transaction durable."""
     session.info.setdefault("after_commit", []).append(hook)
 
 
 async def commit(session: AsyncSession) -> None:
-    """Commit, then run the after-commit hooks (publishing stored events, for instance)."""
+    """Run the before-commit hooks, commit, then run the after-commit hooks (publishing stored events, say)."""
+    for hook in session.info.pop("before_commit", []):
+        await hook(session)
     await session.commit()
     for hook in session.info.pop("after_commit", []):
         await hook(session)

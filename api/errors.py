@@ -51,6 +51,10 @@ class Forbidden(DomainError):
     status, code, title = 403, "forbidden", "Forbidden"
 
 
+class Unavailable(DomainError):
+    status, code, title = 503, "unavailable", "Service unavailable"
+
+
 class TooManyRequests(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

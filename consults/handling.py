@@ -42,6 +42,7 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
     await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
+        control.remove_from_room(session, consult.id, previous, "The consult was reassigned to another specialist")
     await notify.status_changed(session, consult)
     await record(session, actor=actor, action="consult.assign", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)

@@ -1,5 +1,7 @@
-"""Orders to every node's signaling server (close a room, close a user's calls), sent on the event
-bus once the transaction that caused them commits. Not stored: a node that is down has no sockets."""
+"""Ending calls from the API: each end is marked in the ledger before its transaction commits (so
+no call token issued before it gets in without the database's word), then ordered to every
+node's signaling server once it has committed. Orders are not stored: a node that is down has no
+sockets."""
 
 import asyncio
 import contextlib
@@ -7,6 +9,7 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import before_commit
 from events.control import SESSIONS, order
 
 CHANNEL = "control:signaling"
@@ -17,7 +20,30 @@ def room_of(consult_id: uuid.UUID | str) -> str:
 
 
 def close_room(session: AsyncSession, consult_id: uuid.UUID, reason: str) -> None:
+    """The consult's calls end for everyone in them (cancelled, completed, its agreement ended)."""
+    _mark(session, rooms=(room_of(consult_id),))
     order(session, CHANNEL, {"action": "close_room", "room": room_of(consult_id), "reason": reason})
+
+
+def remove_from_room(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID, reason: str) -> None:
+    """One person's place in the consult's calls ends (a reassigned specialist)."""
+    _mark(session, rooms=(room_of(consult_id),))
+    order(session, CHANNEL, {"action": "close_user", "room": room_of(consult_id), "user_id": str(user_id),
+                             "reason": reason})
+
+
+def user_calls_end(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """The user may join no call (disabled); events.control.user_ended orders their connections closed."""
+    _mark(session, users=(str(user_id),))
+
+
+def _mark(session: AsyncSession, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
+    async def mark(s: AsyncSession) -> None:
+        ledger = s.info.get("ledger")
+        if ledger is not None:
+            await ledger.end(rooms=rooms, users=users)
+
+    before_commit(session, mark)
 
 
 async def obey(bus, server) -> None:
@@ -30,7 +56,7 @@ async def obey(bus, server) -> None:
                 if heard["action"] == "close_room":
                     await server.close_room(heard["room"], heard["reason"])
                 elif heard["action"] == "close_user":
-                    await server.close_user(heard["user_id"], heard["reason"])
+                    await server.close_user(heard["user_id"], heard["reason"], room=heard.get("room"))
     except asyncio.CancelledError:
         bus.unsubscribe(sub)
         raise

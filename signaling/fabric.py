@@ -3,17 +3,27 @@
 
 from collections.abc import Awaitable, Callable
 
+from signaling.ledger import LocalLedger, Verdict
+from signaling.tokens import CallGrant
+
 Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message) -> delivered here?
 
 
 class LocalFabric:
     """One process: every peer is local, so there is nothing to share or forward."""
 
+    def __init__(self, ledger: LocalLedger | None = None) -> None:
+        self.ledger = ledger or LocalLedger(leeway=5)
+
     async def start(self, deliver: Deliver) -> None:
         return None
 
     async def stop(self) -> None:
         return None
+
+    async def admit(self, grant: CallGrant) -> tuple[Verdict, list[dict]]:
+        """Spend a call token, say whether the database must decide, and name the room's remote peers."""
+        return await self.ledger.admit(grant), []
 
     async def remote_peers(self, room: str) -> list[dict]:
         return []

@@ -33,7 +33,9 @@ from redis.exceptions import NoScriptError, RedisError
 
 from signaling import redis_scripts as scripts
 from signaling.fabric import Deliver
+from signaling.ledger import RedisLedger, Verdict
 from signaling.messages import ProtocolError
+from signaling.tokens import CallGrant
 
 log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500
@@ -60,8 +62,10 @@ def _public(entry: dict) -> dict:
 class RedisFabric:
     """The fabric of a node that shares rooms with other nodes through Redis."""
 
-    def __init__(self, redis: Redis, *, presence_ttl: float = 10.0, heartbeat: float | None = None) -> None:
+    def __init__(self, redis: Redis, *, ledger: RedisLedger | None = None, presence_ttl: float = 10.0,
+                 heartbeat: float | None = None) -> None:
         self._redis = redis
+        self.ledger = ledger or RedisLedger(redis, leeway=5)
         self.node = secrets.token_hex(8)
         self.ttl_ms = int(presence_ttl * 1000)
         self.interval = heartbeat if heartbeat is not None else presence_ttl / 3
@@ -73,7 +77,7 @@ class RedisFabric:
         self._node_channel = self._node_prefix + self.node
         self._scripts = {name: redis.register_script(src) for name, src in
                          (("join", scripts.JOIN), ("leave", scripts.LEAVE), ("heartbeat", scripts.HEARTBEAT),
-                          ("peers", scripts.PEERS), ("forward", scripts.FORWARD))}
+                          ("peers", scripts.PEERS), ("forward", scripts.FORWARD), ("admit", scripts.ADMIT))}
         self._views: dict[str, _View] = {}
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task] = []
@@ -102,6 +106,18 @@ class RedisFabric:
                 for room, view in views.items():
                     for peer_id in view.local:
                         await self._run("leave", room, self._events, room, peer_id)
+
+    async def admit(self, grant: CallGrant) -> tuple[Verdict, list[dict]]:
+        """Spend a call token and ask the ledger about it, and learn the room's remote peers: one round trip."""
+        ledger = self.ledger
+        try:
+            answer = await self._scripts["admit"](keys=ledger.keys(grant) + [self._room_prefix + grant.room],
+                                                  args=ledger.args(grant) + [self.node])
+        except RedisError as exc:
+            raise self._unavailable(exc) from None
+        verdict = ledger.verdict(int(answer[0]))
+        _, entries = self._decode(answer[1:])
+        return verdict, [_public(e) for e in entries]
 
     async def remote_peers(self, room: str) -> list[dict]:
         try:

@@ -1,6 +1,8 @@
 """The Lua scripts of the Redis signaling fabric: each membership change and each forward is one
 atomic step on Redis's own clock."""
 
+from signaling.ledger import ADMIT as LEDGER_ADMIT
+
 PRELUDE = """
 local function now_ms()
   local t = redis.call('TIME')
@@ -78,6 +80,15 @@ return snapshot(KEYS[1], now, ARGV[1])
 # KEYS[1] room hash; ARGV: me
 PEERS = PRELUDE + """
 return snapshot(KEYS[1], now_ms(), ARGV[1])
+"""
+
+# A join's one round trip: the ledger's step (KEYS[1..4], ARGV[1..3]: signaling.ledger.ADMIT), then,
+# if the token was not spent already, the room's members. KEYS[5] room hash; ARGV[4] me.
+ADMIT = PRELUDE + LEDGER_ADMIT + """
+if verdict == 0 then return {0} end
+local out = snapshot(KEYS[5], now_ms(), ARGV[4])
+table.insert(out, 1, verdict)
+return out
 """
 
 # KEYS[1] room hash; ARGV: me, node channel prefix, peer id, payload

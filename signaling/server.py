@@ -14,8 +14,8 @@ from starlette.websockets import WebSocketState
 
 from signaling import service, tokens
 from signaling.records import Joined, Left, RecordWriter
-from signaling.fabric import LocalFabric
 from signaling.ice import ice_servers
+from signaling.ledger import Verdict
 from signaling.limits import Bucket, IdleWatch
 from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
 from signaling.rooms import Limits, Peer, Rooms, Send
@@ -27,14 +27,16 @@ CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
 class SignalingServer:
     """This node's signaling: its rooms, its sockets, and the fabric to the other nodes."""
 
-    def __init__(self, *, settings, auth, sessions, redis, fabric=None) -> None:
+    def __init__(self, *, settings, auth, sessions, fabric) -> None:
         self.s, self.auth, self.sessions = settings, auth, sessions
         self.rooms = Rooms(Limits(settings.signaling_max_peers, settings.signaling_grace_seconds,
                                   settings.signaling_buffer_messages))
         self.sockets: dict[str, WebSocket] = {}
         self.per_user: Counter[str] = Counter()
-        self.used = tokens.UsedTokens(redis)
-        self.fabric = fabric or LocalFabric()
+        # When this node last heard a close order per "room:<room>" / "user:<id>" (monotonic): a
+        # join that a close order may have raced is checked against the database.
+        self.ended: dict[str, float] = {}
+        self.fabric = fabric
         self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
         self.disconnects: tuple[type[BaseException], ...] = (WebSocketDisconnect,)
@@ -84,7 +86,9 @@ class SignalingServer:
 
     async def _admit(self, ws: WebSocket) -> Peer | None:
         try:
-            raw = await asyncio.wait_for(self._receive(ws), self.s.signaling_join_timeout)
+            recv = getattr(ws, "recv", None) or functools.partial(self._receive, ws)
+            async with asyncio.timeout(self.s.signaling_join_timeout):  # no task per join, as wait_for makes
+                raw = await recv()
             msg = parse(raw)
             if isinstance(msg, Join):
                 return await self._join(ws, msg)
@@ -101,14 +105,7 @@ class SignalingServer:
 
     async def _join(self, ws: WebSocket, msg: Join) -> Peer:
         grant = tokens.check(self.auth, msg.token)
-        # Three independent round trips (Redis, the database, Redis) at once: a join waits for the slowest.
-        results = await asyncio.gather(self.used.spend(grant), self._may_join(grant),
-                                       self.fabric.remote_peers(grant.room), return_exceptions=True)
-        if failed := next((r for r in results if isinstance(r, BaseException)), None):
-            raise failed
-        _, allowed, remote = results
-        if not allowed:
-            raise ProtocolError("call_closed", "This consult no longer allows calls for you")
+        remote = await self._clear(grant)
         if self.per_user[grant.user_id] >= self.s.signaling_connections_per_user:
             raise ProtocolError("too_many_connections", "Too many signaling connections for this user")
         peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
@@ -128,6 +125,23 @@ class SignalingServer:
         if grant.consult_id is not None:
             self.records.add(Joined(uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id), peer.peer_id))
         return peer
+
+    async def _clear(self, grant: tokens.CallGrant) -> list[dict]:
+        """Spend the token and learn the room's peers on other nodes in one step; the database decides
+        only when the ledger can't, or when a close order for this room or user came meanwhile."""
+        verdict, remote = await self.fabric.admit(grant)
+        settled = verdict is Verdict.FRESH and not self._ended_since(grant, time.monotonic() - self.fabric.ledger.horizon)
+        while not settled:
+            asked = time.monotonic()
+            if not await self._may_join(grant):
+                raise ProtocolError("call_closed", "This consult no longer allows calls for you")
+            settled = not self._ended_since(grant, asked)  # else an order raced the query: ask again
+        return remote
+
+    def _ended_since(self, grant: tokens.CallGrant, since: float) -> bool:
+        ended = self.ended
+        never = float("-inf")
+        return max(ended.get("room:" + grant.room, never), ended.get("user:" + grant.user_id, never)) >= since
 
     async def _may_join(self, grant: tokens.CallGrant) -> bool:
         async with self.sessions() as session:
@@ -270,17 +284,23 @@ class SignalingServer:
     async def _sweep(self) -> None:
         while True:
             await asyncio.sleep(min(1.0, self.s.signaling_grace_seconds / 4))
-            for peer in self.rooms.expired(time.monotonic()):
+            now = time.monotonic()
+            for peer in self.rooms.expired(now):
                 await self._leave(peer)
+            if self.ended:
+                self.ended = {k: t for k, t in self.ended.items() if t > now - self.fabric.ledger.horizon}
 
     async def close_room(self, room: str, reason: str) -> None:
         """End a call from the server side (consult closed, agreement revoked)."""
+        self.ended["room:" + room] = time.monotonic()
         for peer in self.rooms.peers(room):
             await self._close_peer(peer, reason)
 
-    async def close_user(self, user_id: str, reason: str) -> None:
-        for room in list(self.rooms.rooms):
-            for peer in self.rooms.peers(room):
+    async def close_user(self, user_id: str, reason: str, room: str | None = None) -> None:
+        """End a user's calls: in one room (reassigned away), or all of them (disabled)."""
+        self.ended["room:" + room if room else "user:" + user_id] = time.monotonic()
+        for r in [room] if room else list(self.rooms.rooms):
+            for peer in self.rooms.peers(r):
                 if peer.user_id == user_id:
                     await self._close_peer(peer, reason)
 

@@ -1,0 +1,142 @@
+"""Who gets in, and what is asked to decide it: a settled node admits a call token on the ledger's word
+alone; the database decides for a fresh node, after an end (cancel, reassign, disable) or when a
+close order may have raced the join. Tokens never outlive their agreement, and an end that cannot be
+marked changes nothing."""
+
+import contextlib
+from datetime import datetime, timedelta, timezone
+
+import pytest
+from redis.asyncio import Redis
+from sqlalchemy import event, update
+
+from agreements.models import Agreement
+from tests.conftest import make_settings, reset_env, seed_world
+from tests.live import free_port, http, put_on_call, serve
+from tests.signaling.test_call_lifecycle import call_closed, eventually, refused_join, status_of
+from tests.signaling.test_protocol import Live, live, relays, settings  # noqa: F401 (live: fixture)
+
+scaled = pytest.mark.parametrize("env", ["scaled"], indirect=True)
+
+
+class Queries:
+    """Counts the SQL statements the app runs while in the block."""
+
+    def __init__(self, app) -> None:
+        self.engine, self.n, self.on = app.state.engine.sync_engine, 0, False
+        event.listen(self.engine, "before_cursor_execute", self._count)
+
+    def _count(self, *_args) -> None:
+        self.n += self.on
+
+    def __enter__(self) -> "Queries":
+        self.n, self.on = 0, True
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.on = False
+
+
+@settings(escalation_worker=False)
+async def test_a_settled_node_admits_without_the_database(live):
+    tokens = [await live.token(who) for who in ("a-clinician", "b-specialist")]
+    with Queries(live.app) as q:
+        a = await live.join(token=tokens[0])
+        b = await live.join(token=tokens[1])
+        assert (await a.recv())["type"] == "peer-joined"
+        await relays(a, b)
+    assert q.n == 0
+    assert await eventually(lambda: in_session(live))  # attendance is still written, after the fact
+
+
+async def in_session(live) -> bool:
+    return await status_of(live, live.consult) == "in_session"
+
+
+async def test_a_fresh_node_asks_the_database(env):
+    await reset_env(env)
+    async with serve(make_settings(env["database_url"], env["redis_url"], escalation_worker=False),
+                     settled=False) as (app, host), http(host) as client:
+        w = await seed_world(app, client)
+        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                          specialty="trauma-surgery")
+        async with contextlib.AsyncExitStack() as sockets:
+            live = Live(app, host, w, sockets)
+            live.consult = await live.new_consult()
+            token = await live.token("a-clinician")  # issued within the ledger's first seconds
+            with Queries(app) as q:
+                await live.join(token=token)
+            assert q.n >= 1  # may_join
+
+
+@settings(escalation_worker=False)
+async def test_a_close_order_heard_sends_joins_to_the_database(live):
+    """What a close order racing a join looks like from the server: the ledger saw no mark, the order came."""
+    token = await live.token("a-clinician")
+    await live.server.close_room(f"consult-{live.consult['id']}", "a close order")
+    with Queries(live.app) as q:
+        await live.join(token=token)
+    assert q.n >= 1  # the database says the consult still allows calls: joined
+
+
+async def test_reassigning_removes_the_previous_specialist(live):
+    a, b = await live.pair()
+    spare = await live.token("b-specialist")
+    c, w = live.w.client, live.w
+    resp = await c.post(f"/api/v1/consults/{live.consult['id']}/assign", json={"specialist_id": str(w.users["a-specialist"])},
+                        headers=await w.headers("a-coordinator"))
+    assert resp.status_code == 200, resp.text
+    await call_closed(b)
+    assert (await a.recv()) == {"type": "peer-left", "peer_id": b.peer_id, "user_id": str(w.users["b-specialist"])}
+    await refused_join(live, spare)  # a token from before the reassignment does not bring them back
+    resp = await c.post(f"/api/v1/consults/{live.consult['id']}/call-token", headers=await w.headers("b-specialist"))
+    assert resp.status_code in (403, 404), resp.text
+    s = await live.join("a-specialist")  # the new assignee joins the same call
+    assert [p["peer_id"] for p in s.joined["peers"]] == [a.peer_id]
+    assert (await a.recv())["type"] == "peer-joined"
+    await relays(a, s)
+
+
+async def test_a_call_token_does_not_outlive_its_agreement(live):
+    ends = datetime.now(timezone.utc) + timedelta(seconds=90)
+    async with live.app.state.sessionmaker() as s:
+        await s.execute(update(Agreement).where(Agreement.id == live.w.agreement_id).values(valid_until=ends))
+        await s.commit()
+    across = await live.grant("b-specialist")  # B's specialist, under the A→B agreement
+    own = await live.grant("a-clinician")  # the requesting org's own clinician: no agreement involved
+    expires = {k: datetime.fromisoformat(g["expires_at"].replace("Z", "+00:00")) for k, g in (("b", across), ("a", own))}
+    assert expires["b"] <= ends and expires["b"] - datetime.now(timezone.utc) < timedelta(seconds=91)
+    assert expires["a"] - datetime.now(timezone.utc) > timedelta(seconds=280)
+
+
+@scaled
+async def test_an_end_that_cannot_be_marked_changes_nothing(live):
+    a, b = await live.pair()
+    ledger, working = live.app.state.ledger, live.app.state.ledger._redis
+    ledger._redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)  # nobody listens there
+    url = f"/api/v1/consults/{live.consult['id']}/cancel"
+    try:
+        resp = await live.w.client.post(url, headers=await live.w.headers("a-clinician"))
+        assert resp.status_code == 503 and resp.json()["code"] == "unavailable", resp.text
+        assert resp.headers["content-type"].startswith("application/problem+json")
+    finally:
+        await ledger._redis.aclose()
+        ledger._redis = working
+    assert await status_of(live, live.consult) == "accepted"  # not cancelled, and the call goes on
+    await relays(a, b)
+    resp = await live.w.client.post(url, headers=await live.w.headers("a-clinician"))
+    assert resp.status_code == 200, resp.text
+    await call_closed(a)
+
+
+@settings(escalation_worker=False)
+async def test_a_user_disabled_meanwhile_is_refused_by_the_database(live):
+    token = await live.token("b-specialist")
+    user = live.w.users["b-specialist"]
+    resp = await live.w.client.patch(f"/api/v1/orgs/{live.w.orgs['B']}/users/{user}", json={"is_active": False},
+                                     headers=await live.w.headers("b-org_admin"))
+    assert resp.status_code == 200, resp.text
+    with Queries(live.app) as q:
+        await refused_join(live, token)
+    assert q.n >= 1
+    assert (await live.join("a-clinician")).joined["peers"] == []  # others are not held up
