@@ -11,7 +11,9 @@ the API's ASGI route under uvicorn.
   candidate's foundation, which Liaison relays untouched); the receiver subtracts.
 - Call setup: two aiortc peers (a data channel, non-trickle ICE, no ICE servers) from opening the
   sockets and joining until both report `connected`; Liaison with real call tokens for an accepted
-  consult (its join checks and records in PostgreSQL), the bare relay with names. CALLS rounds.
+  consult (each join admitted by the ledger in Redis; attendance written to PostgreSQL after
+  signaling_record_delay, and the next call waits for it), the bare relay with names. CALLS
+  rounds, the two servers taking turns to go first.
 - Idle connections: IDLE joined connections (calls of two: rooms of two peers, tokens minted with
   signaling.tokens.issue for rooms without a consult), each server's RSS delta / IDLE, and the
   rate they were opened and joined at (CONCURRENCY at once).
@@ -54,7 +56,8 @@ CANDIDATE = ("candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0
              "ufrag sXxX network-cost 999")
 ROUNDS, ROUND_S, WARM_S, WINDOW = 5, 1.0, 0.25, 64
 RATES, LATENCY_S, SKIP = (1000, 5000), 2.0, 0.1
-CALLS = 10
+CALLS = 30
+SETTLE = Settings.model_fields["signaling_record_delay"].default + 0.3  # a call's attendance is written by then
 IDLE, CONCURRENCY = 5000, 64
 CLK = os.sysconf("SC_CLK_TCK")
 BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
@@ -535,12 +538,12 @@ async def _calls(bare: Target, liaison: Target, users: dict) -> list[tuple[str, 
         times: dict[str, list[tuple[float, float]]] = {bare.label: [], liaison.label: []}
         for i in range(CALLS + 1):  # the first of each is a warm-up
             room = f"call-{uuid.uuid4().hex[:8]}"
-            for t in (liaison, bare):
+            for t in (liaison, bare) if i % 2 else (bare, liaison):  # neither always goes first
                 hello_a, hello_b = await call_tokens() if t is liaison else (t.hello(room, 0), t.hello(room, 1))
                 took = await call_once(t, hello_a, hello_b)
                 if i:
                     times[t.label].append(took)
-                await asyncio.sleep(0.15)  # let leave's records settle before the next call
+                await asyncio.sleep(SETTLE)  # let the records of the last call be written before the next
     (lj, lm), (bj, bm) = ([_median([x[i] * 1000 for x in times[t.label]]) for i in (0, 1)] for t in (liaison, bare))
     return [(f"call setup, 2 aiortc peers (median of {CALLS})", f"{lm:.1f} ms", f"{bm:.1f} ms bare relay",
              f"{lm / bm:.2f}× (target ≤ 1.1×: {_met(lm <= 1.1 * bm)})"),
