@@ -20,6 +20,10 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
     from api.app import uvicorn_options
 
     s = get_settings()
+    if workers > 1 and not s.redis_url:
+        # Workers share calls, events, close orders and the call ledger only through Redis.
+        typer.echo("Several workers need LIAISON_REDIS_URL: without Redis each worker is alone", err=True)
+        raise typer.Exit(2)
     uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers, log_level="info",
                 **uvicorn_options(s))
 

@@ -3,9 +3,9 @@ API's process, so it stays one process and one command and shares the pre-call e
 close orders with the API.
 
 Measured with `make bench` (5 000 idle joined connections; candidate-sized relays): on this port a
-waiting connection costs 15.1 KiB, as much as a bare `websockets` relay's, against 35.6 KiB on the
-API's ASGI route (the uvicorn/Starlette layers); a relayed message costs about 22 µs of CPU here and
-20 µs there. Signaling is mostly connections waiting for a call, so deployments with many clients
+waiting connection costs 14.7 KiB, as much as a bare `websockets` relay's, against 35.4 KiB on the
+API's ASGI route (the uvicorn/Starlette layers); a relayed message costs about 17 µs of CPU here and
+16 µs there. Signaling is mostly connections waiting for a call, so deployments with many clients
 should use this port; the embedded default keeps everything on the API's one port."""
 
 import asyncio

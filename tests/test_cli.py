@@ -46,3 +46,9 @@ async def test_admin_from_environment_at_start(tmp_path):
             resp = await c.post("/api/v1/auth/login", json={"username": "boot-admin", "password": "boot-password-1"})
             me = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {resp.json()['access_token']}"})
     assert me.json()["roles"] == ["platform_admin"]
+
+
+def test_several_workers_without_redis_are_refused(tmp_path):
+    """Each worker would be alone: calls, events, close orders and the call ledger cross workers only through Redis."""
+    done = liaison(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}", "serve", "--workers", "2", "--port", "1")
+    assert done.returncode == 2 and "LIAISON_REDIS_URL" in done.stderr
