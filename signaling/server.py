@@ -13,11 +13,11 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from signaling import service, tokens
-from signaling.records import Joined, Left, RecordWriter
 from signaling.ice import ice_servers
 from signaling.ledger import Verdict
 from signaling.limits import Bucket, IdleWatch
 from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
+from signaling.records import Joined, Left, RecordWriter
 from signaling.rooms import Limits, Peer, Rooms, Send
 
 log = logging.getLogger("liaison.signaling")
