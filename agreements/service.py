@@ -81,22 +81,25 @@ _TO = {"accept": S.active, "suspend": S.suspended, "resume": S.active, "revoke":
 async def partner_orgs(session: AsyncSession, *, requesting_org_id: uuid.UUID, specialty: str,
                        at: datetime | None = None) -> list[uuid.UUID]:
     """Orgs that may receive this org's consults in this specialty now: active, in date, covering it."""
-    at = at or datetime.now(timezone.utc)
-    rows = (await session.execute(select(Agreement).where(
-        Agreement.requesting_org_id == requesting_org_id, Agreement.status == S.active,
-        Agreement.valid_from <= at, Agreement.valid_until > at,
-    ))).scalars().all()
-    return sorted({a.providing_org_id for a in rows if specialty in a.specialties}, key=str)
+    return sorted({a.providing_org_id for a in await _in_force(session, requesting_org_id, specialty, at)}, key=str)
 
 
 async def covered_until(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,
                         specialty: str) -> datetime | None:
     """Until when the agreements in force now let org A send consults in specialty S to org B (None: they don't)."""
-    now = datetime.now(timezone.utc)
-    ends = (await session.execute(select(Agreement.valid_until, Agreement.specialties).where(
-        Agreement.requesting_org_id == requesting_org_id, Agreement.providing_org_id == providing_org_id,
-        Agreement.status == S.active, Agreement.valid_from <= now, Agreement.valid_until > now))).all()
-    return max((end for end, specialties in ends if specialty in specialties), default=None)
+    return max((a.valid_until for a in await _in_force(session, requesting_org_id, specialty, None)
+                if a.providing_org_id == providing_org_id), default=None)
+
+
+async def _in_force(session: AsyncSession, requesting_org_id: uuid.UUID, specialty: str,
+                    at: datetime | None) -> list[Agreement]:
+    """The requesting org's agreements that are active, in date at T (default now) and cover the specialty."""
+    at = at or datetime.now(timezone.utc)
+    rows = (await session.execute(select(Agreement).where(
+        Agreement.requesting_org_id == requesting_org_id, Agreement.status == S.active,
+        Agreement.valid_from <= at, Agreement.valid_until > at,
+    ))).scalars().all()
+    return [a for a in rows if specialty in a.specialties]
 
 
 async def may_send(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,

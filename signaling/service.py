@@ -23,7 +23,6 @@ from signaling.control import room_of
 from signaling.ice import ice_servers
 
 CALLABLE = (Status.accepted, Status.in_session)
-OWN_ORG = datetime.max.replace(tzinfo=timezone.utc)  # no agreement bounds a call within one org
 
 
 async def call_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, consult_id: uuid.UUID,
@@ -32,13 +31,11 @@ async def call_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, c
     consult, _ = await access.load(session, actor, consult_id)
     if not await _participant(session, consult, actor):
         raise PermissionDenied("Only the consult's participants join its calls")
-    until = await _boundary_open_until(session, consult, actor.org_id)
-    if until is None:
-        raise PermissionDenied("No active agreement lets your organization join this consult's calls")
+    not_after = await _agreement_end(session, consult, actor.org_id)
     if consult.status not in CALLABLE:
         raise InvalidTransition(consult.status, "Calls are held once a consult is accepted and until it closes")
     token, exp = tokens.issue(ctx, user_id=actor.id, org_id=actor.org_id, room=room_of(consult.id), consult_id=consult.id,
-                              not_after=None if until is OWN_ORG else int(until.timestamp()))
+                              not_after=not_after)
     await record(session, actor=actor, action="call.token", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)
@@ -84,10 +81,14 @@ async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
                                                 specialty=specialty)
 
 
-async def _boundary_open_until(session: AsyncSession, consult: Consult, org_id: uuid.UUID) -> datetime | None:
-    """Someone of another org takes part only while an active agreement covers the consult: until when?
-    (The token's expiry stops there, so the ledger need not watch agreements run out.)"""
+async def _agreement_end(session: AsyncSession, consult: Consult, org_id: uuid.UUID) -> int | None:
+    """Someone of another org takes part only while an active agreement covers the consult: until when
+    (epoch seconds; None within one org)? The token stops there, so the ledger need not watch agreements
+    run out."""
     if org_id == consult.org_id:
-        return OWN_ORG
-    return await covered_until(session, requesting_org_id=consult.org_id, providing_org_id=org_id,
-                               specialty=consult.specialty)
+        return None
+    until = await covered_until(session, requesting_org_id=consult.org_id, providing_org_id=org_id,
+                                specialty=consult.specialty)
+    if until is None:
+        raise PermissionDenied("No active agreement lets your organization join this consult's calls")
+    return int(until.timestamp())
