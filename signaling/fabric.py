@@ -12,8 +12,8 @@ Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message
 class LocalFabric:
     """One process: every peer is local, so there is nothing to share or forward."""
 
-    def __init__(self, ledger: LocalLedger | None = None) -> None:
-        self.ledger = ledger or LocalLedger(leeway=5)
+    def __init__(self, ledger: LocalLedger) -> None:
+        self.ledger = ledger
 
     async def start(self, deliver: Deliver) -> None:
         return None

@@ -62,10 +62,9 @@ def _public(entry: dict) -> dict:
 class RedisFabric:
     """The fabric of a node that shares rooms with other nodes through Redis."""
 
-    def __init__(self, redis: Redis, *, ledger: RedisLedger | None = None, presence_ttl: float = 10.0,
+    def __init__(self, redis: Redis, *, ledger: RedisLedger, presence_ttl: float = 10.0,
                  heartbeat: float | None = None) -> None:
-        self._redis = redis
-        self.ledger = ledger or RedisLedger(redis, leeway=5)
+        self._redis, self.ledger = redis, ledger
         self.node = secrets.token_hex(8)
         self.ttl_ms = int(presence_ttl * 1000)
         self.interval = heartbeat if heartbeat is not None else presence_ttl / 3

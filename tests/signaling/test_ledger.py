@@ -37,14 +37,6 @@ class Admitting:
     async def end(self, **marks) -> None:
         await self.ledger.end(**marks)
 
-    @property
-    def horizon(self) -> int:
-        return self.ledger.horizon
-
-    @horizon.setter
-    def horizon(self, seconds: int) -> None:
-        self.ledger.horizon = seconds
-
 
 @pytest.fixture
 async def ledger(store):
@@ -87,8 +79,8 @@ async def test_an_end_sends_that_room_or_user_back_to_the_database(ledger):
 
 
 async def test_a_mark_lasts_as_long_as_a_token_could(ledger):
-    assert ledger.horizon >= 300
-    ledger.horizon = 1
+    assert ledger.ledger.horizon >= 300
+    ledger.ledger.horizon = 1
     await ledger.end(rooms=("consult-1",))
     assert await ledger.admit(grant()) is Verdict.RECHECK
     await asyncio.sleep(1.2)

@@ -19,6 +19,7 @@ from redis.asyncio import Redis
 
 from api.app import create_app
 from api.redis import make_redis
+from signaling.ledger import RedisLedger
 from signaling.redis_fabric import RedisFabric
 from tests.conftest import World, make_settings, reset_env, seed_world
 from tests.live import Node, http, put_on_call
@@ -258,7 +259,8 @@ async def fabrics(env, request):
         pytest.skip("the Redis fabric needs Redis")
     redis = make_redis(env["redis_url"])  # as the app makes it
     ttl, heartbeat = getattr(request, "param", (0.6, None))
-    made = [(RedisFabric(redis, presence_ttl=ttl, heartbeat=heartbeat), Recorder()) for _ in range(2)]
+    made = [(RedisFabric(redis, ledger=RedisLedger(redis, leeway=0), presence_ttl=ttl, heartbeat=heartbeat), Recorder())
+            for _ in range(2)]
     for fabric, recorder in made:
         await fabric.start(recorder)
     try:
