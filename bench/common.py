@@ -1,4 +1,4 @@
-"""Shared by the benchmarks: a scratch database, seeding, timing statistics, the table."""
+"""Shared by the benchmarks: a scratch database, node settings, seeding, timing statistics, the table."""
 
 import os
 import statistics
@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 import asyncpg
 
 from api.db import make_engine, make_sessionmaker
+from api.settings import Settings
 from api.migrate import upgrade
 from auth.models import User
 from auth.passwords import Passwords
@@ -19,6 +20,14 @@ PG = os.environ.get("LIAISON_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres
 REDIS = os.environ.get("LIAISON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 PASSWORD = "bench-password-1"
 SECRET = "bench-secret-" + "x" * 40
+BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
+        "patient_ref": "B-1", "languages": ["en"]}  # the consult every benchmark creates
+
+
+def node_settings(url: str, **overrides) -> Settings:
+    """A benchmarked node's settings: the scratch database, the bench Redis, cheap password hashing."""
+    return Settings(environment="test", database_url=url, redis_url=REDIS, jwt_secret=SECRET,
+                    argon2_time_cost=1, argon2_memory_kib=1024, **overrides)
 
 
 @asynccontextmanager

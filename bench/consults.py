@@ -12,21 +12,17 @@ import time
 import httpx
 import websockets
 
-from api.settings import Settings
-from bench.common import PASSWORD, REDIS, SECRET, percentiles, scratch_database, seed
+from bench.common import BODY, PASSWORD, node_settings, percentiles, scratch_database, seed
 from tests.live import Node
 
 RATE, SECONDS, WARMUP = 50, 10, 25
 WORKERS = int(__import__('os').environ.get('BENCH_WORKERS', '2'))
-BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
-        "patient_ref": "B-1", "languages": ["en"]}
 
 
 async def run() -> list[tuple[str, str, str, str]]:
     async with scratch_database() as url:
         users = await seed(url, specialists=3)
-        settings = Settings(environment="test", database_url=url, redis_url=REDIS, jwt_secret=SECRET,
-                            argon2_time_cost=1, argon2_memory_kib=1024)
+        settings = node_settings(url)
         node = await Node(settings, workers=WORKERS).start()
         try:
             return await _measure(node.host, users)

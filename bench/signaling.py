@@ -42,7 +42,7 @@ from typing import Callable
 import httpx
 
 from api.settings import Settings
-from bench.common import PASSWORD, REDIS, SECRET, percentiles, scratch_database, seed
+from bench.common import BODY, PASSWORD, node_settings, percentiles, scratch_database, seed
 from tests.live import Node, free_port
 
 try:
@@ -60,8 +60,6 @@ CALLS = 30
 SETTLE = Settings.model_fields["signaling_record_delay"].default + 0.3  # a call's attendance is written by then
 IDLE, CONCURRENCY = 5000, 64
 CLK = os.sysconf("SC_CLK_TCK")
-BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
-        "patient_ref": "B-1", "languages": ["en"]}
 
 
 # --- a minimal WebSocket client ------------------------------------------------------------------
@@ -427,11 +425,10 @@ async def run() -> list[tuple[str, str, str, str]]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the servers inherit it
     async with scratch_database() as url:
         users = await seed(url, specialists=1)
-        settings = Settings(environment="test", database_url=url, redis_url=REDIS, jwt_secret=SECRET,
-                            argon2_time_cost=1, argon2_memory_kib=1024, escalation_worker=False,
-                            signaling_rate_per_second=1e9, signaling_rate_burst=1_000_000_000,
-                            signaling_connections_per_user=1_000_000, signaling_idle_timeout=3600,
-                            signaling_join_timeout=60)
+        settings = node_settings(url, escalation_worker=False,
+                                 signaling_rate_per_second=1e9, signaling_rate_burst=1_000_000_000,
+                                 signaling_connections_per_user=1_000_000, signaling_idle_timeout=3600,
+                                 signaling_join_timeout=60)
         from auth.context import build_auth_context
         from signaling import tokens
         ctx, org, user = build_auth_context(settings, None), uuid.uuid4(), uuid.uuid4()

@@ -17,22 +17,18 @@ import time
 import httpx
 import websockets
 
-from api.settings import Settings
-from bench.common import PASSWORD, REDIS, SECRET, percentiles, scratch_database, seed
+from bench.common import BODY, PASSWORD, node_settings, percentiles, scratch_database, seed
 from tests.live import Node
 
 RATE, ROUND_S, ROUNDS, WARMUP = 500, 3.0, 4, 100  # 1,500 messages a round: 6,000 a path
 CANDIDATE = "candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0.0.1 rport 46154 generation 0"
-BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
-        "patient_ref": "B-1", "languages": ["en"]}
 
 
 async def run() -> list[tuple[str, str, str, str]]:
     async with scratch_database() as url:
         users = await seed(url, specialists=1)
-        settings = Settings(environment="test", database_url=url, redis_url=REDIS, jwt_secret=SECRET,
-                            argon2_time_cost=1, argon2_memory_kib=1024, escalation_worker=False,
-                            signaling_rate_per_second=RATE * 4, signaling_rate_burst=RATE * 4)
+        settings = node_settings(url, escalation_worker=False,
+                                 signaling_rate_per_second=RATE * 4, signaling_rate_burst=RATE * 4)
         nodes = [Node(settings), Node(settings)]
         try:
             await asyncio.gather(*(n.start() for n in nodes))
