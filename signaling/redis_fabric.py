@@ -35,6 +35,7 @@ from signaling import redis_scripts as scripts
 from signaling.fabric import Deliver
 from signaling.ledger import RedisLedger, Verdict
 from signaling.messages import ProtocolError
+from signaling.redis_lane import Lane
 from signaling.tokens import CallGrant
 
 log = logging.getLogger("liaison.signaling.fabric")
@@ -77,6 +78,7 @@ class RedisFabric:
         self._scripts = {name: redis.register_script(src) for name, src in
                          (("join", scripts.JOIN), ("leave", scripts.LEAVE), ("heartbeat", scripts.HEARTBEAT),
                           ("peers", scripts.PEERS), ("forward", scripts.FORWARD), ("admit", scripts.ADMIT))}
+        self._lane = Lane(redis)  # joins and relays; the heartbeat's pipelines go through the client
         self._views: dict[str, _View] = {}
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task] = []
@@ -105,13 +107,14 @@ class RedisFabric:
                 for room, view in views.items():
                     for peer_id in view.local:
                         await self._run("leave", room, self._events, room, peer_id)
+        await self._lane.close()
 
     async def admit(self, grant: CallGrant) -> tuple[Verdict, list[dict]]:
         """Spend a call token and ask the ledger about it, and learn the room's remote peers: one round trip."""
         ledger = self.ledger
         try:
-            answer = await self._scripts["admit"](keys=ledger.keys(grant) + [self._room_prefix + grant.room],
-                                                  args=ledger.args(grant) + [self.node])
+            answer = await self._lane.run(self._scripts["admit"], ledger.keys(grant) + [self._room_prefix + grant.room],
+                                          ledger.args(grant) + [self.node])
         except RedisError as exc:
             raise self._unavailable(exc) from None
         verdict = ledger.verdict(int(answer[0]))
@@ -299,7 +302,7 @@ class RedisFabric:
     # -- Redis ---------------------------------------------------------------------------------
 
     async def _run(self, script: str, room: str, *args):
-        return await self._scripts[script](keys=[self._room_prefix + room], args=args)
+        return await self._lane.run(self._scripts[script], [self._room_prefix + room], list(args))
 
     async def _pipeline(self, calls: list[tuple[str, str, tuple]]) -> list:
         for attempt in (1, 2):
