@@ -86,8 +86,7 @@ def _verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed token")
     header = jwt.get_unverified_header(token)
-    claims = jwt.get_unverified_claims(token)
-    if not isinstance(header, dict) or not isinstance(claims, dict):
+    if not isinstance(header, dict):
         raise InvalidToken("malformed token")
     refused = [h for h in REFUSED_HEADERS if h in header]
     if refused:
@@ -95,9 +94,13 @@ def _verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
     key = keyring.find(header.get("kid"))
     if header.get("alg") != key.alg:
         raise InvalidToken("algorithm not allowed")
-    _check_numeric_claims(claims, leeway)
     options = {f"require_{c}": True for c in required} | {"leeway": leeway}
+    # The claims are checked once the signature holds: python-jose lets through what it can't compare
+    # (an `exp` of NaN), and reading them unverified first would parse the token once more per request.
     verified = jwt.decode(token, key.key, algorithms=[key.alg], audience=audience, issuer=issuer, options=options)
+    if not isinstance(verified, dict):
+        raise InvalidToken("malformed token")
+    _check_numeric_claims(verified, leeway)
     if typ is not None and verified.get("typ") != typ:
         raise InvalidToken("wrong token type")
     return verified
