@@ -2,11 +2,23 @@
 (signaling.redis_fabric) shares room membership and forwards messages between nodes."""
 
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from signaling.ledger import LocalLedger, Verdict
 from signaling.tokens import CallGrant
 
 Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message) -> delivered here?
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A spent call token: whether the database must decide, the room's remote peers, and, if the
+    peer already entered the room for the other nodes, what the fabric needs to finish its join."""
+
+    verdict: Verdict
+    remote: list[dict]
+    entered: Any = None  # passed back to `joined`; the join's undo is `left`
 
 
 class LocalFabric:
@@ -21,15 +33,16 @@ class LocalFabric:
     async def stop(self) -> None:
         return None
 
-    async def admit(self, grant: CallGrant) -> tuple[Verdict, list[dict]]:
-        """Spend a call token, say whether the database must decide, and name the room's remote peers."""
-        return await self.ledger.admit(grant), []
+    async def admit(self, grant: CallGrant, peer: dict, *, max_peers: int, enter: bool) -> Admission:
+        """Spend a call token unless the room is full, say whether the database must decide, and name
+        the room's remote peers; with `enter`, a fresh token's peer enters the room in the same step."""
+        return Admission(await self.ledger.admit(grant), [])  # its peers are all local: the server counts them
 
     async def remote_peers(self, room: str) -> list[dict]:
         return []
 
-    async def joined(self, room: str, peer: dict, known: list[dict] | None = None) -> None:
-        """A local peer joined the room, having been told `known` (what remote_peers answered)."""
+    async def joined(self, room: str, peer: dict, known: list[dict] | None = None, entered: Any = None) -> None:
+        """A local peer joined the room, having been told `known` (the remote peers when it asked)."""
         return None
 
     async def left(self, room: str, peer: dict) -> None:

@@ -5,11 +5,17 @@ expires}} plus a `~seq` field that every change increments. Nodes refresh their 
 `expires` (a heartbeat every ttl/3) and, in the same atomic script, delete the expired entries
 of other nodes in the rooms they have local peers in; the script that deletes an entry is the
 one that announces it, so a dead node's peers leave exactly once. Every change (join, leave,
-expiry, a stalled node's peers coming back) is published on one channel with its `seq`.
+expiry, a stalled node's peers coming back) is published on one channel with its `seq`, except a
+join into a room no other node has live peers in (nobody would act on it).
+
+Joins. A join is one script (`admit`): it refuses a full room (counting every node's peers, so
+racing joins cannot overfill it) before the call token is spent, then does the ledger's step and,
+for a fresh token, enters the peer. A join the database must decide first enters afterwards, with
+the JOIN script.
 
 Views. A node keeps, for each room it has local peers in, the remote members it believes are
 present, and for each local peer which remote peers that peer has been told about. Events and
-the snapshots returned by the join and heartbeat scripts are applied last-writer-wins by `seq`,
+the snapshots returned by the admission, join and heartbeat scripts are applied last-writer-wins by `seq`,
 and each local peer is then told the difference (peer-joined / peer-left): no duplicates, and a
 lost Pub/Sub message (a Redis reconnect) is repaired by the next heartbeat.
 
@@ -32,10 +38,11 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from signaling import redis_scripts as scripts
-from signaling.fabric import Deliver
+from signaling.fabric import Admission, Deliver
 from signaling.ledger import RedisLedger, Verdict
 from signaling.messages import ProtocolError
 from signaling.redis_lane import Lane
+from signaling.rooms import room_full
 from signaling.tokens import CallGrant
 
 log = logging.getLogger("liaison.signaling.fabric")
@@ -109,17 +116,29 @@ class RedisFabric:
                         await self._run("leave", room, self._events, room, peer_id)
         await self._lane.close()
 
-    async def admit(self, grant: CallGrant) -> tuple[Verdict, list[dict]]:
-        """Spend a call token and ask the ledger about it, and learn the room's remote peers: one round trip."""
-        ledger = self.ledger
+    async def admit(self, grant: CallGrant, peer: dict, *, max_peers: int, enter: bool) -> Admission:
+        """Spend a call token unless the room is full, ask the ledger about it, and learn the room's
+        remote peers; with `enter`, a fresh token's peer also enters the room: one round trip."""
+        room, ledger = grant.room, self.ledger
+        view = self._views.setdefault(room, _View()) if enter else None
+        entry = self._enter(view, peer) if view is not None else ""
         try:
-            answer = await self._lane.run(self._scripts["admit"], ledger.keys(grant) + [self._room_prefix + grant.room],
-                                          ledger.args(grant) + [self.node])
-        except RedisError as exc:
-            raise self._unavailable(exc) from None
-        verdict = ledger.verdict(int(answer[0]))
-        _, entries = self._decode(answer[1:])
-        return verdict, [_public(e) for e in entries]
+            answer = await self._lane.run(self._scripts["admit"], ledger.keys(grant) + [self._room_prefix + room],
+                                          ledger.args(grant) + [self.node, max_peers, self.ttl_ms, self.key_ttl_ms,
+                                                                self._events, room, entry])
+        except BaseException as exc:
+            self._forget(room, peer["peer_id"])
+            if isinstance(exc, RedisError):
+                raise self._unavailable(exc) from None
+            raise
+        code = int(answer[0])
+        if not code or code == 3 or not answer[1]:
+            self._forget(room, peer["peer_id"])  # refused, or left to a later JOIN (the database decides first)
+        if code == 3:
+            raise room_full(max_peers)
+        verdict = ledger.verdict(code)
+        seq, entries = self._decode(answer[2:])
+        return Admission(verdict, [_public(e) for e in entries], (seq, entries) if answer[1] else None)
 
     async def remote_peers(self, room: str) -> list[dict]:
         try:
@@ -128,34 +147,50 @@ class RedisFabric:
             raise self._unavailable(exc) from None
         return [_public(e) for e in entries]
 
-    async def joined(self, room: str, peer: dict, known: list[dict] | None = None) -> None:
-        """A local peer joined, having been told `known` (the remote peers when it asked)."""
-        view = self._views.setdefault(room, _View())
-        peer_id = peer["peer_id"]
-        entry = json.dumps({"peer_id": peer_id, "user_id": peer["user_id"], "node": self.node}, separators=(",", ":"))
-        view.local[peer_id] = entry
-        view.told[peer_id] = {p["peer_id"]: p for p in known or []}
-        view.pending[peer_id] = None
-        try:
-            answer = await self._run("join", room, self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, entry)
-        except RedisError:
-            log.warning("could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True)
-            view.pending.pop(peer_id, None)
-            return
-        view.pending.pop(peer_id, None)
-        if self._views.get(room) is view and peer_id in view.local:
-            await self._send(self._apply_snapshot(room, view, *self._decode(answer)))
-        else:  # it left while we announced it, and the leave may have reached Redis first
+    async def joined(self, room: str, peer: dict, known: list[dict] | None = None, entered=None) -> None:
+        """A local peer joined, having been told `known` (the remote peers when it asked); `entered`
+        is its admission's snapshot if the admission already put it in the room."""
+        peer_id, told = peer["peer_id"], {p["peer_id"]: p for p in known or []}
+        if entered is None:
+            view = self._views.setdefault(room, _View())
+            entry = self._enter(view, peer)
+            view.told[peer_id] = told
+            try:
+                entered = self._decode(await self._run("join", room, self.node, self.ttl_ms, self.key_ttl_ms,
+                                                       self._events, room, entry))
+            except RedisError:
+                log.warning("could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True)
+                view.pending.pop(peer_id, None)
+                return
+        view = self._views.get(room)
+        if view is None or peer_id not in view.local:  # it left meanwhile, and the leave may have reached Redis first
             await self.left(room, peer)
+            return
+        view.told[peer_id] = told
+        view.pending.pop(peer_id, None)
+        await self._send(self._apply_snapshot(room, view, *entered))
 
-    async def left(self, room: str, peer: dict) -> None:
+    def _enter(self, view: _View, peer: dict) -> str:
+        """Count a joining peer in its room's view: events for the room are kept from now on, and
+        none reach the peer until its join is done (`pending`)."""
+        entry = json.dumps({"peer_id": peer["peer_id"], "user_id": peer["user_id"], "node": self.node},
+                           separators=(",", ":"))
+        view.local[peer["peer_id"]] = entry
+        view.told[peer["peer_id"]] = {}
+        view.pending[peer["peer_id"]] = None
+        return entry
+
+    def _forget(self, room: str, peer_id: str) -> None:
         view = self._views.get(room)
         if view is not None:
-            view.local.pop(peer["peer_id"], None)
-            view.told.pop(peer["peer_id"], None)
-            view.pending.pop(peer["peer_id"], None)
+            view.local.pop(peer_id, None)
+            view.told.pop(peer_id, None)
+            view.pending.pop(peer_id, None)
             if not view.local:
                 del self._views[room]
+
+    async def left(self, room: str, peer: dict) -> None:
+        self._forget(room, peer["peer_id"])
         try:
             await self._run("leave", room, self._events, room, peer["peer_id"])
         except RedisError:  # its presence will expire and another node will announce it

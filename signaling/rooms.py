@@ -7,6 +7,14 @@ from dataclasses import dataclass, field
 from signaling.messages import ProtocolError, Relay
 
 
+def new_peer_id() -> str:
+    return secrets.token_hex(8)
+
+
+def room_full(max_peers: int) -> ProtocolError:
+    return ProtocolError("room_full", f"A call holds at most {max_peers} peers")
+
+
 @dataclass(slots=True)
 class Peer:
     peer_id: str
@@ -47,14 +55,17 @@ class Rooms:
     def peers(self, room: str) -> list[Peer]:
         return list(self.rooms.get(room, {}).values())
 
-    def join(self, *, room: str, user_id: str, org_id: str, remote_count: int = 0) -> tuple[Peer, list[Send]]:
-        """A new peer in the room; the room's other local peers hear `peer-joined`."""
+    def check_space(self, room: str, remote_count: int = 0) -> None:
+        """room_full if the room has no place left."""
+        if len(self.rooms.get(room, ())) + remote_count >= self.limits.max_peers:
+            raise room_full(self.limits.max_peers)
+
+    def join(self, *, room: str, user_id: str, org_id: str, remote_count: int = 0,
+             peer_id: str | None = None) -> tuple[Peer, list[Send]]:
+        """A new peer in the room (with the id it was admitted under); the others hear `peer-joined`."""
+        self.check_space(room, remote_count)
         present = self.rooms.setdefault(room, {})
-        if len(present) + remote_count >= self.limits.max_peers:
-            if not present:
-                del self.rooms[room]
-            raise ProtocolError("room_full", f"A call holds at most {self.limits.max_peers} peers")
-        peer = Peer(secrets.token_hex(8), user_id, org_id, room, secrets.token_urlsafe(24))
+        peer = Peer(peer_id or new_peer_id(), user_id, org_id, room, secrets.token_urlsafe(24))
         announce = [Send(p.peer_id, {"type": "peer-joined", **peer.public()}) for p in present.values() if p.connected]
         present[peer.peer_id] = peer
         self._by_secret[peer.secret] = peer
@@ -68,7 +79,8 @@ class Rooms:
         return self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
 
     def deliver(self, target: Peer, message: dict) -> list[Send]:
-        if target.connected:
+        """To the peer now, or into its buffer while it is away or has a backlog to be sent first."""
+        if target.connected and not target.buffer:
             return [Send(target.peer_id, message)]
         if len(target.buffer) >= self.limits.buffer_messages:
             raise ProtocolError("peer_buffer_full", "The peer is reconnecting and its buffer is full")

@@ -13,12 +13,13 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from signaling import service, tokens
+from signaling.fabric import Admission
 from signaling.ice import ice_servers
 from signaling.ledger import Verdict
 from signaling.limits import Bucket, IdleWatch
 from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
 from signaling.records import Joined, Left, RecordWriter
-from signaling.rooms import Limits, Peer, Rooms, Send
+from signaling.rooms import Limits, Peer, Rooms, Send, new_peer_id
 
 log = logging.getLogger("liaison.signaling")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
@@ -36,6 +37,7 @@ class SignalingServer:
         # When this node last heard a close order per "room:<room>" / "user:<id>" (monotonic): a
         # join that a close order may have raced is checked against the database.
         self.ended: dict[str, float] = {}
+        self.arriving: dict[str, list[dict]] = {}  # peer id -> messages for it that came while it was admitted
         self.fabric = fabric
         self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
@@ -105,38 +107,75 @@ class SignalingServer:
 
     async def _join(self, ws: WebSocket, msg: Join) -> Peer:
         grant = tokens.check(self.auth, msg.token)
-        remote = await self._clear(grant)
+        # Limits this node can see are checked before the token is spent: it may be used once there is room.
         if self.per_user[grant.user_id] >= self.s.signaling_connections_per_user:
             raise ProtocolError("too_many_connections", "Too many signaling connections for this user")
-        peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
-                                         remote_count=len(remote))
-        peer.consult_id = grant.consult_id
+        self.rooms.check_space(grant.room)
+        peer, announce, admission = await self._seat(grant)
         self._attach(ws, peer)
-        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
-        try:
-            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
-                                           "peers": others, "ice_servers": ice_servers(self.s, grant.user_id, int(time.time()))}))
-        except Exception:  # gone before it heard it joined: it holds no place and no connection
-            await self._lost(ws, peer)
-            self.rooms.leave(peer)
-            raise
+        await self._welcome(ws, peer, grant.user_id, admission.remote)
         await self._send_all(announce)
-        await self.fabric.joined(peer.room, peer.public(), known=remote)
+        await self.fabric.joined(peer.room, peer.public(), known=admission.remote, entered=admission.entered)
         if grant.consult_id is not None:
             self.records.add(Joined(uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id), peer.peer_id))
         return peer
 
-    async def _clear(self, grant: tokens.CallGrant) -> list[dict]:
-        """Spend the token and learn the room's peers on other nodes in one step; the database decides
-        only when the ledger can't, or when a close order for this room or user came meanwhile."""
-        verdict, remote = await self.fabric.admit(grant)
-        settled = verdict is Verdict.FRESH and not self._ended_since(grant, time.monotonic() - self.fabric.ledger.horizon)
+    async def _seat(self, grant: tokens.CallGrant) -> tuple[Peer, list[Send], Admission]:
+        """Admit the token and give the peer its place; what other nodes sent it meanwhile is its backlog."""
+        public = {"peer_id": new_peer_id(), "user_id": grant.user_id}
+        self.arriving[public["peer_id"]] = held = []
+        try:
+            admission = await self._clear(grant, public)
+            try:
+                peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
+                                                 remote_count=len(admission.remote), peer_id=public["peer_id"])
+            except ProtocolError:
+                await self.fabric.left(grant.room, public)
+                raise
+        finally:
+            del self.arriving[public["peer_id"]]
+        peer.consult_id, peer.buffer = grant.consult_id, held  # later messages queue behind a backlog
+        return peer, announce, admission
+
+    async def _welcome(self, ws: WebSocket, peer: Peer, user_id: str, remote: list[dict]) -> None:
+        """`joined`, then the backlog; a client gone before it heard them holds no place and no connection."""
+        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
+        try:
+            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
+                                       "peers": others, "ice_servers": ice_servers(self.s, user_id, int(time.time()))}))
+            await self._flush(ws, peer)
+        except Exception:
+            await self._lost(ws, peer)
+            self.rooms.leave(peer)
+            await self.fabric.left(peer.room, peer.public())
+            raise
+
+    async def _flush(self, ws: WebSocket, peer: Peer) -> None:
+        """Send the peer's backlog in order, including what joins it meanwhile."""
+        while peer.buffer:
+            queued, peer.buffer = peer.buffer, []
+            for message in queued:
+                await ws.send_text(encode(message))
+
+    async def _clear(self, grant: tokens.CallGrant, peer: dict) -> Admission:
+        """Spend the token, learn the room's peers on other nodes and, for a fresh token, enter the room
+        there, in one step; the database decides only when the ledger can't, or when a close order for
+        this room or user came meanwhile (the peer then enters the room only once it has said yes)."""
+        horizon = self.fabric.ledger.horizon
+        quiet = not self._ended_since(grant, time.monotonic() - horizon)
+        admission = await self.fabric.admit(grant, peer, max_peers=self.s.signaling_max_peers, enter=quiet)
+        if admission.verdict is Verdict.FRESH and not self._ended_since(grant, time.monotonic() - horizon):
+            return admission
+        if admission.entered is not None:  # an order came while it entered: out again until the database says
+            await self.fabric.left(grant.room, peer)
+            admission = Admission(admission.verdict, admission.remote)
+        settled = False
         while not settled:
             asked = time.monotonic()
             if not await self._may_join(grant):
                 raise ProtocolError("call_closed", "This consult no longer allows calls for you")
             settled = not self._ended_since(grant, asked)  # else an order raced the query: ask again
-        return remote
+        return admission
 
     def _ended_since(self, grant: tokens.CallGrant, since: float) -> bool:
         ended = self.ended
@@ -316,7 +355,10 @@ class SignalingServer:
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
         target = self.rooms.local(room, to)
         if target is None:
-            return False
+            held = self.arriving.get(to)  # it entered the room on Redis and is being seated here
+            if held is not None and len(held) < self.s.signaling_buffer_messages:
+                held.append(message)
+            return held is not None
         with contextlib.suppress(ProtocolError):
             await self._send_all(self.rooms.deliver(target, message))
         return True

@@ -3,6 +3,7 @@ alone; the database decides for a fresh node, after an end (cancel, reassign, di
 close order may have raced the join. Tokens never outlive their agreement, and an end that cannot be
 marked changes nothing."""
 
+import asyncio
 import contextlib
 from datetime import datetime, timedelta, timezone
 
@@ -11,8 +12,10 @@ from redis.asyncio import Redis
 from sqlalchemy import event, update
 
 from agreements.models import Agreement
+from signaling.redis_fabric import RedisFabric
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import free_port, http, put_on_call, serve
+from tests.signaling.test_multinode import Recorder
 from tests.signaling.test_call_lifecycle import call_closed, eventually, refused_join, status_of
 from tests.signaling.test_protocol import Live, live, relays, settings  # noqa: F401 (live: fixture)
 
@@ -140,3 +143,80 @@ async def test_a_user_disabled_meanwhile_is_refused_by_the_database(live):
         await refused_join(live, token)
     assert q.n >= 1
     assert (await live.join("a-clinician")).joined["peers"] == []  # others are not held up
+
+
+class Elsewhere:
+    """Another node's fabric, in this process on the app's Redis, with one peer in the live consult's room."""
+
+    def __init__(self, live) -> None:
+        self.room = f"consult-{live.consult['id']}"
+        self.fabric = RedisFabric(live.app.state.redis, ledger=live.app.state.ledger)
+        self.recorder = Recorder()
+
+    async def __aenter__(self) -> "Elsewhere":
+        await self.fabric.start(self.recorder)
+        await self.fabric.joined(self.room, {"peer_id": "elsewhere", "user_id": "u-elsewhere"}, known=[])
+        return self
+
+    async def __aexit__(self, *_exc) -> None:
+        await self.fabric.stop()
+
+    def heard(self) -> list[tuple[str, str]]:
+        return [(m["type"], m.get("peer_id")) for m in self.recorder.sent.get("elsewhere", [])]
+
+
+def gate_admissions(live) -> asyncio.Event:
+    """Admissions that have run their script wait for the returned event before the node goes on."""
+    gate, admit = asyncio.Event(), live.server.fabric.admit
+
+    async def held(*args, **kwargs):
+        admission = await admit(*args, **kwargs)
+        await gate.wait()
+        return admission
+    live.server.fabric.admit = held
+    return gate
+
+
+@scaled
+async def test_what_another_node_sends_a_peer_being_admitted_follows_its_joined(live):
+    """A fresh token's peer enters the room in its admission's script, so other nodes may write to it
+    before this node has seated it: that is held, and delivered right after `joined`."""
+    async with Elsewhere(live) as elsewhere:
+        gate = gate_admissions(live)
+        s = await live.connect()
+        await s.send(type="join", token=await live.token("a-clinician"))
+        await live.wait(lambda: elsewhere.heard())
+        [(kind, newcomer)] = elsewhere.heard()
+        assert kind == "peer-joined"
+        offer = {"type": "offer", "from": "elsewhere", "sdp": "v=0\r\n"}
+        assert await elsewhere.fabric.forward(elsewhere.room, newcomer, offer)
+        await live.wait(lambda: live.server.arriving.get(newcomer))
+        gate.set()
+        joined = await s.recv()
+        assert joined["type"] == "joined" and joined["peer_id"] == newcomer
+        assert joined["peers"] == [{"peer_id": "elsewhere", "user_id": "u-elsewhere"}]
+        assert await s.recv() == offer
+        await s.send(type="answer", to="elsewhere", sdp="v=0\r\n")
+        await live.wait(lambda: ("answer", None) in elsewhere.heard())
+
+
+@scaled
+async def test_a_peer_admitted_as_its_call_ends_is_taken_out_of_the_room_again(live):
+    """The consult is cancelled while a fresh token's peer is entering the room: the node hears the
+    close order, asks the database, and takes the peer out again; the other nodes see it leave."""
+    async with Elsewhere(live) as elsewhere:
+        gate = gate_admissions(live)
+        s = await live.connect()
+        await s.send(type="join", token=await live.token("a-clinician"))
+        await live.wait(lambda: elsewhere.heard())
+        [(_, newcomer)] = elsewhere.heard()
+        resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/cancel",
+                                        headers=await live.w.headers("a-clinician"))
+        assert resp.status_code == 200, resp.text
+        await live.wait(lambda: f"room:{elsewhere.room}" in live.server.ended)
+        gate.set()
+        refused = await s.recv()
+        assert refused["type"] == "error" and refused["code"] == "call_closed", refused
+        await live.wait(lambda: ("peer-left", newcomer) in elsewhere.heard())
+        assert elsewhere.heard() == [("peer-joined", newcomer), ("peer-left", newcomer)]
+        assert await live.app.state.redis.hget(f"liaison:sig:room:{elsewhere.room}", newcomer) is None

@@ -30,9 +30,9 @@ class Admitting:
         self.fabric, self.ledger = fabric, fabric.ledger
 
     async def admit(self, g: CallGrant) -> Verdict:
-        verdict, remote = await self.fabric.admit(g)
-        assert remote == []  # nobody on another node in these rooms
-        return verdict
+        admission = await self.fabric.admit(g, {"peer_id": "p1", "user_id": g.user_id}, max_peers=6, enter=False)
+        assert admission.remote == [] and admission.entered is None  # nobody on another node; nobody entered
+        return admission.verdict
 
     async def end(self, **marks) -> None:
         await self.ledger.end(**marks)

@@ -19,8 +19,10 @@ from redis.asyncio import Redis
 
 from api.app import create_app
 from api.redis import make_redis
-from signaling.ledger import RedisLedger
+from signaling.ledger import RedisLedger, Verdict
+from signaling.messages import ProtocolError
 from signaling.redis_fabric import RedisFabric
+from signaling.tokens import CallGrant
 from tests.conftest import World, make_settings, reset_env, seed_world
 from tests.live import Node, http, put_on_call
 
@@ -276,8 +278,16 @@ def _room() -> str:
     return f"test-{uuid.uuid4().hex}"
 
 
+def _grant(room: str, user: str) -> CallGrant:
+    iat = int(time.time()) + 1  # after the ledger's memory began
+    return CallGrant(user, "org", room, None, uuid.uuid4().hex, iat, iat + 300)
+
+
 @pytest.mark.parametrize("fabrics", [(30.0, 10.0)], indirect=True)  # no heartbeat during the test: joins alone
-async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics):
+@pytest.mark.parametrize("entering", ["at admission", "after joined"])
+async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics, entering):
+    """A peer enters the room in its admission's script (a fresh token), or in a JOIN of its own
+    after the database said yes; either way each of two racing peers hears of the other once."""
     (f1, r1), (f2, r2) = fabrics
     rooms = [_room() for _ in range(60)]
     known = {}
@@ -285,10 +295,13 @@ async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics):
 
     async def join(fabric, room, peer_id, before, between):
         await asyncio.sleep(before)
-        known[peer_id] = [p["peer_id"] for p in await fabric.remote_peers(room)]
+        peer = {"peer_id": peer_id, "user_id": "u-" + peer_id}
+        admission = await fabric.admit(_grant(room, peer["user_id"]), peer, max_peers=6,
+                                       enter=entering == "at admission")
+        assert (admission.entered is not None) == (entering == "at admission")
+        known[peer_id] = [p["peer_id"] for p in admission.remote]
         await asyncio.sleep(between)  # the server answers `joined` between the two
-        await fabric.joined(room, {"peer_id": peer_id, "user_id": "u-" + peer_id}, known=[
-            {"peer_id": p, "user_id": "u-" + p} for p in known[peer_id]])
+        await fabric.joined(room, peer, known=admission.remote, entered=admission.entered)
 
     async def both(i, room):
         a, b = (f1, room, f"{room}-a"), (f2, room, f"{room}-b")
@@ -310,7 +323,37 @@ async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics):
             assert heard.count(other) + known[me].count(other) == 1, (me, known[me], recorder.sent.get(me))
             assert not [m for m in recorder.sent.get(me, []) if m["type"] == "peer-left"]
             told_by_join += known[me].count(other)
-    assert len(rooms) // 3 <= told_by_join < len(rooms)  # both orders happened
+    if entering == "at admission":  # atomic: in each room the second to enter was told of the first
+        assert told_by_join == len(rooms)
+    else:
+        assert len(rooms) // 3 <= told_by_join < len(rooms)  # both orders happened
+
+
+async def test_the_last_places_of_a_room_go_to_exactly_as_many_joins(fabrics):
+    """Joins race on two nodes for a room's last places: the room's limit holds across the nodes,
+    and a token refused for want of room is not spent."""
+    (f1, r1), (f2, r2) = fabrics
+    room = _room()
+    await f1.joined(room, {"peer_id": "first", "user_id": "u0"}, known=[])
+    grants = [(f1 if i % 2 else f2, _grant(room, f"u{i}"), {"peer_id": f"p{i}", "user_id": f"u{i}"}) for i in range(12)]
+
+    async def attempt(fabric, grant, peer):
+        try:
+            admission = await fabric.admit(grant, peer, max_peers=MAX_PEERS, enter=True)
+        except ProtocolError as refused:
+            assert refused.code == "room_full", refused.code
+            return None
+        await fabric.joined(room, peer, known=admission.remote, entered=admission.entered)
+        return peer
+
+    seated = [p for p in await asyncio.gather(*(attempt(*g) for g in grants)) if p is not None]
+    assert len(seated) == MAX_PEERS - 1
+    await f1.left(room, {"peer_id": "first", "user_id": "u0"})
+    fabric, grant, peer = next(g for g in grants if g[2] not in seated)
+    admission = await fabric.admit(grant, peer, max_peers=MAX_PEERS, enter=True)  # the same token, now there is room
+    assert admission.verdict is Verdict.FRESH and admission.entered is not None
+    elsewhere = [g[2]["peer_id"] for g in grants if g[2] in seated and g[0] is not fabric]
+    assert sorted(p["peer_id"] for p in admission.remote) == sorted(elsewhere)
 
 
 async def test_room_state_lost_in_redis_heals_without_announcements(fabrics, env):

@@ -445,11 +445,12 @@ async def test_room_full(live):
     a, b = await live.pair()
     c = await live.join("a-clinician")
     await a.recv(), await b.recv()
-    await live.refused("room_full", {"type": "join", "token": await live.token("b-specialist")})
+    waiting = await live.token("b-specialist")
+    await live.refused("room_full", {"type": "join", "token": waiting})
     await c.send(type="leave")
     assert (await c.closed())[1] == 1000
     await heard(a, b, kind="peer-left")
-    d = await live.join("b-specialist")  # the place is free again
+    d = await live.join("b-specialist", token=waiting)  # the place is free again, and the token was not spent
     assert len(d.joined["peers"]) == 2
     await heard(a, b, kind="peer-joined")
     await relays(a, b)
@@ -463,12 +464,13 @@ async def test_too_many_connections_per_user(live):
     await a.recv(), await b.recv()
     await live.refused("too_many_connections", {"type": "join", "token": await live.token("a-clinician")})
     other = await live.new_consult()  # the limit is per user, across calls
-    await live.refused("too_many_connections", {"type": "join", "token": await live.token("a-clinician", other)})
+    waiting = await live.token("a-clinician", other)
+    await live.refused("too_many_connections", {"type": "join", "token": waiting})
     await live.join("b-specialist", other)  # another user is not affected
     await a2.send(type="leave")
     assert (await a2.closed())[1] == 1000
     await heard(a, b, kind="peer-left")
-    await live.join("a-clinician", other)
+    await live.join("a-clinician", other, token=waiting)  # refused by a limit: the token was not spent
     await relays(a, b)
 
 
