@@ -56,7 +56,7 @@ CANDIDATE = ("candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0
              "ufrag sXxX network-cost 999")
 ROUNDS, ROUND_S, WARM_S, WINDOW = 5, 1.0, 0.25, 64
 RATES, LATENCY_S, SKIP = (1000, 5000), 2.0, 0.1
-CALLS = 30
+CALLS = 60
 SETTLE = Settings.model_fields["signaling_record_delay"].default + 0.3  # a call's attendance is written by then
 IDLE, CONCURRENCY = 5000, 64
 CLK = os.sysconf("SC_CLK_TCK")

@@ -3,9 +3,10 @@
 redis-py's client path (the pool's lock, the retry wrapper, the observability hooks, and with a
 socket timeout a task per command from `wait_for`) costs about 170 µs a command on this machine,
 and about 500 µs once the process has idled a moment; one of redis-py's own Connections, used
-directly, costs 30 µs and 100 µs more than a bare socket. A join makes two such calls, so the
-lane keeps idle Connections of its own (made with the client's settings: address, credentials,
-database, TLS) and runs each script on one of them, under one deadline.
+directly, costs 30 µs and 100 µs more than a bare socket. Every join and every relay to another
+node is such a call, so the lane keeps idle Connections of its own (made with the client's
+settings: address, credentials, database, TLS) and runs each script on one of them, under one
+deadline.
 """
 
 import asyncio
