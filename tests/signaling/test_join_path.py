@@ -164,6 +164,17 @@ class Elsewhere:
     def heard(self) -> list[tuple[str, str]]:
         return [(m["type"], m.get("peer_id")) for m in self.recorder.sent.get("elsewhere", [])]
 
+    async def newcomer(self, live):
+        """A client of the live node joins, and its admission stops at a gate once the peer has entered
+        the room on Redis (this node has heard of it); returns (its socket, the gate, its peer id)."""
+        gate = gate_admissions(live)
+        s = await live.connect()
+        await s.send(type="join", token=await live.token("a-clinician"))
+        await live.wait(lambda: self.heard())
+        [(kind, peer_id)] = self.heard()
+        assert kind == "peer-joined"
+        return s, gate, peer_id
+
 
 def gate_admissions(live) -> asyncio.Event:
     """Admissions that have run their script wait for the returned event before the node goes on."""
@@ -182,12 +193,7 @@ async def test_what_another_node_sends_a_peer_being_admitted_follows_its_joined(
     """A fresh token's peer enters the room in its admission's script, so other nodes may write to it
     before this node has seated it: that is held, and delivered right after `joined`."""
     async with Elsewhere(live) as elsewhere:
-        gate = gate_admissions(live)
-        s = await live.connect()
-        await s.send(type="join", token=await live.token("a-clinician"))
-        await live.wait(lambda: elsewhere.heard())
-        [(kind, newcomer)] = elsewhere.heard()
-        assert kind == "peer-joined"
+        s, gate, newcomer = await elsewhere.newcomer(live)
         offer = {"type": "offer", "from": "elsewhere", "sdp": "v=0\r\n"}
         assert await elsewhere.fabric.forward(elsewhere.room, newcomer, offer)
         await live.wait(lambda: live.server.arriving.get(newcomer))
@@ -205,11 +211,7 @@ async def test_a_peer_admitted_as_its_call_ends_is_taken_out_of_the_room_again(l
     """The consult is cancelled while a fresh token's peer is entering the room: the node hears the
     close order, asks the database, and takes the peer out again; the other nodes see it leave."""
     async with Elsewhere(live) as elsewhere:
-        gate = gate_admissions(live)
-        s = await live.connect()
-        await s.send(type="join", token=await live.token("a-clinician"))
-        await live.wait(lambda: elsewhere.heard())
-        [(_, newcomer)] = elsewhere.heard()
+        s, gate, newcomer = await elsewhere.newcomer(live)
         resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/cancel",
                                         headers=await live.w.headers("a-clinician"))
         assert resp.status_code == 200, resp.text
