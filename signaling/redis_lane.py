@@ -14,6 +14,8 @@ from collections import deque
 
 from redis.asyncio import Redis
 from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
 from redis.exceptions import ConnectionError, NoScriptError, ResponseError, TimeoutError
 
@@ -25,8 +27,10 @@ class Lane:
 
     def __init__(self, redis: Redis, *, timeout: float = 5.0, limit: int = 64) -> None:
         pool = redis.connection_pool
-        # The deadline is ours (asyncio.timeout, no task); a stale connection is retried, not pinged.
-        self._options = pool.connection_kwargs | {"socket_timeout": None, "health_check_interval": 0}
+        # The deadline is ours (asyncio.timeout, no task); a stale connection is retried, not pinged;
+        # a Redis that refuses connections is reported at once, not after redis-py's backoff.
+        self._options = pool.connection_kwargs | {"socket_timeout": None, "health_check_interval": 0,
+                                                  "retry": Retry(NoBackoff(), 0)}
         self._connection_class = pool.connection_class
         self._idle: deque[Connection] = deque()
         self._slots = asyncio.Semaphore(limit)

@@ -1,4 +1,4 @@
-"""Exactly one accept wins, whatever the concurrency: 50 at once, 20 rounds, on each database."""
+"""Exactly one accept wins, whatever the concurrency: 50 at once, 10 rounds, on each database."""
 
 import asyncio
 
@@ -9,7 +9,7 @@ from tests.consults.conftest import CONSULT
 from tests.consults.test_escalation import add_specialists
 from tests.live import put_on_call
 
-SPECIALISTS, ROUNDS = 50, 20
+SPECIALISTS, ROUNDS = 50, 10
 
 
 async def test_fifty_concurrent_accepts(app, world):
