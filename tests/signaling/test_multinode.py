@@ -356,6 +356,30 @@ async def test_the_last_places_of_a_room_go_to_exactly_as_many_joins(fabrics):
     assert sorted(p["peer_id"] for p in admission.remote) == sorted(elsewhere)
 
 
+async def test_a_join_nobody_elsewhere_would_hear_is_not_published(fabrics, env):
+    """The first peer of a room enters without an event (no other node has peers there to act on it);
+    the second, on another node, is announced, and the first hears of it."""
+    (f1, r1), (f2, r2) = fabrics
+    room, redis = _room(), Redis.from_url(env["redis_url"])
+    try:
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(f1._events)
+            await pubsub.get_message(timeout=1)  # the subscription's confirmation
+            first = {"peer_id": "a", "user_id": "ua"}
+            admission = await f1.admit(_grant(room, "ua"), first, max_peers=6, enter=True)
+            await f1.joined(room, first, known=admission.remote, entered=admission.entered)
+            assert await pubsub.get_message(timeout=0.3) is None
+            second = {"peer_id": "b", "user_id": "ub"}
+            admission = await f2.admit(_grant(room, "ub"), second, max_peers=6, enter=True)
+            await f2.joined(room, second, known=admission.remote, entered=admission.entered)
+            event = json.loads((await pubsub.get_message(timeout=2))["data"])
+            assert (event["event"], event["peer"]["peer_id"]) == ("peer-joined", "b")
+    finally:
+        await redis.aclose()
+    await asyncio.sleep(0.2)
+    assert r1.sent == {"a": [{"type": "peer-joined", "peer_id": "b", "user_id": "ub"}]} and r2.sent == {}
+
+
 async def test_room_state_lost_in_redis_heals_without_announcements(fabrics, env):
     """Redis restarted without persistence, or failed over: the nodes put their peers back, and
     nobody is told that anybody left (a snapshot's absence alone is not a departure)."""
