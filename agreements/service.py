@@ -29,7 +29,7 @@ async def propose(session: AsyncSession, *, actor: Actor, data: AgreementIn) -> 
     agreement.specialties = sorted(set(agreement.specialties))
     session.add(agreement)
     await _audit(session, actor, "agreement.propose", agreement)
-    await session.commit()
+    await commit(session)
     return agreement
 
 
@@ -41,7 +41,7 @@ async def list_agreements(session: AsyncSession, *, actor: Actor, status: str | 
         query = query.where(Agreement.status == status)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(session, actor=actor, action="agreement.list", org_id=actor.org_id, resource_type="agreement")
-    await session.commit()
+    await commit(session)
     return list(rows)
 
 
@@ -49,7 +49,7 @@ async def get_agreement(session: AsyncSession, *, actor: Actor, agreement_id: uu
     """One agreement, if the caller's org is a party to it."""
     agreement = await _visible(session, actor, agreement_id)
     await _audit(session, actor, "agreement.read", agreement)
-    await session.commit()
+    await commit(session)
     return agreement
 
 

@@ -1,10 +1,20 @@
-"""Async engine and sessions; SQLite gets the pragmas it needs to behave under concurrency."""
+"""Async engine and the unit of work: the one session class, and the one path by which it commits."""
 
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import HTTPConnection
+
+log = logging.getLogger("liaison.db")
+
+
+class CallLedger(Protocol):
+    """What the kernel needs of the call ledger (signaling.ledger): marks made before a commit."""
+
+    async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None: ...
 
 
 def make_engine(url: str) -> AsyncEngine:
@@ -33,31 +43,96 @@ def _sqlite_begin_immediate(conn) -> None:
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def make_sessionmaker(engine: AsyncEngine, **info) -> async_sessionmaker[AsyncSession]:
-    """Sessions carry `info` (the event bus, say) for work that follows a commit."""
-    return async_sessionmaker(engine, expire_on_commit=False, info=info)
+Hook = Callable[["UnitOfWork"], Awaitable[None]]
 
 
-def before_commit(session: AsyncSession, hook: Callable[[AsyncSession], Awaitable[None]]) -> None:
+class UnitOfWork(AsyncSession):
+    """Every session of ours. Work that must happen before its transaction commits (marks in the
+    call ledger) and notices that follow it (new events to sequence) ride on it, typed; `commit()`
+    here is refused so that no caller can skip them — commit with `api.db.commit(session)`."""
+
+    def __init__(self, *args: Any, ledger: CallLedger | None = None, bus: Any = None,
+                 on_events: Callable[[], None] | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.ledger = ledger
+        self.bus = bus
+        self._on_events = on_events
+        self._before: list[Hook] = []
+        self._after: list[Hook] = []
+        self.emitted = False  # events were added: the log is told once this commits
+        self._committing = False
+
+    def before_commit(self, hook: Hook) -> None:
+        """Run `hook(self)` just before committing; if it raises, nothing commits."""
+        self._before.append(hook)
+
+    def after_commit(self, hook: Hook) -> None:
+        """Run `hook(self)` once this transaction is durable; a failure is logged, never raised,
+        since the caller must still hear that its write succeeded."""
+        self._after.append(hook)
+
+    async def commit(self) -> None:
+        if not self._committing:
+            raise RuntimeError("commit through api.db.commit(session), the one commit path")
+        await super().commit()
+
+    async def rollback(self) -> None:
+        self._reset()
+        await super().rollback()
+
+    async def _commit(self) -> None:
+        hooks, after, emitted = self._before, self._after, self.emitted
+        self._reset()
+        for hook in hooks:
+            await hook(self)
+        self._committing = True
+        try:
+            await super().commit()
+        finally:
+            self._committing = False
+        for hook in after:
+            try:
+                await hook(self)
+            except Exception:
+                log.exception("work after a commit failed; the commit stands")
+        if emitted and self._on_events is not None:
+            try:
+                self._on_events()
+            except Exception:  # the commit stands; the log's own poll picks the events up
+                log.exception("could not notify the event log")
+
+    def _reset(self) -> None:
+        self._before, self._after, self.emitted = [], [], False
+
+
+def make_sessionmaker(engine: AsyncEngine, *, ledger: CallLedger | None = None, bus: Any = None,
+                      on_events: Callable[[], None] | None = None) -> async_sessionmaker[UnitOfWork]:
+    return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, ledger=ledger, bus=bus,
+                              on_events=on_events)
+
+
+def before_commit(session: AsyncSession, hook: Hook) -> None:
     """Run `hook(session)` in `commit(session)` just before committing; if it raises, nothing commits."""
-    session.info.setdefault("before_commit", []).append(hook)
+    _unit(session).before_commit(hook)
 
 
-def after_commit(session: AsyncSession, hook: Callable[[AsyncSession], Awaitable[None]]) -> None:
+def after_commit(session: AsyncSession, hook: Hook) -> None:
     """Run `hook(session)` once `commit(session)` has made this transaction durable."""
-    session.info.setdefault("after_commit", []).append(hook)
+    _unit(session).after_commit(hook)
 
 
 async def commit(session: AsyncSession) -> None:
-    """Run the before-commit hooks, commit, then run the after-commit hooks (publishing stored events, say)."""
-    for hook in session.info.pop("before_commit", []):
-        await hook(session)
-    await session.commit()
-    for hook in session.info.pop("after_commit", []):
-        await hook(session)
+    """The one commit path: before-commit hooks, the commit, then the notices that follow it."""
+    await _unit(session)._commit()
 
 
-async def get_session(conn: HTTPConnection) -> AsyncIterator[AsyncSession]:
+def _unit(session: AsyncSession) -> UnitOfWork:
+    if not isinstance(session, UnitOfWork):
+        raise TypeError("sessions come from api.db.make_sessionmaker")
+    return session
+
+
+async def get_session(conn: HTTPConnection) -> AsyncIterator[UnitOfWork]:
     """One session per request; services commit, anything uncommitted is rolled back."""
     async with conn.app.state.sessionmaker() as session:
         yield session

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from audit.chain import event_hash
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from auth.principal import Actor
+from api.db import commit
 
 
 async def record(session: AsyncSession, *, actor: Actor, action: str, outcome: str = "success",
@@ -43,7 +44,7 @@ async def record_alone(sessions: async_sessionmaker[AsyncSession], **fields) -> 
     """Append one event in its own transaction: for refusals, whose request rolls back."""
     async with sessions() as session:
         await record(session, **fields)
-        await session.commit()
+        await commit(session)
 
 
 async def list_events(session: AsyncSession, *, actor: Actor, action: str | None, resource_type: str | None,
@@ -62,7 +63,7 @@ async def list_events(session: AsyncSession, *, actor: Actor, action: str | None
         query = query.where(AuditEvent.at < until)
     rows = list((await session.execute(query.limit(limit).offset(offset))).scalars())
     await record(session, actor=actor, action="audit.list", org_id=actor.org_id, resource_type="audit")
-    await session.commit()
+    await commit(session)
     return rows
 
 

@@ -6,6 +6,7 @@ from api.errors import TooManyRequests
 from audit.service import record
 from auth.context import AuthContext
 from auth.principal import Actor
+from api.db import commit
 
 
 async def admit(session: AsyncSession, *, ctx: AuthContext, actor: Actor, action: str,
@@ -28,5 +29,5 @@ async def succeeded(ctx: AuthContext, *, identity_key: str, address_key: str) ->
 
 async def _refused(session: AsyncSession, actor: Actor, action: str, wait: int) -> TooManyRequests:
     await record(session, actor=actor, action=action, outcome="denied", reason="rate_limited")
-    await session.commit()
+    await commit(session)
     return TooManyRequests(wait)

@@ -21,6 +21,7 @@ from auth.roles import CLIENT_SCOPES
 from auth.schemas import ClientCreated, ClientToken
 from auth.scope import ensure_own_org
 from auth.service import mint_access
+from api.db import commit
 
 
 async def create_client(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, name: str, scopes: list[str]) -> ClientCreated:
@@ -33,7 +34,7 @@ async def create_client(session: AsyncSession, *, actor: Actor, org_id: uuid.UUI
     client = IntegrationClient(org_id=org_id, name=name, scopes=sorted(set(scopes)), secret_hash=_digest(secret))
     session.add(client)
     await record(session, actor=actor, action="client.create", org_id=org_id, resource_type="client", resource_id=client.id)
-    await session.commit()
+    await commit(session)
     return ClientCreated(**client.model_dump(exclude={"secret_hash"}), client_secret=secret)
 
 
@@ -43,7 +44,7 @@ async def list_clients(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID
     rows = (await session.execute(select(IntegrationClient).where(IntegrationClient.org_id == org_id)
                                   .order_by(IntegrationClient.created_at))).scalars().all()
     await record(session, actor=actor, action="client.list", org_id=org_id, resource_type="client")
-    await session.commit()
+    await commit(session)
     return list(rows)
 
 
@@ -59,7 +60,7 @@ async def grant(session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: 
     client = await session.get(IntegrationClient, client_id) if client_id else None
     if client is None or not client.is_active or not hmac.compare_digest(client.secret_hash, _digest(secret)):
         await record(session, actor=actor, action="auth.client_token", outcome="failure", reason="bad_client")
-        await session.commit()
+        await commit(session)
         raise InvalidClient()
     await succeeded(ctx, identity_key=id_key, address_key=addr_key)
     asked = set(form.get("scope", "").split()) or set(client.scopes)
@@ -69,7 +70,7 @@ async def grant(session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: 
     token, ttl = mint_access(ctx, sub=f"client:{client.id}", org_id=client.org_id, extra={"cid": str(client.id), "scope": scope})
     await record(session, actor=Actor(kind="client", id=client.id, org_id=client.org_id, request_id=actor.request_id,
                                       client_addr=actor.client_addr), action="auth.client_token", org_id=client.org_id)
-    await session.commit()
+    await commit(session)
     return ClientToken(access_token=token, expires_in=ttl, scope=scope)
 
 

@@ -13,6 +13,7 @@ from auth.jwks import validate_jwks
 from auth.models import ExternalIdentity, IdentityProvider, User
 from auth.principal import Actor
 from auth.scope import ensure_own_org
+from api.db import commit
 
 
 async def register(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, issuer: str, audience: str, jwks: dict) -> IdentityProvider:
@@ -25,7 +26,7 @@ async def register(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, is
     idp = IdentityProvider(org_id=org_id, issuer=issuer, audience=audience, jwks=jwks)
     await _insert(session, idp, "That issuer is already registered")
     await record(session, actor=actor, action="idp.create", org_id=org_id, resource_type="idp", resource_id=idp.id)
-    await session.commit()
+    await commit(session)
     return idp
 
 
@@ -34,7 +35,7 @@ async def list_idps(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -
     ensure_own_org(actor, org_id)
     rows = (await session.execute(select(IdentityProvider).where(IdentityProvider.org_id == org_id))).scalars().all()
     await record(session, actor=actor, action="idp.list", org_id=org_id, resource_type="idp")
-    await session.commit()
+    await commit(session)
     return list(rows)
 
 
@@ -48,7 +49,7 @@ async def link(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, idp_id
     ident = ExternalIdentity(idp_id=idp_id, subject=subject, user_id=user_id)
     await _insert(session, ident, "That subject is already linked")
     await record(session, actor=actor, action="idp.link", org_id=org_id, resource_type="user", resource_id=user_id)
-    await session.commit()
+    await commit(session)
     return ident
 
 

@@ -30,7 +30,7 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
     if not (ok and user and user.is_active):
         await record(session, actor=actor, action="auth.login", outcome="failure",
                      org_id=user.org_id if user else None, reason="bad_credentials")
-        await session.commit()
+        await commit(session)
         raise InvalidCredentials()
     await succeeded(ctx, identity_key=user_key, address_key=addr_key)
     signin = AuthSession(user_id=user.id)
@@ -39,7 +39,7 @@ async def login(session: AsyncSession, *, ctx: AuthContext, actor: Actor, userna
     pair = _issue_pair(session, ctx=ctx, user=user, session_id=signin.id)
     await record(session, actor=_as_user(actor, user), action="auth.login", org_id=user.org_id,
                  resource_type="user", resource_id=user.id)
-    await session.commit()
+    await commit(session)
     return pair
 
 

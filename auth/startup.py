@@ -8,6 +8,7 @@ from sqlalchemy import select
 from auth.context import build_auth_context
 from auth.models import User
 from orgs.models import Organization, OrgKind
+from api.db import commit
 
 log = logging.getLogger("liaison.auth")
 
@@ -32,6 +33,6 @@ async def ensure_admin(session, *, ctx, username: str, password: str, org_name: 
         await session.flush()
     session.add(User(org_id=org.id, username=username, display_name="Platform administrator",
                      password_hash=await ctx.passwords.hash(password), roles=["platform_admin"]))
-    await session.commit()
+    await commit(session)
     log.info("created platform admin %s", username)
     return True

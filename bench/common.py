@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 
 import asyncpg
 
-from api.db import make_engine, make_sessionmaker
+from api.db import make_engine, make_sessionmaker, commit
 from api.settings import Settings
 from api.migrate import upgrade
 from auth.models import User
@@ -65,7 +65,7 @@ async def seed(url: str, *, specialists: int) -> dict:
                                           max_concurrent=10))
             session.add(Shift(roster_id=roster.id, org_id=org.id, specialist_id=s.id, tier=1,
                               starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=4)))
-        await session.commit()
+        await commit(session)
     await engine.dispose()
     return {"clinician": "bench-clinician", "specialists": [s.username for s in specs]}
 

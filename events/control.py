@@ -24,7 +24,7 @@ def session_ended(session: AsyncSession, session_id: uuid.UUID, reason: str) -> 
 def order(session: AsyncSession, channel: str, body: dict) -> None:
     """Publish `body` on `channel` once the session's transaction commits."""
     async def publish(s: AsyncSession) -> None:
-        bus = s.info.get("bus")
+        bus = s.bus
         if bus is not None:
             await bus.publish([{"channel": channel, "id": 0, **body}])
 

@@ -26,7 +26,7 @@ async def emit(session: AsyncSession, *, user_ids: Iterable[uuid.UUID] = (), cha
 
 async def _publish(session: AsyncSession) -> None:
     rows = session.info.pop("outbox", [])
-    bus = session.info.get("bus")
+    bus = session.bus
     if bus is not None and rows:
         await bus.publish([r.wire() for r in rows])
 

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 from sqlalchemy import select
 
 from agreements.models import Agreement, AgreementStatus
-from api.db import make_engine, make_sessionmaker
+from api.db import make_engine, make_sessionmaker, commit
 from api.settings import Settings
 from audit.service import ChainReport, verify_chain
 from auth.context import build_auth_context
@@ -48,7 +48,7 @@ async def seed(settings: Settings) -> bool:
             session.add_all([_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)])
             await _on_call(session, mil, "mil-specialist", ["trauma-surgery", "burns"], ["en", "fr"])
             await _on_call(session, civ, "civ-specialist", ["paediatrics", "radiology"], ["en", "es"])
-            await session.commit()
+            await commit(session)
             return True
     finally:
         await engine.dispose()

@@ -39,7 +39,7 @@ async def list_orgs(session: AsyncSession, *, actor: Actor, kind: str | None, pa
         query = query.where(Organization.kind == kind)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(session, actor=actor, action="org.list", org_id=actor.org_id, resource_type="org")
-    await session.commit()
+    await commit(session)
     return list(rows)
 
 
@@ -49,7 +49,7 @@ async def get_org(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> 
     if org is None:
         raise Hidden()
     await record(session, actor=actor, action="org.read", org_id=org.id, resource_type="org", resource_id=org.id)
-    await session.commit()
+    await commit(session)
     return org
 
 
@@ -76,7 +76,7 @@ async def list_users(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, 
     rows = (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username))).scalars().all()
     matching = [u for u in rows if role is None or role in u.roles]  # roles live in a JSON list
     await record(session, actor=actor, action="user.list", org_id=org_id, resource_type="user")
-    await session.commit()
+    await commit(session)
     return matching[page.offset: page.offset + page.limit + 1]
 
 
@@ -114,7 +114,7 @@ def _grantable(roles: list[str]) -> list[str]:
 
 async def _commit_unique(session: AsyncSession, message: str) -> None:
     try:
-        await session.commit()
+        await commit(session)
     except IntegrityError:
         await session.rollback()
         raise NameTaken(message) from None

@@ -15,6 +15,7 @@ from auth.roles import Perm
 from rosters.exceptions import NoProfile, NotASpecialist
 from rosters.models import Roster, Shift, SpecialistProfile
 from rosters.schemas import OnCallOut, ProfileIn, ShiftIn
+from api.db import commit
 
 
 async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID, data: ProfileIn) -> SpecialistProfile:
@@ -27,7 +28,7 @@ async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID
     profile.max_concurrent, profile.updated_at = data.max_concurrent, datetime.now(timezone.utc)
     session.add(profile)
     await record(session, actor=actor, action="profile.update", org_id=actor.org_id, resource_type="user", resource_id=user_id)
-    await session.commit()
+    await commit(session)
     return profile
 
 
@@ -39,7 +40,7 @@ async def set_availability(session: AsyncSession, *, actor: Actor, availability:
     profile.availability, profile.updated_at = availability, datetime.now(timezone.utc)
     await record(session, actor=actor, action="availability.update", org_id=actor.org_id, resource_type="user",
                  resource_id=actor.id, reason=availability)
-    await session.commit()
+    await commit(session)
     return profile
 
 
@@ -48,7 +49,7 @@ async def create_roster(session: AsyncSession, *, actor: Actor, specialty: str, 
     roster = Roster(org_id=actor.org_id, specialty=specialty, name=name)
     session.add(roster)
     await record(session, actor=actor, action="roster.create", org_id=actor.org_id, resource_type="roster", resource_id=roster.id)
-    await session.commit()
+    await commit(session)
     return roster
 
 
@@ -59,7 +60,7 @@ async def list_rosters(session: AsyncSession, *, actor: Actor, specialty: str | 
         query = query.where(Roster.specialty == specialty)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(session, actor=actor, action="roster.list", org_id=actor.org_id, resource_type="roster")
-    await session.commit()
+    await commit(session)
     return list(rows)
 
 
@@ -70,7 +71,7 @@ async def add_shift(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID
     shift = Shift(roster_id=roster.id, org_id=roster.org_id, **data.model_dump())
     session.add(shift)
     await record(session, actor=actor, action="shift.create", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
-    await session.commit()
+    await commit(session)
     return shift
 
 
@@ -83,7 +84,7 @@ async def on_call(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID, 
         .where(Shift.roster_id == roster.id, Shift.starts_at <= at, Shift.ends_at > at).order_by(Shift.tier, Shift.starts_at)
     )).all()
     await record(session, actor=actor, action="roster.on_call", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
-    await session.commit()
+    await commit(session)
     return [OnCallOut(shift_id=s.id, specialist_id=s.specialist_id, tier=s.tier, ends_at=s.ends_at,
                       availability=p.availability if p else None, languages=p.languages if p else []) for s, p in rows]
 

@@ -39,7 +39,7 @@ def user_calls_end(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 def _mark(session: AsyncSession, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
     async def mark(s: AsyncSession) -> None:
-        ledger = s.info.get("ledger")
+        ledger = s.ledger
         if ledger is not None:
             await ledger.end(rooms=rooms, users=users)
 

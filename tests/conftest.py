@@ -25,6 +25,7 @@ from api.settings import Settings
 from auth.models import User
 from auth.passwords import Passwords
 from orgs.models import Organization
+from api.db import commit
 
 PG_ADMIN_URL = os.environ.get("LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
@@ -190,6 +191,6 @@ async def seed_world(app, client: httpx.AsyncClient) -> World:
                               valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30), status="active",
                               proposed_by_org_id=w.orgs["A"], created_by=w.users["a-org_admin"])
         session.add(agreement)
-        await session.commit()
+        await commit(session)
         w.agreement_id = agreement.id
     return w

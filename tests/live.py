@@ -13,6 +13,7 @@ import websockets
 from api.app import create_app, uvicorn_options
 from rosters.models import Roster, Shift, SpecialistProfile
 from signaling.ledger import RedisLedger
+from api.db import commit
 
 
 @asynccontextmanager
@@ -62,7 +63,7 @@ async def put_on_call(sessions, *, org_id: uuid.UUID, user_ids: list[uuid.UUID],
         await session.flush()
         session.add_all([Shift(roster_id=roster.id, org_id=org_id, specialist_id=uid, tier=tier,
                                starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)) for uid in user_ids])
-        await session.commit()
+        await commit(session)
 
 
 class EventClient:

@@ -62,6 +62,7 @@ from auth.models import IdentityProvider
 from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings
 from tests.live import EventClient, http, put_on_call, serve
+from api.db import commit
 
 API = "/api/v1"
 
@@ -134,7 +135,7 @@ class Matrix:
             idp = IdentityProvider(org_id=self.world.orgs[org_key], issuer=f"https://{self.unique('idp')}.example",
                                    audience="liaison-matrix", jwks=jwks())
             session.add(idp)
-            await session.commit()
+            await commit(session)
             return idp.id
 
     async def add_agreement(self, requesting: str, providing: str, *, status: str, proposed_by: str,
@@ -148,7 +149,7 @@ class Matrix:
                 suspended_by_org_id=self.world.orgs[suspended_by] if suspended_by else None,
                 created_by=self.world.users[f"{proposed_by.lower()}-org_admin"])
             session.add(agreement)
-            await session.commit()
+            await commit(session)
             return agreement.id
 
     async def agreement(self, rel: str, status: str) -> uuid.UUID:
@@ -480,7 +481,7 @@ async def availability(m: Matrix, role: str, rel: str) -> Call:
                                               languages=["en"]))
             elif rel == "no-profile" and profile is not None:
                 await session.delete(profile)
-            await session.commit()
+            await commit(session)
     return Call(json={"availability": "busy"})
 
 
@@ -495,7 +496,7 @@ async def roster_of(m: Matrix, org_key: str) -> uuid.UUID:
             session.add(Shift(roster_id=roster.id, org_id=roster.org_id,
                               specialist_id=m.world.users[f"{org_key.lower()}-specialist"],
                               starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)))
-            await session.commit()
+            await commit(session)
             m.rosters[org_key] = roster.id
     return m.rosters[org_key]
 

@@ -13,6 +13,7 @@ from sqlalchemy.exc import DBAPIError
 from audit.models import AuditEvent
 from audit.service import verify_chain
 from tests.conftest import PASSWORD
+from api.db import commit
 
 LIAISON = Path(sys.executable).parent / "liaison"
 
@@ -264,7 +265,7 @@ async def test_database_refuses_update_and_delete_of_audit_events(app, world):
         async with app.state.sessionmaker() as session:
             row = await session.get(AuditEvent, 3)
             await session.delete(row)
-            await session.commit()
+            await commit(session)
     assert [(r.seq, r.action, r.outcome, r.hash) for r in await events(app)] == before
     async with app.state.sessionmaker() as session:
         report = await verify_chain(session)

@@ -13,6 +13,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
 
 from auth.models import ExternalIdentity
+from api.db import commit
 
 ISSUER = "https://idp.org-a.example/realms/clinic"
 AUDIENCE = "liaison-org-a"
@@ -280,5 +281,5 @@ async def test_a_cross_org_link_already_in_the_database_still_signs_no_one_in(ap
     """Defence in depth: should a link to another org's user exist (bad import, moved user), it is ignored."""
     async with app.state.sessionmaker() as session:
         session.add(ExternalIdentity(idp_id=uuid.UUID(linked_idp), subject="b-subject", user_id=world.users["b-specialist"]))
-        await session.commit()
+        await commit(session)
     await assert_refused(world, idp_token(idp_key, sub="b-subject"))

@@ -10,6 +10,7 @@ from consults.models import EscalationStep, Offer
 from tests.consults.conftest import CONSULT, set_windows
 from tests.conftest import PASSWORD
 from tests.live import put_on_call
+from api.db import commit
 
 
 async def add_specialists(app, world, org: str, names: list[str]) -> list[uuid.UUID]:
@@ -18,7 +19,7 @@ async def add_specialists(app, world, org: str, names: list[str]) -> list[uuid.U
     async with app.state.sessionmaker() as session:
         users = [User(org_id=world.orgs[org], username=n, roles=["specialist"], password_hash=digest) for n in names]
         session.add_all(users)
-        await session.commit()
+        await commit(session)
     for u in users:
         world.users[u.username] = u.id
     return [u.id for u in users]
