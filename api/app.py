@@ -16,6 +16,7 @@ import agreements.hooks
 import agreements.router
 import audit.hooks
 import audit.router
+from audit.sealer import Sealer
 import auth.router
 import auth.startup
 import consults.boundary
@@ -25,7 +26,8 @@ import orgs.router
 import rosters.router
 import signaling.router
 from consults.worker import EscalationWorker
-from events.bus import make_bus
+from events.bus import LocalBus, make_wake
+from events.log import EventLog
 from signaling import control, listener
 from signaling.fabric import LocalFabric
 from signaling.ledger import make_ledger
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
+        sealer = Sealer(app.state.sessionmaker, seconds=settings.audit_seal_seconds)
+        sealer.start()
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
             worker.start()
@@ -52,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await _stop_signaling(app, orders)
             await worker.stop()
+            await sealer.stop()
             await _close_stores(app)
 
     app = FastAPI(title="Liaison", version="0.1.0", lifespan=lifespan,
@@ -70,18 +75,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 
 async def _open_stores(app: FastAPI, settings: Settings) -> None:
-    """Database, Redis (when configured), and on top of them the event bus and the call ledger."""
+    """Database, Redis (when configured), and on top of them the event log and the call ledger."""
     app.state.engine = make_engine(settings.database_url)
     app.state.redis = make_redis(settings.redis_url)
-    app.state.bus = make_bus(app.state.redis)
+    app.state.bus = LocalBus()
+    app.state.events = EventLog(bus=app.state.bus, wake=make_wake(app.state.redis),
+                                poll_seconds=settings.events_poll_seconds)
     app.state.ledger = make_ledger(app.state.redis, leeway=settings.clock_leeway)
-    app.state.sessionmaker = make_sessionmaker(app.state.engine, bus=app.state.bus, ledger=app.state.ledger)
-    await app.state.bus.start()
+    app.state.sessionmaker = make_sessionmaker(app.state.engine, ledger=app.state.ledger,
+                                               on_events=app.state.events.kick)
+    await app.state.events.start(app.state.sessionmaker)
     await app.state.ledger.start()
 
 
 async def _close_stores(app: FastAPI) -> None:
-    await app.state.bus.stop()
+    await app.state.events.stop()
     if app.state.redis is not None:
         await app.state.redis.aclose()
     await app.state.engine.dispose()

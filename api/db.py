@@ -51,11 +51,10 @@ class UnitOfWork(AsyncSession):
     call ledger) and notices that follow it (new events to sequence) ride on it, typed; `commit()`
     here is refused so that no caller can skip them — commit with `api.db.commit(session)`."""
 
-    def __init__(self, *args: Any, ledger: CallLedger | None = None, bus: Any = None,
+    def __init__(self, *args: Any, ledger: CallLedger | None = None,
                  on_events: Callable[[], None] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.ledger = ledger
-        self.bus = bus
         self._on_events = on_events
         self._before: list[Hook] = []
         self._after: list[Hook] = []
@@ -105,9 +104,9 @@ class UnitOfWork(AsyncSession):
         self._before, self._after, self.emitted = [], [], False
 
 
-def make_sessionmaker(engine: AsyncEngine, *, ledger: CallLedger | None = None, bus: Any = None,
+def make_sessionmaker(engine: AsyncEngine, *, ledger: CallLedger | None = None,
                       on_events: Callable[[], None] | None = None) -> async_sessionmaker[UnitOfWork]:
-    return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, ledger=ledger, bus=bus,
+    return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, ledger=ledger,
                               on_events=on_events)
 
 

@@ -63,6 +63,10 @@ class Settings(BaseSettings):
     # Scaled: how long a node's peers stay present in Redis without its heartbeat (every ttl/3);
     # a node that dies is noticed, and its peers announced gone, within about ttl + ttl/3.
     signaling_presence_ttl: float = Field(default=10.0, ge=0.3, le=300)
+    # Each node reads the event log at least this often; Redis (when there is one) only wakes it sooner.
+    events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Audit rows are appended unsealed and chained by each node's sealer this often.
+    audit_seal_seconds: float = Field(default=1.0, gt=0, le=60)
     escalation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     admin_username: str | None = None
     admin_password: str | None = None

@@ -7,7 +7,8 @@ from api.schemas import Out
 
 
 class AuditEventOut(Out):
-    seq: int
+    id: int
+    seq: int | None  # None until the row is sealed into the chain, about a second after it commits
     at: datetime
     actor_type: str
     actor_id: str | None
@@ -20,4 +21,4 @@ class AuditEventOut(Out):
     reason: str | None
     request_id: str | None
     client_addr: str | None
-    hash: str
+    hash: str | None

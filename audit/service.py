@@ -4,7 +4,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy import insert, or_, select, update
+from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.chain import event_hash
@@ -16,28 +16,13 @@ from api.db import commit
 async def record(session: AsyncSession, *, actor: Actor, action: str, outcome: str = "success",
                  org_id: uuid.UUID | None = None, resource_type: str | None = None,
                  resource_id: object = None, reason: str | None = None) -> None:
-    """Append one event inside the caller's transaction; the head row update serializes appends."""
-    head = (await session.execute(
-        update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1)
-        .returning(AuditHead.seq, AuditHead.hash)
-    )).one()
-    event = AuditEvent(
-        seq=head.seq, at=datetime.now(timezone.utc),
-        actor_type=actor.kind, actor_id=str(actor.id) if actor.id else None, actor_org_id=actor.org_id,
-        org_id=org_id, action=action, resource_type=resource_type,
-        resource_id=str(resource_id) if resource_id is not None else None, outcome=outcome,
-        reason=reason, request_id=actor.request_id, client_addr=actor.client_addr,
-        prev_hash=head.hash, hash="",
-    )
-    event.hash = event_hash(event, head.hash)
-    row = insert(AuditEvent).values(**event.model_dump())
-    advance = update(AuditHead).where(AuditHead.id == 1).values(hash=event.hash)
-    if session.bind.dialect.name == "postgresql":
-        # One round trip instead of two: the head's hash moves in the same statement as the insert.
-        await session.execute(advance.add_cte(row.cte("appended")))
-    else:
-        await session.execute(row)
-        await session.execute(advance)
+    """Append one unsealed event inside the caller's transaction: one INSERT, no shared lock.
+    It joins the hash chain after it commits (audit.sealer)."""
+    await session.execute(insert(AuditEvent).values(
+        at=datetime.now(timezone.utc), actor_type=actor.kind, actor_id=str(actor.id) if actor.id else None,
+        actor_org_id=actor.org_id, org_id=org_id, action=action, resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None, outcome=outcome, reason=reason,
+        request_id=actor.request_id, client_addr=actor.client_addr))
 
 
 async def record_alone(sessions: async_sessionmaker[AsyncSession], **fields) -> None:
@@ -50,7 +35,7 @@ async def record_alone(sessions: async_sessionmaker[AsyncSession], **fields) -> 
 async def list_events(session: AsyncSession, *, actor: Actor, action: str | None, resource_type: str | None,
                       since: datetime | None, until: datetime | None, limit: int, offset: int) -> list[AuditEvent]:
     """Events about the actor's org's data or by its members (all of them for the platform admin)."""
-    query = select(AuditEvent).order_by(AuditEvent.seq.desc())
+    query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if not actor.is_platform_admin:
         query = query.where(or_(AuditEvent.org_id == actor.org_id, AuditEvent.actor_org_id == actor.org_id))
     if action:
@@ -73,6 +58,7 @@ class ChainReport:
     checked: int
     broken_seq: int | None = None
     problem: str | None = None
+    unsealed: int = 0  # committed rows not chained yet (the sealer runs every second or so)
 
 
 async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
@@ -93,7 +79,8 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
     if head.seq != last or head.hash != prev:
         return ChainReport(False, checked, last + 1 if head.seq > last else last, "chain head does not match the last event")
-    return ChainReport(True, checked)
+    unsealed = (await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))).scalar_one()
+    return ChainReport(True, checked, unsealed=unsealed)
 
 
 def _check(ev: AuditEvent, expected_seq: int, prev: str) -> str | None:

@@ -1,1 +1,1 @@
-"""Live events: stored per recipient, then pushed through an in-process or Redis bus."""
+"""Live events: stored in a commit-ordered log per channel, then fed to each node's subscribers."""

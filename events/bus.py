@@ -1,15 +1,16 @@
-"""Fan-out of stored events to connected clients: in-process, or across nodes through Redis."""
+"""Fan-out of the log's events to this process's subscribers, and the wake-up that tells the other
+nodes there is more to read. Redis carries no event: it only shortens the wait (events.log)."""
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import defaultdict
+from collections.abc import Callable
 
 from redis.asyncio import Redis
 
 log = logging.getLogger("liaison.events")
-CHANNEL = "liaison:events"
+WAKE_CHANNEL = "liaison:events:wake"
 QUEUE_BOUND = 1000
 
 
@@ -29,7 +30,7 @@ class Subscription:
 
 
 class LocalBus:
-    """Delivers to this process's subscribers."""
+    """This process's subscribers, by channel."""
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
@@ -48,36 +49,40 @@ class LocalBus:
                 if not subs:
                     del self._subs[channel]
 
-    async def publish(self, events: list[dict]) -> None:
-        self.deliver(events)
-
     def deliver(self, events: list[dict]) -> None:
         for event in events:
             for sub in self._subs.get(event["channel"], ()):
                 sub.offer(event)
 
-    async def start(self) -> None:
+
+class Wake:
+    """No other node: nothing to wake."""
+
+    async def start(self, on_wake: Callable[[], None]) -> None:
+        return None
+
+    async def ring(self) -> None:
         return None
 
     async def stop(self) -> None:
         return None
 
 
-class RedisBus(LocalBus):
-    """Publishes to one Redis channel; every node delivers to its own subscribers."""
+class RedisWake(Wake):
+    """A Redis channel on which a node that sequenced events rings every node to read them."""
 
     def __init__(self, redis: Redis) -> None:
-        super().__init__()
         self._redis = redis
         self._task: asyncio.Task | None = None
-        self._ready = asyncio.Event()
 
-    async def publish(self, events: list[dict]) -> None:
-        await self._redis.publish(CHANNEL, json.dumps(events, separators=(",", ":")))
+    async def start(self, on_wake: Callable[[], None]) -> None:
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(on_wake, ready), name="events-wake-listener")
+        with contextlib.suppress(TimeoutError):  # Redis may be down at start: the log polls meanwhile
+            await asyncio.wait_for(ready.wait(), timeout=5)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._listen(), name="events-redis-listener")
-        await asyncio.wait_for(self._ready.wait(), timeout=5)
+    async def ring(self) -> None:
+        await self._redis.publish(WAKE_CHANNEL, b"1")
 
     async def stop(self) -> None:
         if self._task:
@@ -85,21 +90,22 @@ class RedisBus(LocalBus):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def _listen(self) -> None:
+    async def _listen(self, on_wake: Callable[[], None], ready: asyncio.Event) -> None:
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(CHANNEL)
-                    self._ready.set()
+                    await pubsub.subscribe(WAKE_CHANNEL)
+                    ready.set()
+                    on_wake()  # whatever was rung while we were away
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            self.deliver(json.loads(message["data"]))
+                            on_wake()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("event listener lost Redis; retrying")
+            except Exception as exc:
+                log.warning("event wake-up lost Redis (%s); polling the log until it is back", type(exc).__name__)
                 await asyncio.sleep(1)
 
 
-def make_bus(redis: Redis | None) -> LocalBus:
-    return RedisBus(redis) if redis is not None else LocalBus()
+def make_wake(redis: Redis | None) -> Wake:
+    return RedisWake(redis) if redis is not None else Wake()

@@ -1,12 +1,12 @@
-"""Orders that end what a user or a sign-in has open (sockets), sent on the bus after commit.
-
-Not stored: they concern live connections only, and a node that is down has none."""
+"""Orders that end what a user or a sign-in has open (sockets), stored in the event log with the
+change that caused them, so that every node hears them once they commit — even a node that
+committed and died before telling anyone, or while Redis was away."""
 
 import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import after_commit
+from events.service import stage
 
 SESSIONS = "control:sessions"
 
@@ -22,17 +22,12 @@ def session_ended(session: AsyncSession, session_id: uuid.UUID, reason: str) -> 
 
 
 def order(session: AsyncSession, channel: str, body: dict) -> None:
-    """Publish `body` on `channel` once the session's transaction commits."""
-    async def publish(s: AsyncSession) -> None:
-        bus = s.bus
-        if bus is not None:
-            await bus.publish([{"channel": channel, "id": 0, **body}])
-
-    after_commit(session, publish)
+    """Store `body` for `channel`; every node's subscribers receive it once this transaction commits."""
+    stage(session, channels=[channel], type=body["action"], consult_id=None, data=body)
 
 
 def ends(order_: dict, *, user_id: str, session_id: str | None) -> bool:
-    """Does this order close a connection of that user and sign-in?"""
+    """Does this order (an event's `data`) close a connection of that user and sign-in?"""
     if order_.get("action") == "close_user":
         return order_.get("user_id") == user_id
     return order_.get("action") == "close_session" and session_id is not None and order_.get("session_id") == session_id

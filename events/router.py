@@ -4,7 +4,6 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections import deque
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -66,30 +65,16 @@ async def _authenticate(ws: WebSocket):
         return None
 
 
-class _Sent:
-    """Ids already written: a live event can also arrive through a replay, and ids from concurrent
-    transactions on PostgreSQL need not commit in order, so a plain high-water mark would drop some."""
-
-    def __init__(self) -> None:
-        self.ids: deque[int] = deque(maxlen=2048)
-        self.high = 0
-
-    def fresh(self, event_id: int) -> bool:
-        if event_id in self.ids:
-            return False
-        self.ids.append(event_id)
-        self.high = max(self.high, event_id)
-        return True
-
-
 async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor: Actor, last: int | None) -> None:
-    """Write events as they come, replaying from the store when reconnecting or after falling behind."""
+    """Write events as they come, replaying from the log when reconnecting or after falling behind.
+
+    Positions grow in commit order, so one high-water mark tells what this socket has been sent:
+    a live event at or below it came through a replay already."""
     reader = asyncio.create_task(_read(ws))
-    sent = _Sent()
+    high = 0  # without a last id: only what is delivered from now on, all of it
     try:
         if last is not None:
-            sent.high = last
-            await _replay(ws, channels, sent)
+            high = await _replay(ws, channels, last)
         while not reader.done():
             getter = asyncio.create_task(sub.queue.get())
             done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
@@ -98,29 +83,31 @@ async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor: Ac
                 break
             event = getter.result()
             if event["channel"] == SESSIONS:
-                if ends(event, user_id=str(actor.id), session_id=str(actor.session_id) if actor.session_id else None):
-                    await ws.send_json({"type": "error", "code": "session_ended", "message": event["reason"]})
+                if ends(event["data"], user_id=str(actor.id),
+                        session_id=str(actor.session_id) if actor.session_id else None):
+                    await ws.send_json({"type": "error", "code": "session_ended", "message": event["data"]["reason"]})
                     await ws.close(POLICY_VIOLATION)
                     break
                 continue
             if sub.lagging:
                 sub.lagging = False
                 _drain(sub)
-                await _replay(ws, channels, sent)
-            elif sent.fresh(event["id"]):
+                high = await _replay(ws, channels, high)
+            elif event["id"] > high:
                 await ws.send_json(event)
+                high = event["id"]
     finally:
         reader.cancel()
 
 
-async def _replay(ws: WebSocket, channels: list[str], sent: _Sent) -> None:
-    after = sent.high
+async def _replay(ws: WebSocket, channels: list[str], after: int) -> int:
+    """Send the channels' events after `after`; the last position sent."""
     async with ws.app.state.sessionmaker() as session:
-        while batch := await missed(session, channels=channels, after_id=after):
+        while batch := await missed(session, channels=channels, after=after):
             for event in batch:
-                if sent.fresh(event.id):
-                    await ws.send_json(event.wire())
-                after = event.id
+                await ws.send_json(event.wire())
+            after = batch[-1].pos or after
+    return after
 
 
 async def _read(ws: WebSocket) -> None:

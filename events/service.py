@@ -1,4 +1,4 @@
-"""Emitting events inside a use case's transaction, publishing them once it commits, replaying."""
+"""Emitting events inside a use case's transaction, and reading a channel's log back."""
 
 import uuid
 from collections.abc import Iterable
@@ -6,32 +6,29 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import after_commit
+from api.db import UnitOfWork
 from events.models import Event, channel_of_user
 
 
 async def emit(session: AsyncSession, *, user_ids: Iterable[uuid.UUID] = (), channels: Iterable[str] = (),
                type: str, consult_id: uuid.UUID | None, data: dict) -> None:
-    """Store one event per user or channel now; they are pushed only after the transaction commits."""
-    targets = [channel_of_user(uid) for uid in user_ids] + list(channels)
-    rows = [Event(channel=c, type=type, consult_id=consult_id, data=data) for c in dict.fromkeys(targets)]
-    if not rows:
-        return
-    session.add_all(rows)
-    outbox: list[Event] = session.info.setdefault("outbox", [])
-    if not outbox:
-        after_commit(session, _publish)
-    outbox.extend(rows)
+    """Store one event per user or channel; the log sequences and pushes them once this commits."""
+    stage(session, channels=[channel_of_user(uid) for uid in user_ids] + list(channels), type=type,
+          consult_id=consult_id, data=data)
 
 
-async def _publish(session: AsyncSession) -> None:
-    rows = session.info.pop("outbox", [])
-    bus = session.bus
-    if bus is not None and rows:
-        await bus.publish([r.wire() for r in rows])
+def stage(session: AsyncSession, *, channels: Iterable[str], type: str, consult_id: uuid.UUID | None,
+          data: dict) -> None:
+    """`emit` for callers that cannot await (orders staged from synchronous helpers)."""
+    rows = [Event(channel=c, type=type, consult_id=consult_id, data=data) for c in dict.fromkeys(channels)]
+    if rows:
+        session.add_all(rows)
+        assert isinstance(session, UnitOfWork)
+        session.emitted = True
 
 
-async def missed(session: AsyncSession, *, channels: list[str], after_id: int, limit: int = 500) -> list[Event]:
-    """The channels' events after `after_id`, oldest first."""
-    query = select(Event).where(Event.channel.in_(channels), Event.id > after_id).order_by(Event.id).limit(limit)
+async def missed(session: AsyncSession, *, channels: list[str], after: int, limit: int = 500) -> list[Event]:
+    """The channels' events after position `after`, in log order."""
+    query = (select(Event).where(Event.channel.in_(channels), Event.pos > after)
+             .order_by(Event.pos).limit(limit))
     return list((await session.execute(query)).scalars())

@@ -7,6 +7,7 @@ from sqlalchemy import select
 from agreements.models import Agreement, AgreementStatus
 from api.db import make_engine, make_sessionmaker, commit
 from api.settings import Settings
+from audit.sealer import seal_all
 from audit.service import ChainReport, verify_chain
 from auth.context import build_auth_context
 from auth.models import User
@@ -85,9 +86,12 @@ async def create_platform_admin(settings: Settings, username: str, password: str
 
 
 async def verify_audit(settings: Settings) -> ChainReport:
+    """Seal what is committed but not chained yet, then check the whole chain."""
     engine = make_engine(settings.database_url)
     try:
-        async with make_sessionmaker(engine)() as session:
+        sessions = make_sessionmaker(engine)
+        await seal_all(sessions)
+        async with sessions() as session:
             return await verify_chain(session)
     finally:
         await engine.dispose()

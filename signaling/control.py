@@ -1,7 +1,6 @@
 """Ending calls from the API: each end is marked in the ledger before its transaction commits (so
-no call token issued before it gets in without the database's word), then ordered to every
-node's signaling server once it has committed. Orders are not stored: a node that is down has no
-sockets."""
+no call token issued before it gets in without the database's word), and ordered to every node's
+signaling server through the event log, which delivers it once the transaction has committed."""
 
 import asyncio
 import contextlib
@@ -39,7 +38,7 @@ def user_calls_end(session: AsyncSession, user_id: uuid.UUID) -> None:
 
 def _mark(session: AsyncSession, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
     async def mark(s: AsyncSession) -> None:
-        ledger = s.ledger
+        ledger = s.ledger  # type: ignore[attr-defined]
         if ledger is not None:
             await ledger.end(rooms=rooms, users=users)
 
@@ -51,7 +50,7 @@ async def obey(bus, server) -> None:
     sub = bus.subscribe([CHANNEL, SESSIONS])  # a disabled user's calls end too
     try:
         while True:
-            heard = await sub.queue.get()
+            heard = (await sub.queue.get())["data"]
             with contextlib.suppress(Exception):
                 if heard["action"] == "close_room":
                     await server.close_room(heard["room"], heard["reason"])

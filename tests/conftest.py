@@ -92,6 +92,7 @@ async def reset_pg(url: str) -> None:
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         await conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
+        await conn.execute(text("INSERT INTO event_cursor (id, last_pos) VALUES (1, 0)"))
     await engine.dispose()
 
 

@@ -11,7 +11,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.exc import DBAPIError
 
 from audit.models import AuditEvent
-from audit.service import verify_chain
+from audit.sealer import seal_all
+from audit.service import record, verify_chain
+from auth.principal import ANONYMOUS
 from tests.conftest import PASSWORD
 from api.db import commit
 
@@ -19,6 +21,8 @@ LIAISON = Path(sys.executable).parent / "liaison"
 
 
 async def events(app, **where) -> list[AuditEvent]:
+    """The rows, sealed into the chain first (the node's sealer would within a second)."""
+    await seal_all(app.state.sessionmaker)
     async with app.state.sessionmaker() as session:
         query = select(AuditEvent).order_by(AuditEvent.seq)
         for name, value in where.items():
@@ -132,7 +136,7 @@ async def test_org_admin_reads_own_org_events_including_partner_reads(app, world
     assert resp.status_code == 200, resp.text
     items = resp.json()["items"]
     org_a, org_b, org_c = (str(world.orgs[k]) for k in "ABC")
-    assert items == sorted(items, key=lambda e: -e["seq"])  # newest first
+    assert items == sorted(items, key=lambda e: -e["id"])  # newest first
     assert all(org_a in (e["org_id"], e["actor_org_id"]) for e in items)
     partner_read = [e for e in items if e["action"] == "agreement.read"]
     assert len(partner_read) == 1
@@ -152,7 +156,7 @@ async def test_org_admin_reads_own_org_events_including_partner_reads(app, world
 
     # Filters and paging.
     only = (await world.client.get("/api/v1/audit?action=agreement.read", headers=a_admin)).json()["items"]
-    assert [e["seq"] for e in only] == [e["seq"] for e in partner_read]
+    assert [e["id"] for e in only] == [e["id"] for e in partner_read]
     first = (await world.client.get("/api/v1/audit?limit=2", headers=a_admin)).json()
     assert len(first["items"]) == 2 and first["next_offset"] == 2
 
@@ -253,6 +257,7 @@ async def test_database_refuses_update_and_delete_of_audit_events(app, world):
     await some_history(world)
     before = [(r.seq, r.action, r.outcome, r.hash) for r in await events(app)]
     statements = ["UPDATE audit_events SET outcome = 'success' WHERE seq = 2",
+                  "UPDATE audit_events SET seq = seq + 1000, hash = 'x' WHERE seq = 2",  # sealed once, for good
                   "UPDATE audit_events SET action = 'nothing'",
                   "DELETE FROM audit_events WHERE seq = 2",
                   "DELETE FROM audit_events"]
@@ -297,5 +302,24 @@ async def test_refusals_with_long_garbage_ids_are_still_recorded(app, world):
     assert {r.reason for r in denied} >= {"invalid_token"}
     assert len(denied) == 2, [(r.action, r.reason) for r in denied]
     assert all(r.resource_id is None or len(r.resource_id) <= 64 for r in denied)
+    async with app.state.sessionmaker() as session:
+        assert (await verify_chain(session)).ok
+
+
+async def test_an_open_append_holds_nobody_up_and_is_sealed_once_it_commits(app, env, world):
+    """Appends take no shared lock: a transaction that appended and has not committed delays no other
+    audited request; the sealer chains the others first and the late row after them."""
+    if env["name"] != "scaled":
+        pytest.skip("SQLite serializes every writer (BEGIN IMMEDIATE): there is no concurrency to show")
+    admin = await world.headers("a-org_admin")
+    async with app.state.sessionmaker() as slow:
+        await record(slow, actor=ANONYMOUS, action="slow.write")
+        answered = await asyncio.wait_for(world.client.get(f"/api/v1/orgs/{world.orgs['A']}/users", headers=admin), 5)
+        assert answered.status_code == 200
+        assert await seal_all(app.state.sessionmaker) >= 1  # the others are chained; the open row is not seen
+        await commit(slow)
+    rows = await events(app)
+    late = rows[-1]
+    assert late.action == "slow.write" and late.id < max(r.id for r in rows)
     async with app.state.sessionmaker() as session:
         assert (await verify_chain(session)).ok

@@ -97,7 +97,7 @@ async def test_rate_limited_attempts_are_audited(app, world):
         await attempt(world.client, "b-specialist")
     async with app.state.sessionmaker() as session:
         rows = (await session.execute(select(AuditEvent).where(AuditEvent.action == "auth.login")
-                                      .order_by(AuditEvent.seq))).scalars().all()
+                                      .order_by(AuditEvent.id))).scalars().all()
     assert [(r.outcome, r.reason) for r in rows] == [("failure", "bad_credentials")] * PER_USER + \
         [("denied", "rate_limited")] * 2
 

@@ -2,7 +2,7 @@
 
 import asyncio
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -45,6 +45,7 @@ async def test_sigkill_while_escalation_pending(app, world, env):
         await asyncio.sleep(2.5)  # the step falls due while no server runs
         assert (await offered_to(app, cid)).get(t2) is None
         node = await Node(node_settings(env)).start()
+        back = datetime.now(timezone.utc)
         for _ in range(100):
             if (await offered_to(app, cid)).get(t2) == "pending":
                 break
@@ -56,7 +57,7 @@ async def test_sigkill_while_escalation_pending(app, world, env):
             sent = (await session.execute(select(func.count()).select_from(Event).where(
                 Event.type == "offer.created", Event.channel == f"u:{t2}"))).scalar_one()
         assert step.status == "done" and sent == 1
-        assert offer.created_at - step.due_at < timedelta(seconds=6)  # run as soon as a server is back
+        assert offer.created_at - back < timedelta(seconds=3)  # run as soon as a server is back
     finally:
         node.stop()
 

@@ -11,6 +11,7 @@ import pytest
 from redis.asyncio import Redis
 from sqlalchemy import event, update
 
+from api.db import commit
 from agreements.models import Agreement
 from signaling.redis_fabric import RedisFabric
 from tests.conftest import make_settings, reset_env, seed_world
@@ -104,7 +105,7 @@ async def test_a_call_token_does_not_outlive_its_agreement(live):
     ends = datetime.now(timezone.utc) + timedelta(seconds=90)
     async with live.app.state.sessionmaker() as s:
         await s.execute(update(Agreement).where(Agreement.id == live.w.agreement_id).values(valid_until=ends))
-        await s.commit()
+        await commit(s)
     across = await live.grant("b-specialist")  # B's specialist, under the A→B agreement
     own = await live.grant("a-clinician")  # the requesting org's own clinician: no agreement involved
     expires = {k: datetime.fromisoformat(g["expires_at"].replace("Z", "+00:00")) for k, g in (("b", across), ("a", own))}

@@ -1,0 +1,43 @@
+"""Events keep flowing to open sockets on every node while Redis is away, and after it is back:
+Redis only wakes the other nodes sooner; each node reads the stored log itself."""
+
+import asyncio
+
+import pytest
+
+from tests.conftest import make_settings, reset_env, seed_world
+from tests.live import EventClient, http, put_on_call, serve
+from tests.redis_server import private_redis
+
+CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
+
+
+@pytest.fixture
+def scaled(env):
+    if env["name"] != "scaled":
+        pytest.skip("two nodes share a database only on PostgreSQL")
+    return env
+
+
+async def test_an_open_socket_on_another_node_gets_what_was_stored_while_redis_was_down(scaled):
+    await reset_env(scaled)
+    async with private_redis() as redis:
+        settings = make_settings(scaled["database_url"], redis.url, events_poll_seconds=0.5)
+        async with serve(settings) as (app, writer), serve(settings) as (_, reader), http(writer) as client:
+            w = await seed_world(app, client)
+            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                              specialty="trauma-surgery")
+            headers = await w.headers("a-clinician")
+            async with EventClient.connect(reader, await w.token("b-specialist")) as events:
+                before = (await client.post("/api/v1/consults", json=CONSULT, headers=headers)).json()["id"]
+                await events.wait_for("offer.created", consult_id=before)
+                redis.stop()
+                during = [(await client.post("/api/v1/consults", json=CONSULT, headers=headers)) for _ in range(3)]
+                assert [r.status_code for r in during] == [201] * 3
+                for r in during:
+                    await events.wait_for("offer.created", consult_id=r.json()["id"], timeout=5)
+                await redis.start()
+                after = (await client.post("/api/v1/consults", json=CONSULT, headers=headers)).json()["id"]
+                await events.wait_for("offer.created", consult_id=after, timeout=5)
+                ids = [e["id"] for e in events.events if e.get("event") == "offer.created"]
+                assert ids == sorted(set(ids)) and len(ids) == 5  # in order, once each
