@@ -2,19 +2,26 @@
 
 Several `liaison migrate` may run at once (a job per deploy, an operator's retry): each runs the
 whole upgrade in one transaction under one lock, so the first migrates and the others find the
-schema at head.
+schema at head. `liaison serve` never migrates; it checks (`require_current`) and refuses to start
+on a schema that is behind.
 """
 
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.locks import MIGRATIONS, hold
 
 HERE = Path(__file__).parent / "migrations"
+
+
+class SchemaBehind(Exception):
+    """The database's schema is older than this code (or absent): `liaison migrate` first."""
 
 
 def alembic_config() -> Config:
@@ -54,3 +61,24 @@ def _engine(url: str) -> AsyncEngine:
 def _sqlite_autocommit(dbapi_conn, _record) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (above)
 
+
+async def require_current(url: str) -> str | None:
+    """Raise SchemaBehind unless the schema is at this code's head; a warning when it is past it."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            current = set(await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_heads()))
+    finally:
+        await engine.dispose()
+    script = ScriptDirectory.from_config(alembic_config())
+    heads = ", ".join(sorted(script.get_heads()))
+    if current == set(script.get_heads()):
+        return None
+    if unknown := current - {rev.revision for rev in script.walk_revisions()}:
+        # A newer Liaison migrated it (a rolling deploy, or code rolled back): serving is the
+        # operator's call, and there is no downgrade command to offer instead.
+        return f"the database schema ({', '.join(sorted(unknown))}) is newer than this Liaison's ({heads})"
+    if not current:
+        raise SchemaBehind("the database has no schema yet: run `liaison migrate`")
+    raise SchemaBehind(f"the database schema is at {', '.join(sorted(current))}, this Liaison needs {heads}: "
+                       "run `liaison migrate`")

@@ -165,3 +165,30 @@ async def test_demo_seeded_together_on_sqlite(tmp_path):
     await upgrade(url)
     await _seed_together(url)
 
+
+def test_serve_refuses_a_schema_that_is_behind(tmp_path):
+    """Nodes never migrate: on a database without the schema, or an older one, they say what to run."""
+    from tests.test_cli import liaison
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
+    empty = liaison(url, "serve", "--port", "1")
+    assert empty.returncode == 2 and "no schema yet: run `liaison migrate`" in empty.stderr, empty.stderr
+    asyncio.run(upgrade(url, "0003"))
+    behind = liaison(url, "serve", "--port", "1")
+    assert behind.returncode == 2, behind.stderr
+    assert behind.stderr.strip().splitlines() == [behind.stderr.strip()]  # one line, no traceback
+    assert "schema is at 0003" in behind.stderr and "run `liaison migrate`" in behind.stderr
+
+
+async def test_a_schema_from_a_newer_liaison_is_served_with_a_warning(tmp_path):
+    """No downgrade command exists to offer instead; a rolling deploy's old nodes keep starting."""
+    from api.migrate import require_current
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'new.db'}"
+    await upgrade(url)
+    assert await require_current(url) is None
+    engine = create_async_engine(url)
+    async with engine.begin() as conn:
+        await conn.execute(text("UPDATE alembic_version SET version_num = '9999_future'"))
+    await engine.dispose()
+    assert "9999_future" in await require_current(url)
