@@ -102,7 +102,8 @@ def together(n: int, url: str, *args: str) -> list[subprocess.CompletedProcess]:
     env |= {"LIAISON_DATABASE_URL": url, "LIAISON_ENVIRONMENT": "development", "_TYPER_STANDARD_TRACEBACK": "1"}
     procs = [subprocess.Popen([sys.executable, "-m", "liaison", *args], env=env, text=True,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
-    return [subprocess.CompletedProcess(p.args, p.wait(90), *p.communicate()) for p in procs]
+    said = [p.communicate(timeout=90) for p in procs]  # reading as they run: a full pipe would stall one
+    return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, said)]
 
 
 def assert_all_ok(runs: list[subprocess.CompletedProcess]) -> None:
