@@ -9,6 +9,7 @@ from auth.context import build_auth_context
 from auth.models import User
 from orgs.models import Organization, OrgKind
 from api.db import commit
+from api.locks import BOOTSTRAP, hold
 
 log = logging.getLogger("liaison.auth")
 
@@ -24,6 +25,9 @@ async def on_startup(app: FastAPI) -> None:
 
 async def ensure_admin(session, *, ctx, username: str, password: str, org_name: str) -> bool:
     """Create a platform admin (and its operator org) unless that username exists; True if created."""
+    # Every node runs this at start, at the same moment on a fresh deploy: one at a time, each
+    # deciding on what the one before committed (else two both insert the org and one dies).
+    await hold(session, BOOTSTRAP)
     if (await session.execute(select(User).where(User.username == username))).scalar_one_or_none():
         return False
     org = (await session.execute(select(Organization).where(Organization.name == org_name))).scalar_one_or_none()

@@ -59,6 +59,8 @@ class Consult(SQLModel, table=True):
     helpful: bool | None = None
     idempotency_key: str | None = Field(default=None, max_length=200)
     request_hash: str | None = Field(default=None, max_length=64)
+    # The 201 body first sent to a request with an Idempotency-Key: its retries get exactly that again.
+    first_answer: dict | None = Field(default=None, sa_column=Column(JSON, nullable=True))
 
 
 class Offer(SQLModel, table=True):

@@ -3,7 +3,8 @@
 import uuid
 from typing import Literal
 
-from fastapi import APIRouter, Depends, Header, Response
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -14,7 +15,7 @@ from auth.principal import Actor
 from auth.roles import Perm
 from consults import handling, messages, offers, participants, policy, service, stats
 from consults.access import View
-from consults.models import Consult, Status, Urgency
+from consults.models import Status, Urgency
 from consults.schemas import (AssignIn, CompleteIn, ConsultIn, ConsultOut, MessageIn, MessageOut, OfferOut,
                               ParticipantIn, ParticipantOut, PolicyIn, RatingIn, StatRow, TriageOut)
 
@@ -22,18 +23,17 @@ router = APIRouter(tags=["consults"])
 respond = require(Perm.consults_respond)
 
 
-def full(consult: Consult) -> ConsultOut:
-    return ConsultOut.model_validate(consult).model_copy(update={"clocks": stats.clocks(consult)})
+full = service.answer  # the consult with its clocks, as every route here answers it
 
 
 @router.post("/consults", response_model=ConsultOut, status_code=201)
-async def create(body: ConsultIn, response: Response, actor: Actor = Depends(require(Perm.consults_create)),
+async def create(body: ConsultIn, actor: Actor = Depends(require(Perm.consults_create)),
                  idempotency_key: str | None = Header(None, max_length=200), session: AsyncSession = Depends(get_session)):
-    """Request a consult; answered once it is stored. Retries with the same Idempotency-Key replay the answer."""
+    """Request a consult; answered once it is stored. A retry with the same Idempotency-Key gets the first answer."""
     consult, created = await service.create(session, actor=actor, data=body, idempotency_key=idempotency_key)
-    if not created:
-        response.headers["Idempotent-Replayed"] = "true"
-    return full(consult)
+    if created:
+        return full(consult)
+    return JSONResponse(service.first_answer(consult), status_code=201, headers={"Idempotent-Replayed": "true"})
 
 
 @router.get("/consults", response_model=Page[ConsultOut])

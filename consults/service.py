@@ -15,13 +15,13 @@ from audit.service import record
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import access, notify
+from consults import access, notify, stats
 from signaling import control
 from consults.escalation import advance, close_pending
 from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
 from consults.lifecycle import ALLOWED_FROM
 from consults.models import Consult, Status
-from consults.schemas import ConsultIn
+from consults.schemas import ConsultIn, ConsultOut
 
 
 async def create(session: AsyncSession, *, actor: Actor, data: ConsultIn, idempotency_key: str | None) -> tuple[Consult, bool]:
@@ -42,10 +42,24 @@ async def create(session: AsyncSession, *, actor: Actor, data: ConsultIn, idempo
             return prior, False
         raise IdempotencyInFlight() from None
     await advance(session, consult, now, fresh=True)
+    if idempotency_key:
+        # Stored with the consult, so that a retry, even one after it has moved on, answers as we first did.
+        consult.first_answer = answer(consult).model_dump(mode="json")
     await record(session, actor=actor, action="consult.create", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)
     return consult, True
+
+
+def answer(consult: Consult) -> ConsultOut:
+    """The consult as its participants see it, with its clocks."""
+    return ConsultOut.model_validate(consult).model_copy(update={"clocks": stats.clocks(consult)})
+
+
+def first_answer(consult: Consult) -> dict:
+    """What a replay of the request that created `consult` answers."""
+    # Consults keyed before first answers were stored (migration 0007) have only their present.
+    return consult.first_answer if consult.first_answer is not None else answer(consult).model_dump(mode="json")
 
 
 async def get(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> tuple[Consult, access.View]:

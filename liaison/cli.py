@@ -24,8 +24,32 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         # Workers share calls, events, close orders and the call ledger only through Redis.
         typer.echo("Several workers need LIAISON_REDIS_URL: without Redis each worker is alone", err=True)
         raise typer.Exit(2)
+    _require_schema(s.database_url)
     uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers, log_level="info",
                 **uvicorn_options(s))
+
+
+def _require_schema(url: str) -> None:
+    """Refuse to serve on a schema that is behind this code, in one line that says what to do."""
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its set-up notes would bury that line
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from api.migrate import SchemaBehind, require_current
+
+    # Nodes never migrate: one `liaison migrate` does, before them (deploy/ runs it as a job), so a
+    # node's start never races another's DDL and a new node never rewrites the schema under old ones.
+    try:
+        warning = asyncio.run(require_current(url))
+    except SchemaBehind as exc:
+        typer.echo(f"liaison serve: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except (OSError, SQLAlchemyError) as exc:
+        # A database that is down is not a misconfiguration: serve, not ready (/readyz) until it answers.
+        first_line = (str(exc).splitlines() or [""])[0]
+        typer.echo(f"liaison serve: warning: cannot read the database schema yet ({type(exc).__name__}: "
+                   f"{first_line}); serving, not ready until the database answers", err=True)
+    if warning:
+        typer.echo(f"liaison serve: warning: {warning}; serving anyway", err=True)
 
 
 @app.command()

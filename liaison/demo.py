@@ -6,6 +6,7 @@ from sqlalchemy import select
 
 from agreements.models import Agreement, AgreementStatus
 from api.db import make_engine, make_sessionmaker, commit
+from api.locks import BOOTSTRAP, hold
 from api.settings import Settings
 from audit.sealer import seal_all
 from audit.service import ChainReport, verify_chain
@@ -34,6 +35,7 @@ async def seed(settings: Settings) -> bool:
     try:
         async with make_sessionmaker(engine)() as session:
             await ensure_admin(session, ctx=ctx, username="admin", password=DEMO_PASSWORD, org_name=settings.admin_org_name)
+            await hold(session, BOOTSTRAP)  # a second `liaison demo` at once waits, then finds it all there
             if (await session.execute(select(Organization).where(Organization.name == CIVILIAN))).first():
                 return False
             civ, mil = Organization(name=CIVILIAN, kind="civilian"), Organization(name=MILITARY, kind="military")

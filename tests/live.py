@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+import re
 import uuid
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
@@ -127,16 +128,31 @@ class Node:
         self.proc = None
 
     async def start(self) -> "Node":
+        return await self.spawn().ready()
+
+    def spawn(self) -> "Node":
+        """Start the process without waiting for it (nodes spawned back to back start together)."""
         import subprocess
         self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        return self
+
+    async def ready(self) -> "Node":
+        """Wait until /healthz answers; a process that exits first fails at once, with what it said."""
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
             for _ in range(300):
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"node on {self.port} exited {self.proc.returncode}: {self.stderr()!r}")
                 try:
                     if (await c.get("/healthz")).status_code == 200:
                         return self
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
         raise AssertionError(f"node on {self.port} did not start: {self.proc.stderr.read(4000)!r}")
+
+    def stderr(self) -> str:
+        """What an exited process wrote to stderr: its exception's line, or else the tail."""
+        said = self.proc.stderr.read().decode(errors="replace")
+        return "".join(re.findall(r"^[\w.]+(?:Error|Exception): .*", said, re.M)[-1:]) or said[-3000:]
 
     def kill(self) -> None:
         import signal

@@ -30,6 +30,22 @@ async def test_same_key_other_body_is_refused(app, world):
     assert await count(app) == 1
 
 
+async def test_a_replay_answers_the_first_answer_though_the_consult_moved_on(app, world):
+    """SPEC: a retry over a flaky link gets the first answer, not the consult as it is now."""
+    headers = await world.headers("a-clinician") | {"Idempotency-Key": "before-cancel"}
+    first = await world.client.post("/api/v1/consults", json=CONSULT, headers=headers)
+    assert first.status_code == 201 and "Idempotent-Replayed" not in first.headers
+    cancelled = await world.client.post(f"/api/v1/consults/{first.json()['id']}/cancel", headers=headers)
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled"
+    replay = await world.client.post("/api/v1/consults", json=CONSULT, headers=headers)
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.headers["content-type"] == first.headers["content-type"]
+    assert replay.json() == first.json() and first.json()["status"] != "cancelled"
+    other = await world.client.post("/api/v1/consults", json=CONSULT | {"patient_age": 28}, headers=headers)
+    assert other.status_code == 422 and other.json()["code"] == "idempotency_key_reused"
+    assert await count(app) == 1
+
+
 async def test_keys_are_per_requester(app, world):
     for who in ("a-clinician", "b-clinician"):
         headers = await world.headers(who) | {"Idempotency-Key": "shared"}
