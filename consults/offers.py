@@ -13,6 +13,7 @@ from auth.principal import Actor
 from consults import access, capacity, notify
 from consults.escalation import advance, close_pending
 from consults.exceptions import InvalidTransition, OverCapacity
+from consults.lifecycle import HELD
 from consults.models import Consult, Offer, Status
 from rosters.models import SpecialistProfile
 
@@ -29,13 +30,14 @@ async def pending_offers(session: AsyncSession, *, actor: Actor, page: PageParam
 
 
 async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> Consult:
-    """One conditional UPDATE decides the race, under the lock that holds the specialist's limit."""
+    """One conditional UPDATE decides the race, under the lock that holds the specialist's limit; the
+    winner asking again (its answer lost on the way) gets the consult as it is."""
     consult, _ = await access.load(session, actor, consult_id, need=access.View.triage)
     profile = await capacity.lock_profile(session, actor.id)
     now = datetime.now(timezone.utc)
     if not await _take(session, actor, consult_id, now):
-        await session.rollback()
-        raise InvalidTransition(await _status(session, consult_id), "Someone else accepted, or the offer lapsed")
+        return await _replay(session, actor, consult)
+    # Counted after taking it, so that a retry of a won accept is never refused by the consult it won.
     if profile is not None and await capacity.held(session, actor.id) > profile.max_concurrent:
         await session.rollback()
         raise OverCapacity()
@@ -85,8 +87,17 @@ async def _settle(session: AsyncSession, actor: Actor, consult: Consult, profile
     await notify.status_changed(session, consult)
 
 
-async def _status(session: AsyncSession, consult_id: uuid.UUID) -> str:
-    return (await session.execute(select(Consult.status).where(Consult.id == consult_id))).scalar_one()
+async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Consult:
+    """Lost the UPDATE: 200 with the consult if it is already mine (a retry), else 409 with its status."""
+    await session.rollback()
+    await session.refresh(consult)
+    if consult.assigned_to != actor.id or consult.status not in HELD:
+        raise InvalidTransition(consult.status, "Someone else accepted, or the offer lapsed")
+    # A read of consult data, audited as one; the accept itself was recorded, and announced, once.
+    await record(session, actor=actor, action="consult.read", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id, reason="accept_replayed")
+    await commit(session)
+    return consult
 
 
 def _mine(actor: Actor, consult_id: uuid.UUID):
