@@ -11,7 +11,7 @@ from audit.service import record
 from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
-from consults import access, capacity, notify
+from consults import access, capacity, notify, reoffer
 from signaling import control
 from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
@@ -33,7 +33,7 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
         raise NotEligible()
     now = datetime.now(timezone.utc)
     withdrawn = await close_pending(session, consult, now, "withdrawn")
-    previous = consult.assigned_to
+    previous, previous_org = consult.assigned_to, consult.assigned_org_id
     consult.status, consult.assigned_to, consult.assigned_org_id = Status.accepted, specialist.id, specialist.org_id
     consult.accepted_at, consult.updated_at = consult.accepted_at or now, now
     if profile is not None:
@@ -42,6 +42,7 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
         control.remove_from_room(session, consult.id, previous, "The consult was reassigned to another specialist")
+        await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
     await notify.status_changed(session, consult)
     await record(session, actor=actor, action="consult.assign", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
@@ -61,6 +62,7 @@ async def complete(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
     consult.status, consult.recommendation, consult.disposition = Status.completed, recommendation, disposition
     consult.completed_at, consult.updated_at = now, now
     consult.first_response_at = consult.first_response_at or now
+    await reoffer.load_dropped(session, consult, now)
     await notify.status_changed(session, consult)
     control.close_room(session, consult.id, "The consult was completed")
     await record(session, actor=actor, action="consult.complete", org_id=consult.org_id, resource_type="consult",
