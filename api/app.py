@@ -20,9 +20,11 @@ from audit.sealer import Sealer
 import auth.router
 import auth.startup
 import consults.boundary
+import consults.reoffer
 import consults.router
 import events.router
 import orgs.router
+import rosters.hooks
 import rosters.router
 import signaling.router
 from consults.worker import EscalationWorker
@@ -64,6 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.on_denial = audit.hooks.record_denial
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
+    rosters.hooks.on_call(consults.reoffer.specialist_on_call)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)

@@ -41,9 +41,16 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
         return
     first_time = consult.status != Status.unassigned
     consult.status, consult.level, consult.updated_at = Status.unassigned, level, now
-    schedule(session, consult, now + timedelta(seconds=UNASSIGNED_RECHECK))
+    await _recheck(session, consult, now)
     if first_time:
         await notify.status_changed(session, consult, alert=True)
+
+
+async def _recheck(session: AsyncSession, consult: Consult, now: datetime) -> None:
+    """Look again when a shift that could serve it starts, at the latest after UNASSIGNED_RECHECK (the
+    safety net: other ways of coming on call are reacted to as they happen, consults.reoffer)."""
+    latest = now + timedelta(seconds=UNASSIGNED_RECHECK)
+    schedule(session, consult, await routing.next_start(session, consult=consult, after=now, before=latest) or latest)
 
 
 async def _offer(session: AsyncSession, consult: Consult, level: int, batch: list[routing.Candidate], now: datetime,

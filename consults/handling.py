@@ -3,7 +3,6 @@
 import uuid
 from datetime import datetime, timezone
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agreements.service import may_send
@@ -12,17 +11,17 @@ from audit.service import record
 from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
-from consults import access, notify
+from consults import access, capacity, notify, reoffer
 from signaling import control
 from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
 from consults.lifecycle import ALLOWED_FROM
 from consults.models import Consult, Status
-from rosters.models import SpecialistProfile
 
 
 async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, specialist_id: uuid.UUID) -> Consult:
     """A coordinator of the requesting org assigns (or reassigns) to a specialist it may send to."""
+    profile = await capacity.lock_profile(session, specialist_id)  # before the consult, as accept does
     consult, _ = await access.load(session, actor, consult_id, lock=True)
     if consult.org_id != actor.org_id:
         raise Hidden()
@@ -34,15 +33,16 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
         raise NotEligible()
     now = datetime.now(timezone.utc)
     withdrawn = await close_pending(session, consult, now, "withdrawn")
-    previous = consult.assigned_to
+    previous, previous_org = consult.assigned_to, consult.assigned_org_id
     consult.status, consult.assigned_to, consult.assigned_org_id = Status.accepted, specialist.id, specialist.org_id
     consult.accepted_at, consult.updated_at = consult.accepted_at or now, now
-    await session.execute(update(SpecialistProfile).where(SpecialistProfile.user_id == specialist.id)
-                          .values(last_assigned_at=now))
+    if profile is not None:
+        profile.last_assigned_at = now
     await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
         control.remove_from_room(session, consult.id, previous, "The consult was reassigned to another specialist")
+        await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
     await notify.status_changed(session, consult)
     await record(session, actor=actor, action="consult.assign", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
@@ -62,6 +62,7 @@ async def complete(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
     consult.status, consult.recommendation, consult.disposition = Status.completed, recommendation, disposition
     consult.completed_at, consult.updated_at = now, now
     consult.first_response_at = consult.first_response_at or now
+    await reoffer.load_dropped(session, consult, now)
     await notify.status_changed(session, consult)
     control.close_room(session, consult.id, "The consult was completed")
     await record(session, actor=actor, action="consult.complete", org_id=consult.org_id, resource_type="consult",

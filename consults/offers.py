@@ -10,7 +10,7 @@ from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.principal import Actor
-from consults import access, notify
+from consults import access, capacity, notify
 from consults.escalation import advance, close_pending
 from consults.exceptions import InvalidTransition, OverCapacity
 from consults.lifecycle import HELD
@@ -30,24 +30,18 @@ async def pending_offers(session: AsyncSession, *, actor: Actor, page: PageParam
 
 
 async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> Consult:
-    """One conditional UPDATE decides the race: status still offered and my offer still pending."""
+    """One conditional UPDATE decides the race, under the lock that holds the specialist's limit; the
+    winner asking again (its answer lost on the way) gets the consult as it is."""
     consult, _ = await access.load(session, actor, consult_id, need=access.View.triage)
-    await _check_capacity(session, actor)
+    profile = await capacity.lock_profile(session, actor.id)
     now = datetime.now(timezone.utc)
-    mine = and_(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
-    won = await session.execute(
-        update(Consult).where(Consult.id == consult_id, Consult.status == Status.offered, exists().where(mine))
-        .values(status=Status.accepted, assigned_to=actor.id, assigned_org_id=actor.org_id, accepted_at=now,
-                updated_at=now).execution_options(synchronize_session=False))
-    if won.rowcount != 1:
+    if not await _take(session, actor, consult_id, now):
+        return await _replay(session, actor, consult)
+    # Counted after taking it, so that a retry of a won accept is never refused by the consult it won.
+    if profile is not None and await capacity.held(session, actor.id) > profile.max_concurrent:
         await session.rollback()
-        raise InvalidTransition(await _status(session, consult_id), "Someone else accepted, or the offer lapsed")
-    await session.execute(update(Offer).where(mine).values(status="accepted", responded_at=now))
-    others = await close_pending(session, consult, now, "withdrawn")
-    await session.execute(update(SpecialistProfile).where(SpecialistProfile.user_id == actor.id).values(last_assigned_at=now))
-    await session.refresh(consult)
-    await notify.offers_withdrawn(session, consult, others, "taken")
-    await notify.status_changed(session, consult)
+        raise OverCapacity()
+    await _settle(session, actor, consult, profile, now)
     await record(session, actor=actor, action="consult.accept", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)
@@ -71,13 +65,40 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
     await commit(session)
 
 
-async def _check_capacity(session: AsyncSession, actor: Actor) -> None:
-    profile = await session.get(SpecialistProfile, actor.id)
-    held = len((await session.execute(select(Consult.id).where(Consult.assigned_to == actor.id,
-                                                               Consult.status.in_(HELD)))).all())
-    if profile is not None and held >= profile.max_concurrent:
-        raise OverCapacity()
+async def _take(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, now: datetime) -> bool:
+    """The consult becomes mine if it is still offered and my offer still pending."""
+    won = await session.execute(
+        update(Consult).where(Consult.id == consult_id, Consult.status == Status.offered,
+                              exists().where(_mine(actor, consult_id)))
+        .values(status=Status.accepted, assigned_to=actor.id, assigned_org_id=actor.org_id, accepted_at=now,
+                updated_at=now).execution_options(synchronize_session=False))
+    return won.rowcount == 1
 
 
-async def _status(session: AsyncSession, consult_id: uuid.UUID) -> str:
-    return (await session.execute(select(Consult.status).where(Consult.id == consult_id))).scalar_one()
+async def _settle(session: AsyncSession, actor: Actor, consult: Consult, profile: SpecialistProfile | None,
+                  now: datetime) -> None:
+    """My offer accepted, the others withdrawn and told, my turn in the fairness order taken."""
+    await session.execute(update(Offer).where(_mine(actor, consult.id)).values(status="accepted", responded_at=now))
+    others = await close_pending(session, consult, now, "withdrawn")
+    if profile is not None:
+        profile.last_assigned_at = now
+    await session.refresh(consult)
+    await notify.offers_withdrawn(session, consult, others, "taken")
+    await notify.status_changed(session, consult)
+
+
+async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Consult:
+    """Lost the UPDATE: 200 with the consult if it is already mine (a retry), else 409 with its status."""
+    await session.rollback()
+    await session.refresh(consult)
+    if consult.assigned_to != actor.id or consult.status not in HELD:
+        raise InvalidTransition(consult.status, "Someone else accepted, or the offer lapsed")
+    # A read of consult data, audited as one; the accept itself was recorded, and announced, once.
+    await record(session, actor=actor, action="consult.read", org_id=consult.org_id, resource_type="consult",
+                 resource_id=consult.id, reason="accept_replayed")
+    await commit(session)
+    return consult
+
+
+def _mine(actor: Actor, consult_id: uuid.UUID):
+    return and_(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")

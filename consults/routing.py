@@ -59,8 +59,7 @@ def next_batch(candidates: list[Candidate], *, consult: Consult, tried: set[uuid
 async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) -> tuple[list[Candidate], dict | None]:
     """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
     with the requesting org's escalation policy, read in the same round trip."""
-    orgs = [consult.org_id, *await partner_orgs(session, requesting_org_id=consult.org_id,
-                                                specialty=consult.specialty, at=now)]
+    orgs = await _reach(session, consult, now)
     load = (select(Consult.assigned_to, func.count().label("n")).where(Consult.status.in_(HELD))
             .group_by(Consult.assigned_to).subquery())
     on_shift = (select(Shift.specialist_id.label("uid"), Shift.org_id.label("org"), func.min(Shift.tier).label("tier"))
@@ -81,3 +80,17 @@ async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) ->
     candidates = [Candidate(uid, org, tier, tuple(langs or ()), n, last) for uid, org, tier, langs, n, cap, last, _ in rows
                   if n < cap]
     return candidates, (rows[0][-1] if rows else None)
+
+
+async def next_start(session: AsyncSession, *, consult: Consult, after: datetime, before: datetime) -> datetime | None:
+    """The first shift start in (after, before) that could bring someone on call for this consult."""
+    query = (select(func.min(Shift.starts_at)).join(Roster, Roster.id == Shift.roster_id)
+             .where(Roster.specialty == consult.specialty, Shift.org_id.in_(await _reach(session, consult, after)),
+                    Shift.starts_at > after, Shift.starts_at < before, Shift.specialist_id != consult.requester_id))
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _reach(session: AsyncSession, consult: Consult, at: datetime) -> list[uuid.UUID]:
+    """The requesting org and the orgs that may take its consults in this specialty at `at`."""
+    return [consult.org_id, *await partner_orgs(session, requesting_org_id=consult.org_id,
+                                                specialty=consult.specialty, at=at)]

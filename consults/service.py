@@ -15,11 +15,11 @@ from audit.service import record
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import access, notify, stats
+from consults import access, notify, reoffer, stats
 from signaling import control
 from consults.escalation import advance, close_pending
 from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
-from consults.lifecycle import ALLOWED_FROM
+from consults.lifecycle import ALLOWED_FROM, HELD
 from consults.models import Consult, Status
 from consults.schemas import ConsultIn, ConsultOut
 
@@ -97,6 +97,8 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
         raise InvalidTransition(consult.status)
     now = datetime.now(timezone.utc)
     withdrawn = await close_pending(session, consult, now, "withdrawn")
+    if consult.status in HELD:
+        await reoffer.load_dropped(session, consult, now)
     consult.status, consult.cancelled_at, consult.updated_at = Status.cancelled, now, now
     await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
     await notify.status_changed(session, consult)

@@ -13,7 +13,8 @@ from auth.models import User
 from auth.principal import Actor
 from auth.roles import Perm
 from rosters.exceptions import NoProfile, NotASpecialist
-from rosters.models import Roster, Shift, SpecialistProfile
+from rosters.hooks import came_on_call
+from rosters.models import Availability, Roster, Shift, SpecialistProfile
 from rosters.schemas import OnCallOut, ProfileIn, ShiftIn
 from api.db import commit
 
@@ -23,10 +24,14 @@ async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID
     if actor.id != user_id and not actor.can(Perm.rosters_manage):
         raise Hidden()
     await _specialist_of(session, actor.org_id, user_id)
-    profile = await session.get(SpecialistProfile, user_id) or SpecialistProfile(user_id=user_id, org_id=actor.org_id)
+    prior = await session.get(SpecialistProfile, user_id)
+    profile = prior or SpecialistProfile(user_id=user_id, org_id=actor.org_id)
+    more = prior is None or data.max_concurrent > prior.max_concurrent  # read before it changes below
     profile.specialties, profile.languages = sorted(set(data.specialties)), sorted(set(data.languages))
     profile.max_concurrent, profile.updated_at = data.max_concurrent, datetime.now(timezone.utc)
     session.add(profile)
+    if more:  # routing counts only specialists with a profile, each under their limit
+        await came_on_call(session, specialist_id=user_id, org_id=actor.org_id, at=profile.updated_at)
     await record(session, actor=actor, action="profile.update", org_id=actor.org_id, resource_type="user", resource_id=user_id)
     await commit(session)
     return profile
@@ -38,6 +43,8 @@ async def set_availability(session: AsyncSession, *, actor: Actor, availability:
     if profile is None:
         raise NoProfile()
     profile.availability, profile.updated_at = availability, datetime.now(timezone.utc)
+    if availability == Availability.available:
+        await came_on_call(session, specialist_id=actor.id, org_id=profile.org_id, at=profile.updated_at)
     await record(session, actor=actor, action="availability.update", org_id=actor.org_id, resource_type="user",
                  resource_id=actor.id, reason=availability)
     await commit(session)
@@ -70,6 +77,9 @@ async def add_shift(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID
     await _specialist_of(session, roster.org_id, data.specialist_id)
     shift = Shift(roster_id=roster.id, org_id=roster.org_id, **data.model_dump())
     session.add(shift)
+    now = datetime.now(timezone.utc)
+    if shift.ends_at > now:  # covering now, or from its start
+        await came_on_call(session, specialist_id=shift.specialist_id, org_id=roster.org_id, at=max(shift.starts_at, now))
     await record(session, actor=actor, action="shift.create", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
     await commit(session)
     return shift

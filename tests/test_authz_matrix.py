@@ -983,9 +983,10 @@ EXPECTATIONS: dict[str, Entry] = {
                                     "org_admin": {"participant": 200, "*": 404}, "*": 404},
         CONSULT_RELATIONS + ("participant",), check=consult_seen),
     f"GET {API}/offers": Entry(offers_everywhere, {"specialist": 200, "*": 403}, UNTARGETED, check=offers_of_caller),
-    # offers: only the specialist offered it answers; an accepted one is a conflict
+    # offers: only the specialist offered it answers; the one who won it, asking again, gets it again (a
+    # retry whose first answer was lost), anyone else a conflict
     f"POST {API}/consults/{{consult_id}}/accept": Entry(
-        on_consult(), {"specialist": {"offered": 200, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
+        on_consult(), {"specialist": {"offered": 200, "assigned": 200, "*": 404}, "*": 403},
         CONSULT_RELATIONS, check=assigned_to_caller),
     f"POST {API}/consults/{{consult_id}}/decline": Entry(
         on_consult(), {"specialist": {"offered": 204, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
