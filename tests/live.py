@@ -113,7 +113,7 @@ def free_port() -> int:
 class Node:
     """`liaison serve` in its own process, as production runs it."""
 
-    def __init__(self, settings, *, port: int | None = None, workers: int = 1) -> None:
+    def __init__(self, settings, *, port: int | None = None, workers: int = 1, log=None) -> None:
         import os
         import sys
         self.port = port or free_port()
@@ -124,11 +124,15 @@ class Node:
                 env[f"LIAISON_{name.upper()}"] = str(value)
         self._cmd = [sys.executable, "-m", "liaison", "serve", "--port", str(self.port), "--workers", str(workers)]
         self._env = env
+        self.log = log  # a path: the node's stderr (its log) goes there, to be read with log_text()
         self.proc = None
 
     async def start(self) -> "Node":
+        import os
         import subprocess
-        self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.log or os.devnull, "ab") as log:  # the child keeps its own copy of the file
+            self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL,
+                                         stderr=log if self.log else subprocess.PIPE)
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
             for _ in range(300):
                 try:
@@ -136,7 +140,11 @@ class Node:
                         return self
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
-        raise AssertionError(f"node on {self.port} did not start: {self.proc.stderr.read(4000)!r}")
+        raise AssertionError(f"node on {self.port} did not start: {self.log_text()[-4000:] if self.log else self.proc.stderr.read(4000)!r}")
+
+    def log_text(self) -> str:
+        from pathlib import Path
+        return Path(self.log).read_text(errors="replace")
 
     def kill(self) -> None:
         import signal
