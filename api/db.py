@@ -8,6 +8,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import HTTPConnection
 
+from api.errors import log_failure
+
 log = logging.getLogger("liaison.db")
 
 
@@ -23,7 +25,21 @@ def make_engine(url: str) -> AsyncEngine:
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
+    return engine
+
+
+def _connect_or_operational_error(dialect, _record, cargs, cparams):
+    """Connect; a database that can't be reached is an OperationalError with SQLSTATE 08001."""
+    # As libpq drivers report it. asyncpg raises a bare OSError (refused, unknown host, timed out),
+    # which SQLAlchemy passes on unwrapped: it would look like any other OSError, a bug's included.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # ConnectionRefusedError, socket.gaierror, TimeoutError (connect timeout)
+        error = dialect.loaded_dbapi.OperationalError(f"could not connect to the database: {exc!r}", exc)
+        error.pgcode = error.sqlstate = "08001"
+        raise error from exc
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -93,13 +109,13 @@ class UnitOfWork(AsyncSession):
         for hook in after:
             try:
                 await hook(self)
-            except Exception:
-                log.exception("work after a commit failed; the commit stands")
+            except Exception as exc:
+                log_failure(log, "work after a commit failed; the commit stands", exc)
         if emitted and self._on_events is not None:
             try:
                 self._on_events()
-            except Exception:  # the commit stands; the log's own poll picks the events up
-                log.exception("could not notify the event log")
+            except Exception as exc:  # the commit stands; the log's own poll picks the events up
+                log_failure(log, "could not notify the event log", exc)
 
     def _reset(self) -> None:
         self._before, self._after, self.emitted = [], [], False

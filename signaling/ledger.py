@@ -112,7 +112,7 @@ class RedisLedger:
                 await pipe.execute()
         except RedisError:
             raise Unavailable("Ending calls needs the signaling store (Redis), which is not answering; "
-                              "nothing was changed") from None
+                              "nothing was changed", store="redis") from None
 
     def keys(self, grant: CallGrant) -> list[str]:
         """The KEYS of ADMIT for this token."""
