@@ -71,7 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _open_stores(app: FastAPI, settings: Settings) -> None:
     """Database, Redis (when configured), and on top of them the event bus and the call ledger."""
-    app.state.engine = make_engine(settings.database_url)
+    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
+                                   connect_timeout=settings.db_connect_timeout)
     app.state.redis = make_redis(settings.redis_url)
     app.state.bus = make_bus(app.state.redis)
     app.state.ledger = make_ledger(app.state.redis, leeway=settings.clock_leeway)

@@ -66,6 +66,12 @@ class Unavailable(DomainError):
         self.headers = {"Retry-After": str(max(1, retry_after))}
 
 
+class ClientGone(DomainError):
+    """The client closed its connection while its request waited: nothing of it was done."""
+
+    status, code, title = 499, "client_closed_request", "Client closed request"
+
+
 class TooManyRequests(DomainError):
     status, code, title = 429, "rate_limited", "Too many requests"
 

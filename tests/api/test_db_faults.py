@@ -1,11 +1,13 @@
 """Database faults against real `liaison serve` nodes on a scratch PostgreSQL database: backends
-terminated mid-request, a database that is not there. The answer is 503 problem+json with
-Retry-After, never a 500; nothing is half-written; the pool recovers by itself."""
+terminated mid-request, a database that is not there, a pool with no connection free. The answer is
+503 problem+json with Retry-After, never a 500; nothing is half-written; the pool recovers by
+itself; a request whose client left while it waited for a connection does nothing."""
 
 import asyncio
 import json
 import time
 import uuid
+from contextlib import asynccontextmanager
 
 import asyncpg
 import httpx
@@ -172,3 +174,69 @@ async def test_an_unreachable_database_is_a_quick_503(tmp_path):
         node.stop()
     assert_clean_log(node)
 
+
+@asynccontextmanager
+async def audit_head_locked(url: str):
+    """Hold the audit head's row lock: every write (each records to the audit chain) waits for it."""
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""), timeout=5)
+    tx = conn.transaction()
+    await tx.start()
+    await conn.execute("SELECT 1 FROM audit_head WHERE id = 1 FOR UPDATE")
+    try:
+        yield
+    finally:
+        await tx.rollback()
+        await conn.close()
+
+
+async def test_an_exhausted_pool_answers_503_within_its_timeout(scratch, tmp_path):
+    _, url = scratch
+    async with seeded(url):
+        node = await node_for(url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=1.0).start()
+        try:
+            (clinician,) = await sign_in(node, "a-clinician")
+            async with http(node.host) as c:
+                async with audit_head_locked(url):
+                    held = asyncio.create_task(c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"}))
+                    await asyncio.sleep(0.3)  # it holds the node's one connection, waiting for the lock
+                    started = time.monotonic()
+                    waiting = await c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"})
+                    elapsed = time.monotonic() - started
+                    ready = await c.get("/readyz")
+                assert (await held).status_code == 201
+                again = await c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"})
+            assert_unavailable(waiting)
+            assert 0.9 < elapsed < 2.5, elapsed
+            assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("error")
+            assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") is None  # not stored before
+        finally:
+            node.stop()
+        assert_clean_log(node)
+
+
+async def test_a_request_whose_client_left_while_it_waited_does_nothing(scratch, tmp_path):
+    _, url = scratch
+    async with seeded(url) as (app, _):
+        node = await node_for(url, tmp_path, db_pool_size=1, db_max_overflow=0, db_pool_timeout=10).start()
+        try:
+            (clinician,) = await sign_in(node, "a-clinician")
+            async with http(node.host) as c:
+                async with audit_head_locked(url):
+                    held = asyncio.create_task(c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"}))
+                    await asyncio.sleep(0.3)
+                    async with httpx.AsyncClient(base_url=f"http://{node.host}", timeout=0.5) as impatient:
+                        with pytest.raises(httpx.ReadTimeout):  # it gives up and closes its connection
+                            await impatient.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "gone"})
+                assert (await held).status_code == 201
+                for _ in range(50):  # the node takes the abandoned request up once the connection is free
+                    if 'status="499"' in (await c.get("/metrics")).text:
+                        break
+                    await asyncio.sleep(0.1)
+                metrics = (await c.get("/metrics")).text
+        finally:
+            node.stop()
+        assert 'route="/api/v1/consults",status="499"' in metrics
+        async with app.state.sessionmaker() as session:
+            keys = (await session.execute(select(Consult.idempotency_key))).scalars().all()
+        assert keys == ["held"]
+        assert_clean_log(node)
