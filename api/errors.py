@@ -129,11 +129,11 @@ CLOSE_TRY_AGAIN = 1013  # WebSocket close code "Try Again Later"
 def unavailable(exc: BaseException) -> Unavailable | None:
     """The 503 answering a fault of the database or Redis; None for anything else (a logged 500)."""
     if isinstance(exc, sa.TimeoutError):  # the pool: every connection busy past db_pool_timeout
-        return Unavailable("The database is busy; try again shortly", retry_after=2, store="database")
+        return Unavailable("The database is busy; try again shortly", store="database")
     if isinstance(exc, sa.DBAPIError) and _database_fault(exc):
-        return Unavailable("The database is not answering; try again shortly", retry_after=2, store="database")
+        return Unavailable("The database is not answering; try again shortly", store="database")
     if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
-        return Unavailable("Redis is not answering; try again shortly", retry_after=2, store="redis")
+        return Unavailable("Redis is not answering; try again shortly", store="redis")
     return None
 
 

@@ -7,9 +7,11 @@ from redis.exceptions import ConnectionError, TimeoutError
 
 MAX_CONNECTIONS = 200  # per process; past it, commands wait for a free connection (up to POOL_WAIT)
 POOL_WAIT = 5.0
-# A command is tried three times, 0-0.1 s then 0-0.2 s apart: after Redis restarts, every pooled
-# connection is stale and fails once (the retry reconnects, so the first writes after a restart
-# succeed); while Redis is down, the answer (a 503, or a fallback) comes within about 0.3 s.
+# A command is tried three times, 0-0.1 s then 0-0.2 s apart: after Redis restarts, a pooled
+# connection that the pool did not see close (it checks for one closed, not for one that died
+# unseen, as behind a failed-over address) fails once, and the retry reconnects it, so the first
+# writes after a restart succeed; while Redis is down, the answer (a 503, or a fallback) comes in
+# well under a second.
 RETRIES = 2
 BACKOFF = ExponentialWithJitterBackoff(cap=0.2, base=0.05)
 # A Redis that stops answering (not refusing) is given up on after this many seconds per try; our
