@@ -79,7 +79,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
 async def _open_stores(app: FastAPI, settings: Settings) -> None:
     """Database, Redis (when configured), and on top of them the event log and the call ledger."""
-    app.state.engine = make_engine(settings.database_url)
+    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
+                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
+                                   connect_timeout=settings.db_connect_timeout)
     app.state.redis = make_redis(settings.redis_url)
     app.state.bus = LocalBus()
     app.state.events = EventLog(bus=app.state.bus, wake=make_wake(app.state.redis),

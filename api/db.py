@@ -6,7 +6,9 @@ from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
-from starlette.requests import HTTPConnection
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
+
+from api.errors import ClientGone, log_failure
 
 log = logging.getLogger("liaison.db")
 
@@ -17,13 +19,30 @@ class CallLedger(Protocol):
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None: ...
 
 
-def make_engine(url: str) -> AsyncEngine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 3.0,
+                connect_timeout: float = 3.0) -> AsyncEngine:
+    """The engine; for PostgreSQL a bounded pool (see api.settings: db_pool_*) whose wait ends in a 503."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    return create_async_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
+                                 pool_pre_ping=True, connect_args={"timeout": connect_timeout})
+    event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
+    return engine
+
+
+def _connect_or_operational_error(dialect, _record, cargs, cparams):
+    """Connect; a database that can't be reached is an OperationalError with SQLSTATE 08001."""
+    # As libpq drivers report it. asyncpg raises a bare OSError (refused, unknown host, timed out),
+    # which SQLAlchemy passes on unwrapped: it would look like any other OSError, a bug's included.
+    try:
+        return dialect.connect(*cargs, **cparams)
+    except OSError as exc:  # ConnectionRefusedError, socket.gaierror, TimeoutError (connect timeout)
+        error = dialect.loaded_dbapi.OperationalError(f"could not connect to the database: {exc!r}", exc)
+        error.pgcode = error.sqlstate = "08001"
+        raise error from exc
 
 
 def _sqlite_pragmas(dbapi_conn, _record) -> None:
@@ -92,13 +111,13 @@ class UnitOfWork(AsyncSession):
         for hook in after:
             try:
                 await hook(self)
-            except Exception:
-                log.exception("work after a commit failed; the commit stands")
+            except Exception as exc:
+                log_failure(log, "work after a commit failed; the commit stands", exc)
         if emitted and self._on_events is not None:
             try:
                 self._on_events()
-            except Exception:  # the commit stands; the log's own poll picks the events up
-                log.exception("could not notify the event log")
+            except Exception as exc:  # the commit stands; the log's own poll picks the events up
+                log_failure(log, "could not notify the event log", exc)
 
     def _reset(self) -> None:
         self._before, self._after, self.emitted = [], [], False
@@ -134,4 +153,19 @@ def _unit(session: AsyncSession) -> UnitOfWork:
 async def get_session(conn: HTTPConnection) -> AsyncIterator[UnitOfWork]:
     """One session per request; services commit, anything uncommitted is rolled back."""
     async with conn.app.state.sessionmaker() as session:
+        if isinstance(conn, Request):
+            await _still_wanted(conn, session)
         yield session
+
+
+async def _still_wanted(request: Request, session: UnitOfWork) -> None:
+    """Take the request's connection now and start no work for a client that gave up meanwhile."""
+    # Under load the wait is for the connection: a client that timed out and left has had its
+    # answer; doing its work anyway would only lengthen the queue behind it.
+    try:
+        await request.body()  # kept for the route: is_disconnected() would swallow an unread body message
+    except ClientDisconnect:
+        raise ClientGone() from None
+    await session.connection()
+    if await request.is_disconnected():
+        raise ClientGone()

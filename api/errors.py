@@ -1,12 +1,17 @@
 """Domain errors and their single rendering as RFC 9457 problem+json."""
 
+import contextlib
 import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
+from starlette.websockets import WebSocket, WebSocketState
 
 log = logging.getLogger("liaison.errors")
 PROBLEM = "application/problem+json"
@@ -52,7 +57,19 @@ class Forbidden(DomainError):
 
 
 class Unavailable(DomainError):
+    """A store (the database, Redis) can't serve the request now; clients retry after `retry_after` s."""
+
     status, code, title = 503, "unavailable", "Service unavailable"
+
+    def __init__(self, detail: str | None = None, *, retry_after: int = 2, **extra: Any) -> None:
+        super().__init__(detail, **extra)
+        self.headers = {"Retry-After": str(max(1, retry_after))}
+
+
+class ClientGone(DomainError):
+    """The client closed its connection while its request waited: nothing of it was done."""
+
+    status, code, title = 499, "client_closed_request", "Client closed request"
 
 
 class TooManyRequests(DomainError):
@@ -102,6 +119,72 @@ async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     return resp
 
 
+# SQLSTATE classes of a database that is unreachable or went away rather than of a wrong request:
+# 08 connection exception (08001 is also ours for a refused connect: api.db), 53 insufficient resources
+# (53300 too many connections), 57 operator intervention (57P01 backend terminated, 57014 cancelled).
+_UNAVAILABLE_SQLSTATES = ("08", "53", "57")
+# A deadlock or serialization failure rolled the whole transaction back: nothing was written, and the
+# same request is expected to succeed when tried again.
+_RETRY_SQLSTATES = ("40001", "40P01")
+CLOSE_TRY_AGAIN = 1013  # WebSocket close code "Try Again Later"
+
+
+def unavailable(exc: BaseException) -> Unavailable | None:
+    """The 503 answering a fault of the database or Redis; None for anything else (a logged 500)."""
+    if isinstance(exc, sa.TimeoutError):  # the pool: every connection busy past db_pool_timeout
+        return Unavailable("The database is busy; try again shortly", store="database")
+    if isinstance(exc, sa.DBAPIError) and _database_fault(exc):
+        return Unavailable("The database is not answering; try again shortly", store="database")
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return Unavailable("Redis is not answering; try again shortly", store="redis")
+    return None
+
+
+def _database_fault(exc: sa.DBAPIError) -> bool:
+    if exc.connection_invalidated:  # SQLAlchemy saw the connection die (terminated, reset, closed)
+        return True
+    state = getattr(exc.orig, "sqlstate", None) or ""
+    if state[:2] in _UNAVAILABLE_SQLSTATES or state in _RETRY_SQLSTATES:
+        return True
+    return isinstance(exc, sa.OperationalError) and "database is locked" in str(exc.orig)  # SQLite, past its busy timeout
+
+
+def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
+    """Log a failed step: a store fault as one warning line, anything else with its traceback."""
+    # A store fault is expected while the store is down, and retried: a traceback each time says nothing.
+    if (answer := unavailable(exc)) is not None:
+        logger.warning("%s: the %s is not answering: %s", what, answer.extra["store"], _said(exc))
+    else:
+        logger.error("%s", what, exc_info=exc)
+
+
+async def _store_fault(conn: HTTPConnection, exc: Exception) -> JSONResponse | None:
+    answer = unavailable(exc)
+    if answer is None:
+        raise exc  # on to the 500 handler, which logs it with its traceback
+    log.warning("%s %s: the %s is not answering: %s", getattr(conn, "method", "WEBSOCKET"), conn.url.path,
+                answer.extra["store"], _said(exc))
+    if isinstance(conn, WebSocket):
+        await close_unavailable(conn, answer)
+        return None
+    return await _domain(conn, answer)  # type: ignore[arg-type]
+
+
+def _said(exc: BaseException) -> str:
+    """One line of what failed: the driver's own words where there are some (no SQL, no parameters)."""
+    inner = getattr(exc, "orig", None) or exc
+    text = str(inner).strip()
+    return f"{type(inner).__name__}: {text.splitlines()[0][:200] if text else ''}"
+
+
+async def close_unavailable(ws: WebSocket, answer: Unavailable) -> None:
+    """An `error` message (once accepted), then close 1013 Try Again Later."""
+    with contextlib.suppress(Exception):
+        if ws.application_state == WebSocketState.CONNECTED:
+            await ws.send_json({"type": "error", "code": answer.code, "message": answer.detail})
+        await ws.close(CLOSE_TRY_AGAIN)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path)
     return problem(500, "internal_error", "Internal error", "An unexpected error occurred")
@@ -111,4 +194,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, _domain)
     app.add_exception_handler(RequestValidationError, _validation)
     app.add_exception_handler(StarletteHTTPException, _http)
+    for fault in (sa.DBAPIError, sa.TimeoutError, RedisConnectionError, RedisTimeoutError):
+        app.add_exception_handler(fault, _store_fault)
     app.add_exception_handler(Exception, _unexpected)

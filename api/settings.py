@@ -15,6 +15,14 @@ class Settings(BaseSettings):
     environment: Literal["development", "test", "production"] = "development"
     database_url: str = "sqlite+aiosqlite:///./liaison.db"
     redis_url: str | None = None
+    # PostgreSQL connections per process: pool_size kept, max_overflow more under bursts. The defaults
+    # hold 2 nodes x 2 workers to 80, under PostgreSQL's default max_connections (100, 3 reserved).
+    db_pool_size: int = Field(default=10, ge=1, le=200)
+    db_max_overflow: int = Field(default=10, ge=0, le=200)
+    # Past this wait for a pooled connection (about a hundred times a request's usual time) a request
+    # answers 503 with Retry-After instead of queueing for SQLAlchemy's default 30 s.
+    db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
+    db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
     port: int = 8000
 

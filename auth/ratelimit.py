@@ -1,11 +1,28 @@
-"""Fixed-window failure counters: in Redis when configured, so every node shares them."""
+"""Fixed-window failure counters: in Redis when configured, so every node shares them.
 
+While Redis is not answering, each node counts in its own memory instead (with a warning in the
+log and `liaison_ratelimit_fallback_total` counting the decisions taken so): a 503 would lock every
+user out of signing in for the length of the outage, and letting attempts through unlimited would
+open the door to guessing; a per-node limit still bounds guessing, to the limit times the number
+of processes. Redis is asked again FALLBACK_SECONDS after it failed."""
+
+import logging
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError, TimeoutError
+
+log = logging.getLogger("liaison.auth")
+FALLBACKS = Counter("liaison_ratelimit_fallback_total",
+                    "Rate-limit steps counted in this process's memory because Redis was not answering")
+FALLBACK_SECONDS = 2.0
 
 # Decrement only a key that still exists, so that no count outlives its window.
 _FORGIVE = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('DECR', KEYS[1]) end return 0"
+_MEMORY = object()  # what _shared answers when the step is to be counted in memory
 
 
 class FailureLimiter:
@@ -15,11 +32,13 @@ class FailureLimiter:
         self._redis = redis
         self._window = window
         self._local: dict[str, tuple[int, float]] = {}
+        self._shared_after = 0.0  # monotonic: until then, Redis failed lately and memory counts
 
     async def retry_after(self, key: str, limit: int) -> int | None:
         """Seconds until the key may try again, or None if it may now."""
-        if self._redis is not None:
-            count, ttl = await self._redis.pipeline(transaction=False).get(key).ttl(key).execute()
+        shared = await self._shared(lambda r: r.pipeline(transaction=False).get(key).ttl(key).execute())
+        if shared is not _MEMORY:
+            count, ttl = shared
             return max(ttl, 1) if count is not None and int(count) >= limit else None
         count, ends = self._local.get(key, (0, 0.0))
         now = time.monotonic()
@@ -27,9 +46,10 @@ class FailureLimiter:
 
     async def fail(self, key: str) -> int:
         """Count one failure (or an attempt not yet judged); the key's count in this window, this one included."""
-        if self._redis is not None:
-            count, _ = await self._redis.pipeline(transaction=True).incr(key).expire(key, self._window, nx=True).execute()
-            return int(count)
+        shared = await self._shared(
+            lambda r: r.pipeline(transaction=True).incr(key).expire(key, self._window, nx=True).execute())
+        if shared is not _MEMORY:
+            return int(shared[0])
         now = time.monotonic()
         count, ends = self._local.get(key, (0, 0.0))
         self._local[key] = (count + 1, ends) if ends > now else (1, now + self._window)
@@ -39,15 +59,26 @@ class FailureLimiter:
 
     async def forgive(self, key: str) -> None:
         """Take back one counted attempt that turned out not to be a failure."""
-        if self._redis is not None:
-            await self._redis.eval(_FORGIVE, 1, key)
+        if await self._shared(lambda r: r.eval(_FORGIVE, 1, key)) is not _MEMORY:
             return
         count, ends = self._local.get(key, (0, 0.0))
         if count > 0 and ends > time.monotonic():
             self._local[key] = (count - 1, ends)
 
     async def clear(self, key: str) -> None:
-        if self._redis is not None:
-            await self._redis.delete(key)
-        else:
+        if await self._shared(lambda r: r.delete(key)) is _MEMORY:
             self._local.pop(key, None)
+
+    async def _shared(self, step: Callable[[Redis], Awaitable[Any]]) -> Any:
+        """`step`'s answer from Redis; _MEMORY without Redis, or with one that failed lately."""
+        if self._redis is None:
+            return _MEMORY
+        if time.monotonic() >= self._shared_after:
+            try:
+                return await step(self._redis)
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("Redis is not answering (%s: %s): sign-in limits are counted per node for %.0f s",
+                            type(exc).__name__, exc, FALLBACK_SECONDS)
+                self._shared_after = time.monotonic() + FALLBACK_SECONDS
+        FALLBACKS.inc()
+        return _MEMORY

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
+from api.errors import log_failure
 from consults.escalation import advance
 from consults.lifecycle import ROUTING
 from consults.models import Consult, EscalationStep
@@ -59,8 +60,8 @@ class EscalationWorker:
                     pass
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("escalation step failed; it stays pending and is retried")
+            except Exception as exc:
+                log_failure(log, "escalation step failed; it stays pending and is retried", exc)
             await asyncio.sleep(self._poll)
 
     async def _one(self) -> bool:

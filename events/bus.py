@@ -103,6 +103,7 @@ class RedisWake(Wake):
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                ready.set()  # start need not wait: the log polls until Redis is back
                 log.warning("event wake-up lost Redis (%s); polling the log until it is back", type(exc).__name__)
                 await asyncio.sleep(1)
 

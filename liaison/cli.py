@@ -38,6 +38,7 @@ def _require_schema(url: str) -> None:
 
     # Nodes never migrate: one `liaison migrate` does, before them (deploy/ runs it as a job), so a
     # node's start never races another's DDL and a new node never rewrites the schema under old ones.
+    warning = None
     try:
         warning = asyncio.run(require_current(url))
     except SchemaBehind as exc:

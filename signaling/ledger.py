@@ -14,6 +14,7 @@ In one process the ledger is memory; with Redis, keys that every node shares. Ti
 across nodes (a token's `iat`, Redis's clock) allow for `leeway` seconds of skew."""
 
 import enum
+import logging
 import time
 
 from redis.asyncio import Redis
@@ -23,6 +24,7 @@ from api.errors import Unavailable
 from signaling.messages import ProtocolError
 from signaling.tokens import CallGrant
 
+log = logging.getLogger("liaison.signaling")
 MAX_TOKEN_LIFE = 300  # settings cap call_token_ttl here; a mark must outlive any token issued before it
 
 
@@ -100,9 +102,13 @@ class RedisLedger:
         self.since_key = self.PREFIX + "since"
 
     async def start(self) -> None:
-        """Date the ledger's memory from now, unless it already runs (another node started it)."""
-        seconds, _ = await self._redis.time()
-        await self._redis.set(self.since_key, seconds, nx=True)
+        """Date the ledger's memory from now, unless it already runs (another node started it). With
+        Redis away, the first admission dates it instead (the script sets `since` when it is missing)."""
+        try:
+            seconds, _ = await self._redis.time()
+            await self._redis.set(self.since_key, seconds, nx=True)
+        except RedisError as exc:
+            log.warning("call ledger: Redis is not answering at start (%s); joins wait for it", type(exc).__name__)
 
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
         try:
@@ -112,7 +118,7 @@ class RedisLedger:
                 await pipe.execute()
         except RedisError:
             raise Unavailable("Ending calls needs the signaling store (Redis), which is not answering; "
-                              "nothing was changed") from None
+                              "nothing was changed", store="redis") from None
 
     def keys(self, grant: CallGrant) -> list[str]:
         """The KEYS of ADMIT for this token."""

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
+from api.errors import log_failure
 from consults.models import Consult, Status
 from consults.notify import people
 from events.service import emit
@@ -130,9 +131,9 @@ class RecordWriter:
             async with self._sessions() as session:
                 await record_attendance(session, changes=batch)
             return
-        except Exception:
+        except Exception as exc:
             if len(batch) == 1:  # the call goes on even if its record could not be written; the log says so
-                log.exception("could not record call attendance")
+                log_failure(log, "could not record call attendance", exc)
                 return
         for change in batch:
             await self._write([change])

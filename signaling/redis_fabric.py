@@ -90,6 +90,7 @@ class RedisFabric:
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task] = []
         self._ready = asyncio.Event()
+        self._settled = asyncio.Event()  # the first subscription attempt ended, either way
         self._kick = asyncio.Event()
 
     # -- the interface the server uses -------------------------------------------------------
@@ -98,7 +99,10 @@ class RedisFabric:
         self._deliver = deliver
         self._tasks = [asyncio.create_task(self._listen(), name=f"signaling-fabric-listen-{self.node}"),
                        asyncio.create_task(self._beat(), name=f"signaling-fabric-heartbeat-{self.node}")]
-        await asyncio.wait_for(self._ready.wait(), timeout=5)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._settled.wait(), timeout=5)
+        if not self._ready.is_set():  # Redis is away: serve; joins answer fabric_unavailable until it is back
+            log.warning("signaling fabric: Redis did not answer at start; listening for it in the background")
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -290,6 +294,7 @@ class RedisFabric:
                             subscribed += 1
                             if subscribed == 2:
                                 self._ready.set()
+                                self._settled.set()
                                 self._kick.set()  # after a reconnect, reconcile now rather than at the next beat
                             continue
                         if kind != "message":
@@ -304,8 +309,9 @@ class RedisFabric:
                             log.exception("could not act on a fabric message")
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.warning("signaling fabric lost Redis; retrying", exc_info=True)
+            except Exception as exc:
+                self._settled.set()
+                log.warning("signaling fabric lost Redis (%s: %s); retrying", type(exc).__name__, exc)
                 await asyncio.sleep(0.5)
 
     async def _beat(self) -> None:

@@ -12,6 +12,7 @@ from collections import Counter
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
+from api.errors import CLOSE_TRY_AGAIN, unavailable
 from signaling import service, tokens
 from signaling.fabric import Admission
 from signaling.ice import ice_servers
@@ -103,6 +104,11 @@ class SignalingServer:
             await self._refuse(ws, "join_timeout", "No join within the time allowed")
         except (*self.disconnects, RuntimeError):
             pass
+        except Exception as exc:
+            if (answer := unavailable(exc)) is None:
+                raise
+            log.warning("join refused: the %s is not answering (%s)", answer.extra["store"], type(exc).__name__)
+            await self._refuse(ws, answer.code, answer.detail, CLOSE_TRY_AGAIN)
         return None
 
     async def _join(self, ws: WebSocket, msg: Join) -> Peer:

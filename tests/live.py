@@ -114,7 +114,7 @@ def free_port() -> int:
 class Node:
     """`liaison serve` in its own process, as production runs it."""
 
-    def __init__(self, settings, *, port: int | None = None, workers: int = 1) -> None:
+    def __init__(self, settings, *, port: int | None = None, workers: int = 1, log=None) -> None:
         import os
         import sys
         self.port = port or free_port()
@@ -125,6 +125,7 @@ class Node:
                 env[f"LIAISON_{name.upper()}"] = str(value)
         self._cmd = [sys.executable, "-m", "liaison", "serve", "--port", str(self.port), "--workers", str(workers)]
         self._env = env
+        self.log = log  # a path: the node's stderr (its log) goes there, to be read with log_text()
         self.proc = None
 
     async def start(self) -> "Node":
@@ -132,8 +133,11 @@ class Node:
 
     def spawn(self) -> "Node":
         """Start the process without waiting for it (nodes spawned back to back start together)."""
+        import os
         import subprocess
-        self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        with open(self.log or os.devnull, "ab") as log:  # the child keeps its own copy of the file
+            self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL,
+                                         stderr=log if self.log else subprocess.PIPE)
         return self
 
     async def ready(self) -> "Node":
@@ -147,11 +151,15 @@ class Node:
                         return self
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
-        raise AssertionError(f"node on {self.port} did not start: {self.proc.stderr.read(4000)!r}")
+        raise AssertionError(f"node on {self.port} did not start: {self.log_text()[-4000:] if self.log else self.proc.stderr.read(4000)!r}")
+
+    def log_text(self) -> str:
+        from pathlib import Path
+        return Path(self.log).read_text(errors="replace")
 
     def stderr(self) -> str:
         """What an exited process wrote to stderr: its exception's line, or else the tail."""
-        said = self.proc.stderr.read().decode(errors="replace")
+        said = self.log_text() if self.log else self.proc.stderr.read().decode(errors="replace")
         return "".join(re.findall(r"^[\w.]+(?:Error|Exception): .*", said, re.M)[-1:]) or said[-3000:]
 
     def kill(self) -> None:

@@ -41,3 +41,27 @@ async def test_an_open_socket_on_another_node_gets_what_was_stored_while_redis_w
                 await events.wait_for("offer.created", consult_id=after, timeout=5)
                 ids = [e["id"] for e in events.events if e.get("event") == "offer.created"]
                 assert ids == sorted(set(ids)) and len(ids) == 5  # in order, once each
+
+
+async def test_a_node_started_while_redis_is_down_comes_up_and_recovers_by_itself(scaled):
+    await reset_env(scaled)
+    async with private_redis() as redis:
+        redis.stop()  # its port now refuses connections
+        settings = make_settings(scaled["database_url"], redis.url, events_poll_seconds=0.5)
+        async with serve(settings, settled=False) as (app, host), http(host) as client:
+            assert (await client.get("/healthz")).status_code == 200
+            assert (await client.get("/readyz")).status_code == 503
+            await redis.start()
+            for _ in range(100):
+                if (await client.get("/readyz")).status_code == 200:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("not ready after Redis came back")
+            w = await seed_world(app, client)
+            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
+                              specialty="trauma-surgery")
+            async with EventClient.connect(host, await w.token("b-specialist")) as events:
+                made = await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+                assert made.status_code == 201
+                await events.wait_for("offer.created", consult_id=made.json()["id"])
