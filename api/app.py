@@ -28,7 +28,7 @@ import rosters.hooks
 import rosters.router
 import signaling.router
 from consults.worker import EscalationWorker
-from events.bus import LocalBus, make_wake
+from events.bus import LocalBus, make_feed
 from events.log import EventLog
 from signaling import control, listener
 from signaling.fabric import LocalFabric
@@ -84,7 +84,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> None:
                                    connect_timeout=settings.db_connect_timeout)
     app.state.redis = make_redis(settings.redis_url)
     app.state.bus = LocalBus()
-    app.state.events = EventLog(bus=app.state.bus, wake=make_wake(app.state.redis),
+    app.state.events = EventLog(bus=app.state.bus, feed=make_feed(app.state.redis),
                                 poll_seconds=settings.events_poll_seconds)
     app.state.ledger = make_ledger(app.state.redis, leeway=settings.clock_leeway)
     app.state.sessionmaker = make_sessionmaker(app.state.engine, ledger=app.state.ledger,

@@ -1,5 +1,6 @@
-"""Fan-out of the log's events to this process's subscribers, and the wake-up that tells the other
-nodes there is more to read. Redis carries no event: it only shortens the wait (events.log)."""
+"""Fan-out of the log's events to this process's subscribers, and the feed that carries each
+sequenced batch to the other nodes (Redis). The feed is a shortcut: every node can read the log
+from the database, and does when a batch is missing (events.log)."""
 
 import asyncio
 import contextlib
@@ -7,10 +8,10 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable
 
+import orjson
 from redis.asyncio import Redis
 
 log = logging.getLogger("liaison.events")
-WAKE_CHANNEL = "liaison:events:wake"
 QUEUE_BOUND = 1000
 
 
@@ -55,34 +56,49 @@ class LocalBus:
                 sub.offer(event)
 
 
-class Wake:
-    """No other node: nothing to wake."""
+OnBatch = Callable[[str, list[dict] | None], None]  # (node, batch); None: batches may have been missed
 
-    async def start(self, on_wake: Callable[[], None]) -> None:
+
+class Feed:
+    """No other node: nothing to tell, nothing to hear."""
+
+    def name(self, log_id: str) -> None:
         return None
 
-    async def ring(self) -> None:
+    async def start(self, on_batch: OnBatch) -> None:
+        return None
+
+    async def publish(self, node: str, batch: list[dict]) -> None:
         return None
 
     async def stop(self) -> None:
         return None
 
 
-class RedisWake(Wake):
-    """A Redis channel on which a node that sequenced events rings every node to read them."""
+class RedisFeed(Feed):
+    """The log's Redis channel: a node that sequenced a batch publishes it, every other node takes it."""
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
+        self._channel: str | None = None
+        self._named = asyncio.Event()
         self._task: asyncio.Task | None = None
 
-    async def start(self, on_wake: Callable[[], None]) -> None:
-        ready = asyncio.Event()
-        self._task = asyncio.create_task(self._listen(on_wake, ready), name="events-wake-listener")
-        with contextlib.suppress(TimeoutError):  # Redis may be down at start: the log polls meanwhile
-            await asyncio.wait_for(ready.wait(), timeout=5)
+    def name(self, log_id: str) -> None:
+        """The channel is the log's own: deployments sharing one Redis never hear each other."""
+        self._channel = f"liaison:events:{log_id}"
+        self._named.set()
 
-    async def ring(self) -> None:
-        await self._redis.publish(WAKE_CHANNEL, b"1")
+    async def start(self, on_batch: OnBatch) -> None:
+        ready = asyncio.Event()
+        self._task = asyncio.create_task(self._listen(on_batch, ready), name="events-feed")
+        if self._named.is_set():  # else the database is away: the log polls until it can name us
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(ready.wait(), timeout=5)
+
+    async def publish(self, node: str, batch: list[dict]) -> None:
+        if self._channel is not None:
+            await self._redis.publish(self._channel, orjson.dumps({"node": node, "events": batch}))
 
     async def stop(self) -> None:
         if self._task:
@@ -90,23 +106,25 @@ class RedisWake(Wake):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
 
-    async def _listen(self, on_wake: Callable[[], None], ready: asyncio.Event) -> None:
+    async def _listen(self, on_batch: OnBatch, ready: asyncio.Event) -> None:
+        await self._named.wait()
         while True:
             try:
                 async with self._redis.pubsub(ignore_subscribe_messages=True) as pubsub:
-                    await pubsub.subscribe(WAKE_CHANNEL)
+                    await pubsub.subscribe(self._channel)
                     ready.set()
-                    on_wake()  # whatever was rung while we were away
+                    on_batch("", None)  # whatever was published while we were not listening
                     async for message in pubsub.listen():
                         if message["type"] == "message":
-                            on_wake()
+                            heard = orjson.loads(message["data"])
+                            on_batch(heard["node"], heard["events"])
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 ready.set()  # start need not wait: the log polls until Redis is back
-                log.warning("event wake-up lost Redis (%s); polling the log until it is back", type(exc).__name__)
+                log.warning("event feed lost Redis (%s); polling the log until it is back", type(exc).__name__)
                 await asyncio.sleep(1)
 
 
-def make_wake(redis: Redis | None) -> Wake:
-    return RedisWake(redis) if redis is not None else Wake()
+def make_feed(redis: Redis | None) -> Feed:
+    return RedisFeed(redis) if redis is not None else Feed()

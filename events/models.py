@@ -2,8 +2,8 @@
 
 An event's `id` is taken when it is inserted, but transactions commit in another order, so `id`
 cannot be a reader's cursor: a reader that saw id 9 could miss id 8 committing after it. `pos` is
-given by the log's sequencer (events.log) once the event's transaction has committed, in one
-serialized step at a time, so it only ever grows in commit order: `pos > last seen` is gap-free."""
+given by the log's sequencer (events.log) once the event's transaction has committed, one step at a
+time, so it only ever grows in commit order: `pos > last seen` is gap-free."""
 
 import uuid
 from datetime import datetime
@@ -45,15 +45,20 @@ class Event(SQLModel, table=True):
     created_at: datetime = created_field()
 
     def wire(self) -> dict:
-        """As clients receive it: `id` is the log position, the cursor to reconnect with."""
-        return {"type": "event", "id": self.pos, "event": self.type, "channel": self.channel,
-                "consult_id": str(self.consult_id) if self.consult_id else None, "data": self.data,
-                "at": self.created_at.isoformat()}
+        return wire(self)
 
 
-class EventCursor(SQLModel, table=True):
-    """One row: the last position given. Locking it is what makes sequencing one step at a time."""
+class EventLogRow(SQLModel, table=True):
+    """One row: the log's own id (it names the log's Redis channel, so that two deployments sharing a
+    Redis never feed each other), and the lock that makes sequencing one step at a time."""
 
-    __tablename__ = "event_cursor"
+    __tablename__ = "event_log"
     id: int = Field(primary_key=True)
-    last_pos: int = Field(sa_column=Column(BigInteger, nullable=False))
+    log_id: str = Field(max_length=32)
+
+
+def wire(row) -> dict:
+    """An event as clients receive it (from an Event, or a row of its columns): `id` is its position."""
+    return {"type": "event", "id": row.pos, "event": row.type, "channel": row.channel,
+            "consult_id": str(row.consult_id) if row.consult_id else None, "data": row.data,
+            "at": row.created_at.isoformat()}

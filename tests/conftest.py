@@ -94,7 +94,7 @@ async def reset_pg(url: str) -> None:
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
         await conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
-        await conn.execute(text("INSERT INTO event_cursor (id, last_pos) VALUES (1, 0)"))
+        await conn.execute(text("INSERT INTO event_log (id, log_id) VALUES (1, :i)"), {"i": uuid.uuid4().hex})
     await engine.dispose()
 
 
@@ -137,8 +137,9 @@ async def app(env, settings_overrides):
 async def _report_stuck_shutdown(seconds: float) -> None:
     """A shutdown that hangs names what it waits on, instead of stalling the suite without a word."""
     await asyncio.sleep(seconds)
-    for task in asyncio.all_tasks():
-        task.print_stack(file=sys.stderr)
+    for task in asyncio.all_tasks():  # past pytest's capture: a hung teardown never reports
+        print(f"--- {task.get_name()}", file=sys.__stderr__)
+        task.print_stack(file=sys.__stderr__)
     pytest.fail(f"the app did not shut down within {seconds}s; its tasks are printed above")
 
 

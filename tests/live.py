@@ -37,7 +37,10 @@ async def serve(settings, *, settled: bool = True):
         yield app, f"127.0.0.1:{port}"
     finally:
         server.should_exit = True
+        from tests.conftest import _report_stuck_shutdown
+        watchdog = asyncio.create_task(_report_stuck_shutdown(30))
         await asyncio.wait_for(task, timeout=10)
+        watchdog.cancel()
 
 
 async def settle(app) -> None:

@@ -1,8 +1,10 @@
-"""events: a commit-ordered position (`pos`) given by the log's sequencer, and its cursor
+"""events: a commit-ordered position (`pos`) given by the log's sequencer, and the log's row
 
 Revision ID: 0005
 Revises: 0004
 """
+import uuid
+
 from alembic import op
 import sqlalchemy as sa
 
@@ -22,15 +24,15 @@ def upgrade() -> None:
     op.create_index('ux_events_pos', 'events', ['pos'], unique=True)
     op.create_index('ix_events_unsequenced', 'events', ['id'], postgresql_where=sa.text('pos IS NULL'),
                     sqlite_where=sa.text('pos IS NULL'))
-    op.create_table('event_cursor',
+    op.create_table('event_log',
                     sa.Column('id', sa.Integer(), nullable=False),
-                    sa.Column('last_pos', sa.BigInteger(), nullable=False),
+                    sa.Column('log_id', sa.String(length=32), nullable=False),
                     sa.PrimaryKeyConstraint('id'))
-    op.execute("INSERT INTO event_cursor (id, last_pos) SELECT 1, COALESCE(MAX(id), 0) FROM events")
+    op.execute(f"INSERT INTO event_log (id, log_id) VALUES (1, '{uuid.uuid4().hex}')")
 
 
 def downgrade() -> None:
-    op.drop_table('event_cursor')
+    op.drop_table('event_log')
     op.drop_index('ix_events_unsequenced', 'events')
     op.drop_index('ux_events_pos', 'events')
     op.drop_index('ix_events_channel_pos', 'events')

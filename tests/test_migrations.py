@@ -1,0 +1,66 @@
+"""Upgrading a database that already holds events and an audit trail keeps both whole."""
+
+import uuid
+from datetime import datetime, timezone
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from api.db import make_sessionmaker
+from api.migrate import upgrade
+from audit.chain import event_hash
+from audit.models import GENESIS_HASH, AuditEvent
+from audit.service import verify_chain
+from tests.conftest import PG_ADMIN_URL, _unavailable
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def fresh_url(request, tmp_path):
+    if request.param == "sqlite":
+        yield f"sqlite+aiosqlite:///{tmp_path}/old.db"
+        return
+    import asyncpg
+    name = f"liaison_migrations_{uuid.uuid4().hex[:8]}"
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""), timeout=5)
+    except Exception as exc:
+        _unavailable("PostgreSQL", exc)
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    await admin.close()
+
+
+async def test_events_and_a_sealed_chain_survive_the_upgrade(fresh_url):
+    await upgrade(fresh_url, "0004")
+    engine = create_async_engine(fresh_url)
+    prev = GENESIS_HASH
+    async with engine.begin() as conn:
+        for seq in (1, 2):
+            row = AuditEvent(seq=seq, at=datetime(2026, 11, 1, tzinfo=timezone.utc), actor_type="user",
+                             action=f"old.{seq}", outcome="success", prev_hash=prev, hash="")
+            row.hash = event_hash(row, prev)
+            await conn.execute(text(
+                "INSERT INTO audit_events (seq, at, actor_type, action, outcome, prev_hash, hash) "
+                "VALUES (:seq, :at, :actor_type, :action, :outcome, :prev_hash, :hash)"),
+                {k: getattr(row, k) for k in ("seq", "at", "actor_type", "action", "outcome", "prev_hash", "hash")})
+            prev = row.hash
+        await conn.execute(text("UPDATE audit_head SET seq = 2, hash = :h WHERE id = 1"), {"h": prev})
+        for n in range(3):
+            await conn.execute(text("INSERT INTO events (channel, type, data, created_at) VALUES "
+                                    "('u:x', 'old', '{}', CURRENT_TIMESTAMP)"))
+    await engine.dispose()
+
+    await upgrade(fresh_url)
+    engine = create_async_engine(fresh_url)
+    try:
+        async with engine.connect() as conn:
+            positions = (await conn.execute(text("SELECT pos FROM events ORDER BY id"))).scalars().all()
+            log_ids = (await conn.execute(text("SELECT log_id FROM event_log"))).scalars().all()
+        assert positions == [1, 2, 3] and len(log_ids) == 1 and len(log_ids[0]) == 32
+        async with make_sessionmaker(engine)() as session:
+            report = await verify_chain(session)
+        assert report.ok and report.checked == 2
+    finally:
+        await engine.dispose()
