@@ -5,7 +5,7 @@ sends consults at a steady rate (open loop: a request every 1/rate s whatever th
 times, for each, from sending the POST until the matching `offer.created` arrives on the
 specialist's WebSocket.
 
-1. At RATE a second for SECONDS (the first WARMUP dropped): p50/p90/p99 against the node's bare
+1. After WARM_S s at half the rate (not counted), at RATE a second for SECONDS (the first WARMUP dropped): p50/p90/p99 against the node's bare
    HTTP round trip (/healthz) at the same rate in the same run, and the CPU each consult costs the
    node and its PostgreSQL backends.
 2. A rate search: STEPS a second, STEP_S seconds each (the first STEP_WARM s dropped), stopping at
@@ -37,7 +37,7 @@ from bench.http import Pool, Request
 from bench.load import Phase, open_loop
 from bench.nodes import CpuMeter, Node
 
-RATE, SECONDS, WARMUP = 50, 10, 25
+RATE, SECONDS, WARMUP, WARM_S = 50, 10, 25, 2.0
 STEPS = tuple(int(r) for r in os.environ.get("BENCH_STEPS", "25,50,75,100,150,200,300").split(","))
 STEP_S, STEP_WARM, TARGET_MS = 6.0, 1.0, 50.0
 TIMEOUT, GRACE, CONNECTIONS = 5.0, 3.0, 256
@@ -72,7 +72,7 @@ class Client:
             limits = httpx.Limits(max_connections=CONNECTIONS, max_keepalive_connections=CONNECTIONS)
             self.httpx = httpx.AsyncClient(base_url=f"http://{self.host}", timeout=TIMEOUT, limits=limits)
         else:
-            self.pool = await Pool(self.host, CONNECTIONS).warm(128)
+            self.pool = await Pool(self.host, CONNECTIONS).warm(64)
         return self
 
     async def close(self) -> None:
@@ -120,6 +120,8 @@ async def _measure(node: Node, url: str, users: dict) -> list[Row]:
             await ws.recv()
             arrived: dict[str, float] = {}
             listener = asyncio.create_task(_listen(ws, arrived))
+            await open_loop(RATE / 2, WARM_S, client.create)  # each worker's pool opened, statements prepared
+            await asyncio.sleep(0.5)
             load = loadavg()
             await meter.start()
             sent = await open_loop(RATE, SECONDS, client.create)
@@ -208,7 +210,7 @@ def _step(rate: int, phase: Phase, arrived: dict, meter: CpuMeter, load: str) ->
     created = sum(1 for cid, _, _ in phase.results if cid is not None) or 1
     p99 = rank(latencies, 0.99)
     return {"rate": rate, "n": len(kept), "p50": rank(latencies, 0.5), "p99": p99, "ok": p99 <= TARGET_MS,
-            "answers": answers, "offered": len(phase.results) / phase.wall if phase.wall else 0.0,
+            "answers": answers, "offered": (len(phase.results) - 1) / phase.span if phase.span else 0.0,
             "lag_p99": rank(phase.lag_ms, 0.99), "client_ms": phase.client_ms_per_request(),
             "client_share": phase.client_share(), "node_ms": meter.server * 1000 / created,
             "pg_ms": meter.database * 1000 / created, "load": load}

@@ -94,8 +94,8 @@ class Pool:
     async def warm(self, n: int | None = None) -> "Pool":
         """Open connections ahead of the timed phase (connecting costs more than a request); those
         left idle for IDLE_LIMIT are dropped before the server's keep-alive timeout closes them."""
-        conns = [await self._connect() for _ in range(min(n or self.size, self.size))]
-        self._idle.extend(conns)
+        conns = await asyncio.gather(*(self._connect() for _ in range(min(n or self.size, self.size))))
+        self._idle.extend(conns)  # opened at once, so that the workers of a node all accept some of them
         return self
 
     async def _connect(self) -> _Conn:
@@ -109,11 +109,12 @@ class Pool:
         return conn
 
     async def _acquire(self) -> _Conn:
+        """The connection idle the longest (round robin, like many clients each with a connection of
+        its own: a node's workers get the requests in the proportion they accepted the connections);
+        one idle for IDLE_LIMIT is dropped before the server's keep-alive timeout closes it."""
         now = time.monotonic()
-        while self._idle and (not self._idle[0].alive or now - self._idle[0].idle_since >= IDLE_LIMIT):
-            self._drop(self._idle.popleft())  # the least recently used, gone stale
         while self._idle:
-            conn = self._idle.pop()  # the most recently used: the others may idle out
+            conn = self._idle.popleft()
             if conn.alive and now - conn.idle_since < IDLE_LIMIT:
                 return conn
             self._drop(conn)

@@ -19,6 +19,7 @@ class Phase:
     results: list = field(default_factory=list)
     lag_ms: list[float] = field(default_factory=list)
     wall: float = 0.0
+    span: float = 0.0  # open loop: from the first start to the last (the rate actually offered is n / span)
     client_cpu: float = 0.0  # seconds of this process's CPU over the phase
 
     def client_ms_per_request(self) -> float:
@@ -40,6 +41,7 @@ async def open_loop(rate: float, seconds: float, call: Callable[[], Awaitable]) 
             await asyncio.sleep(delay)
         phase.lag_ms.append((time.perf_counter() - due) * 1000)
         tasks.append(loop.create_task(call()))
+    phase.span = time.perf_counter() - start
     phase.results = list(await asyncio.gather(*tasks))
     phase.wall, phase.client_cpu = time.perf_counter() - start, time.process_time() - cpu0
     return phase
