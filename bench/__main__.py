@@ -1,6 +1,12 @@
-"""`make bench`: every benchmark, one table. Needs PostgreSQL and Redis on 127.0.0.1.
+"""`make bench`: every benchmark, one table. Needs PostgreSQL and Redis on 127.0.0.1 (about 4-7 minutes).
 
-BENCH_ONLY=consults,reads (a comma-separated list of the names below) runs only those."""
+- BENCH_ONLY=consults,reads (a comma-separated list of the names below) runs only those;
+- LIAISON_BENCH_DATABASE_URL, LIAISON_BENCH_REDIS_URL: the server to make scratch databases on, and
+  the Redis (pick a DB number of your own on a shared machine);
+- consults: BENCH_WORKERS (2), BENCH_STEPS (25,50,75,100,150,200,300), BENCH_CLIENT=httpx to load
+  through httpx instead of bench.http (to see what the client costs).
+
+`python -m bench.profile create|read [RATE] [SECONDS]` profiles a node's CPU per request (not run here)."""
 
 import asyncio
 import logging
