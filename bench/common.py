@@ -1,5 +1,6 @@
 """Shared by the benchmarks: a scratch database, node settings, seeding, timing statistics, the table."""
 
+import math
 import os
 import statistics
 import uuid
@@ -20,6 +21,7 @@ PG = os.environ.get("LIAISON_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres
 REDIS = os.environ.get("LIAISON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 PASSWORD = "bench-password-1"
 SECRET = "bench-secret-" + "x" * 40
+NO_EXPIRY = {"emergent": 3600, "urgent": 3600, "routine": 4 * 3600}  # escalation windows no benchmark outlasts
 BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
         "patient_ref": "B-1", "languages": ["en"]}  # the consult every benchmark creates
 
@@ -45,13 +47,15 @@ async def scratch_database():
         await admin.close()
 
 
-async def seed(url: str, *, specialists: int) -> dict:
-    """One org with a clinician and `specialists` specialists on call for trauma surgery (tier 1)."""
+async def seed(url: str, *, specialists: int, escalation_windows: dict | None = None) -> dict:
+    """One org with a clinician and `specialists` specialists on call for trauma surgery (tier 1);
+    `escalation_windows` (seconds by urgency) as the org's policy, e.g. so that no offer expires
+    while a benchmark runs (the escalation that follows would be load of another kind)."""
     engine = make_engine(url)
     digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
     now = datetime.now(timezone.utc)
     async with make_sessionmaker(engine)() as session:
-        org = Organization(name="Bench Field Hospital", kind="military")
+        org = Organization(name="Bench Field Hospital", kind="military", escalation_windows=escalation_windows)
         session.add(org)
         await session.flush()
         clinician = User(org_id=org.id, username="bench-clinician", roles=["clinician"], password_hash=digest)
@@ -67,7 +71,23 @@ async def seed(url: str, *, specialists: int) -> dict:
                               starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=4)))
         await commit(session)
     await engine.dispose()
-    return {"clinician": "bench-clinician", "specialists": [s.username for s in specs]}
+    return {"clinician": "bench-clinician", "specialists": [s.username for s in specs], "org_id": str(org.id)}
+
+
+def loadavg() -> str:
+    """The machine's 1/5/15-minute load averages (as `uptime` prints them): other work shares the cores."""
+    with open("/proc/loadavg") as f:
+        return " ".join(f.read().split()[:3])
+
+
+def rank(samples: list[float], q: float) -> float:
+    """The q-quantile (0 < q < 1) by nearest rank: a failed request counted as +inf stays +inf."""
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))] if ordered else math.nan
+
+
+def ms(value: float) -> str:
+    return "∞ (failures)" if math.isinf(value) else f"{value:.1f} ms"
 
 
 def percentiles(samples_ms: list[float]) -> dict[str, float]:

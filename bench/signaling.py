@@ -43,7 +43,7 @@ import httpx
 
 from api.settings import Settings
 from bench.common import BODY, PASSWORD, node_settings, percentiles, scratch_database, seed
-from tests.live import Node, free_port
+from bench.nodes import Node, free_port
 
 try:
     from websockets.speedups import apply_mask

@@ -18,7 +18,7 @@ import httpx
 import websockets
 
 from bench.common import BODY, PASSWORD, node_settings, percentiles, scratch_database, seed
-from tests.live import Node
+from bench.nodes import Node
 
 RATE, ROUND_S, ROUNDS, WARMUP = 500, 3.0, 4, 100  # 1,500 messages a round: 6,000 a path
 CANDIDATE = "candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0.0.1 rport 46154 generation 0"
