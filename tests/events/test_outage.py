@@ -2,14 +2,24 @@
 Redis only wakes the other nodes sooner; each node reads the stored log itself."""
 
 import asyncio
+from contextlib import asynccontextmanager
 
 import pytest
 
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import EventClient, http, put_on_call, serve
-from tests.redis_server import private_redis
+from tests.faults import PrivateRedis
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
+
+
+@asynccontextmanager
+async def private_redis():
+    redis = await PrivateRedis().start()
+    try:
+        yield redis
+    finally:
+        redis.stop()
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Attendance is written after the fact, in batches, with the times things happened; a change that
 cannot be written costs no other change its record."""
 
+import contextlib
 import uuid
 from datetime import datetime, timedelta, timezone
 
 from sqlalchemy import event, select
 
+from api.db import make_engine, make_sessionmaker
 from consults.models import Consult
 from events.models import Event
 from signaling.models import Attendance, Call
@@ -15,10 +17,19 @@ from tests.live import accepted_consult
 BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 
 
-def counting_commits(app) -> list[int]:
+@contextlib.asynccontextmanager
+async def counted_writer(app):
+    """A writer on an engine of its own, whose commits are counted: the app's own background work (the
+    event log, the audit sealer) commits on the app's engine, on its own clock."""
+    engine = make_engine(str(app.state.engine.url.render_as_string(hide_password=False)))
     commits = [0]
-    event.listen(app.state.engine.sync_engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
-    return commits
+    event.listen(engine.sync_engine, "commit", lambda _conn: commits.__setitem__(0, commits[0] + 1))
+    writer = RecordWriter(make_sessionmaker(engine), delay=0.2)
+    writer.start()
+    try:
+        yield writer, commits
+    finally:
+        await engine.dispose()
 
 
 async def a_call(app, world) -> tuple[uuid.UUID, list[Joined | Left]]:
@@ -41,12 +52,10 @@ async def written(app, consult: uuid.UUID) -> tuple[list[Call], list[Attendance]
 
 async def test_a_burst_of_changes_is_one_transaction_with_the_times_they_happened(app, world):
     consult, changes = await a_call(app, world)
-    writer = RecordWriter(app.state.sessionmaker, delay=0.2)
-    writer.start()
-    commits = counting_commits(app)
-    for change in changes:
-        writer.add(change)
-    await writer.stop()
+    async with counted_writer(app) as (writer, commits):
+        for change in changes:
+            writer.add(change)
+        await writer.stop()
     assert commits[0] == 1
     [call], rows, row, events = await written(app, consult)
     assert [(r.peer_id, r.joined_at, r.left_at) for r in rows] == [
@@ -58,13 +67,11 @@ async def test_a_burst_of_changes_is_one_transaction_with_the_times_they_happene
 
 async def test_a_change_that_cannot_be_written_loses_no_other(app, world):
     consult, changes = await a_call(app, world)
-    writer = RecordWriter(app.state.sessionmaker, delay=0.2)
-    writer.start()
-    commits = counting_commits(app)
     poison = Joined(uuid.uuid4(), world.users["a-clinician"], "ghost")  # no such consult
-    for change in changes[:2] + [poison] + changes[2:]:
-        writer.add(change)
-    await writer.stop()
+    async with counted_writer(app) as (writer, commits):
+        for change in changes[:2] + [poison] + changes[2:]:
+            writer.add(change)
+        await writer.stop()
     assert commits[0] == 4  # the batch failed, then each change alone: the four good ones committed
     [call], rows, _, events = await written(app, consult)
     assert [r.peer_id for r in rows] == ["pa", "pb"] and all(r.left_at for r in rows) and call.ended_at
