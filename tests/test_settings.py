@@ -21,3 +21,11 @@ def test_asymmetric_needs_a_key():
 def test_access_tokens_live_at_most_fifteen_minutes():
     with pytest.raises(ValidationError):
         Settings(access_token_ttl=901)
+
+
+def test_every_setting_is_in_the_readme():
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    missing = [name for name in Settings.model_fields if f"LIAISON_{name.upper()}" not in readme]
+    assert not missing, f"settings the README does not name: {missing}"
