@@ -1,4 +1,7 @@
-"""The application factory: settings in, a wired FastAPI app out."""
+"""The application factory, and the composition root: settings in, a wired FastAPI app out.
+
+The one module that knows every domain: it mounts their routers, registers the hooks through which
+a lower layer's changes reach a higher one, and runs their background tasks (README, Layout)."""
 
 import asyncio
 import logging
