@@ -26,6 +26,7 @@ import consults.boundary
 import consults.reoffer
 import consults.router
 import events.router
+import orgs.bootstrap
 import orgs.router
 import rosters.hooks
 import rosters.router
@@ -50,6 +51,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
+        await orgs.bootstrap.on_startup(app)
         sealer = Sealer(app.state.sessionmaker, seconds=settings.audit_seal_seconds)
         sealer.start()
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
