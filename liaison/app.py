@@ -17,9 +17,12 @@ from api.redis import make_redis
 from api.settings import Settings, get_settings
 import agreements.hooks
 import agreements.router
-import audit.hooks
 import audit.router
 from audit.sealer import Sealer
+from auth.dependencies import require
+from auth.identity import authenticate
+from auth.roles import Perm
+import auth.denials
 import auth.router
 import auth.startup
 import consults.boundary
@@ -69,16 +72,18 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Liaison", version="0.1.0", lifespan=lifespan,
                   description="Telemedicine consultation backend for civil-military health cooperation.")
     app.state.settings = settings
-    app.state.on_denial = audit.hooks.record_denial
+    app.state.on_denial = auth.denials.record_denial
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     rosters.hooks.on_call(consults.reoffer.specialist_on_call)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
-    for module in (auth.router, orgs.router, agreements.router, audit.router, rosters.router, consults.router,
-                   events.router, signaling.router):
-        app.include_router(module.router, prefix="/api/v1")
+    # Audit and events sit below auth: their routers are handed its guard and its authentication.
+    for router in (auth.router.router, orgs.router.router, agreements.router.router,
+                   audit.router.build(reader=require(Perm.audit_read)), rosters.router.router, consults.router.router,
+                   events.router.build(authenticate=authenticate), signaling.router.router):
+        app.include_router(router, prefix="/api/v1")
     return app
 
 
