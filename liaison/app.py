@@ -30,6 +30,7 @@ import consults.reoffer
 import consults.router
 import events.router
 import orgs.bootstrap
+import orgs.hooks
 import orgs.router
 import rosters.hooks
 import rosters.router
@@ -75,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.on_denial = auth.denials.record_denial
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     rosters.hooks.on_call(consults.reoffer.specialist_on_call)
+    orgs.hooks.on_user_disabled(control.user_calls_end)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
