@@ -11,8 +11,7 @@ from audit.service import record
 from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
-from consults import access, capacity, notify, reoffer
-from signaling import control
+from consults import access, capacity, hooks, notify, reoffer
 from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
 from consults.lifecycle import ALLOWED_FROM
@@ -41,7 +40,8 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
     await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
-        control.remove_from_room(session, consult.id, previous, "The consult was reassigned to another specialist")
+        hooks.removed_from_calls(session, consult_id=consult.id, user_id=previous,
+                                 reason="The consult was reassigned to another specialist")
         await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
     await notify.status_changed(session, consult)
     await record(session, actor=actor, action="consult.assign", org_id=consult.org_id, resource_type="consult",
@@ -64,7 +64,7 @@ async def complete(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
     consult.first_response_at = consult.first_response_at or now
     await reoffer.load_dropped(session, consult, now)
     await notify.status_changed(session, consult)
-    control.close_room(session, consult.id, "The consult was completed")
+    hooks.calls_ended(session, consult_id=consult.id, reason="The consult was completed")
     await record(session, actor=actor, action="consult.complete", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)

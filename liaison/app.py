@@ -26,6 +26,7 @@ import auth.denials
 import auth.router
 import auth.startup
 import consults.boundary
+import consults.hooks
 import consults.reoffer
 import consults.router
 import events.router
@@ -77,6 +78,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     rosters.hooks.on_call(consults.reoffer.specialist_on_call)
     orgs.hooks.on_user_disabled(control.user_calls_end)
+    consults.hooks.on_calls_ended(control.close_room)
+    consults.hooks.on_removed_from_calls(control.remove_from_room)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
