@@ -16,6 +16,7 @@ from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
 from consults.lifecycle import ALLOWED_FROM
 from consults.models import Consult, Status
+from rosters import profiles
 
 
 async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, specialist_id: uuid.UUID) -> Consult:
@@ -36,7 +37,7 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
     consult.status, consult.assigned_to, consult.assigned_org_id = Status.accepted, specialist.id, specialist.org_id
     consult.accepted_at, consult.updated_at = consult.accepted_at or now, now
     if profile is not None:
-        profile.last_assigned_at = now
+        profiles.assigned(profile, now)
     await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
