@@ -105,6 +105,20 @@ async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, 
     return user
 
 
+async def escalation_windows(session: AsyncSession, org_id: uuid.UUID) -> dict[str, int]:
+    """The org's own escalation windows by urgency, none for defaults (consults.policy checks the caller,
+    audits and fills the defaults in)."""
+    org = await session.get(Organization, org_id)
+    return org.escalation_windows or {}
+
+
+async def set_escalation_windows(session: AsyncSession, org_id: uuid.UUID, windows: dict[str, int]) -> dict[str, int]:
+    """Replace the org's escalation windows, in the caller's transaction; what is stored."""
+    org = await session.get(Organization, org_id)
+    org.escalation_windows = dict(windows)
+    return org.escalation_windows
+
+
 def _grantable(roles: list[str]) -> list[str]:
     bad = sorted(set(roles) - set(GRANTABLE))
     if bad:
