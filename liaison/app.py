@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                   description="Telemedicine consultation backend for civil-military health cooperation.")
     app.state.settings = settings
     app.state.on_denial = auth.denials.record_denial
+    # A lower package's change, a higher one's reaction: each hook is declared below and registered here.
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     rosters.hooks.on_call(consults.reoffer.specialist_on_call)
     orgs.hooks.on_user_disabled(control.user_calls_end)
