@@ -1,1 +1,1 @@
-"""Liaison's application core: settings, database, errors, app factory."""
+"""Liaison's kernel: settings, database, errors, middleware, health, Redis, migrations. It imports no domain."""

@@ -91,10 +91,6 @@ class Settings(BaseSettings):
             raise ValueError("LIAISON_JWT_PRIVATE_KEY is required for asymmetric algorithms")
         return self
 
-    @property
-    def is_sqlite(self) -> bool:
-        return self.database_url.startswith("sqlite")
-
 
 @lru_cache
 def get_settings() -> Settings:

@@ -1,5 +1,7 @@
 """Reading the audit trail."""
 
+from collections.abc import Callable
+
 from fastapi import APIRouter, Depends, Query
 from pydantic import AwareDatetime
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -8,19 +10,22 @@ from api.db import get_session
 from api.schemas import Page, PageParams, make_page, page_params
 from audit import service
 from audit.schemas import AuditEventOut
-from auth.dependencies import require
-from auth.principal import Actor
-from auth.roles import Perm
-
-router = APIRouter(tags=["audit"])
+from audit.service import Actor
 
 
-@router.get("/audit", response_model=Page[AuditEventOut])
-async def list_audit(action: str | None = Query(None, max_length=80), resource_type: str | None = Query(None, max_length=40),
-                     since: AwareDatetime | None = None, until: AwareDatetime | None = None,
-                     page: PageParams = Depends(page_params), actor: Actor = Depends(require(Perm.audit_read)),
-                     session: AsyncSession = Depends(get_session)):
-    """Audit events about the caller's org's data, newest first, including partner orgs' reads of it."""
-    rows = await service.list_events(session, actor=actor, action=action, resource_type=resource_type,
-                                     since=since, until=until, limit=page.limit + 1, offset=page.offset)
-    return make_page(rows, page, AuditEventOut.model_validate)
+def build(reader: Callable) -> APIRouter:
+    """The trail's routes, behind `reader`: the dependency that lets through those who may read it.
+    Audit sits below auth, so liaison.app hands auth's in (require(Perm.audit_read))."""
+    router = APIRouter(tags=["audit"])
+
+    @router.get("/audit", response_model=Page[AuditEventOut])
+    async def list_audit(action: str | None = Query(None, max_length=80), resource_type: str | None = Query(None, max_length=40),
+                         since: AwareDatetime | None = None, until: AwareDatetime | None = None,
+                         page: PageParams = Depends(page_params), actor: Actor = Depends(reader),
+                         session: AsyncSession = Depends(get_session)):
+        """Audit events about the caller's org's data, newest first, including partner orgs' reads of it."""
+        rows = await service.list_events(session, actor=actor, action=action, resource_type=resource_type,
+                                         since=since, until=until, limit=page.limit + 1, offset=page.offset)
+        return make_page(rows, page, AuditEventOut.model_validate)
+
+    return router

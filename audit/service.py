@@ -3,14 +3,26 @@
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from audit.chain import event_hash
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
-from auth.principal import Actor
 from api.db import commit
+
+
+class Actor(Protocol):
+    """Who acted, as far as the trail records them: auth.principal.Actor is one (audit sits below
+    auth, so it imports none of it)."""
+
+    kind: str
+    id: uuid.UUID | None
+    org_id: uuid.UUID | None
+    request_id: str | None
+    client_addr: str | None
+    is_platform_admin: bool
 
 
 async def record(session: AsyncSession, *, actor: Actor, action: str, outcome: str = "success",

@@ -20,9 +20,6 @@ class Actor:
     def can(self, perm: Perm) -> bool:
         return perm in self.perms
 
-    def has_role(self, role: str) -> bool:
-        return role in self.roles
-
     @property
     def is_platform_admin(self) -> bool:
         return "platform_admin" in self.roles

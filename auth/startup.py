@@ -1,42 +1,10 @@
-"""Start-up: the auth context, and the platform admin named by the environment."""
-
-import logging
+"""Start-up: the auth context. (The platform admin the environment names is orgs.bootstrap's: it
+comes with an org.)"""
 
 from fastapi import FastAPI
-from sqlalchemy import select
 
 from auth.context import build_auth_context
-from auth.models import User
-from orgs.models import Organization, OrgKind
-from api.db import commit
-from api.locks import BOOTSTRAP, hold
-
-log = logging.getLogger("liaison.auth")
 
 
 async def on_startup(app: FastAPI) -> None:
     app.state.auth = build_auth_context(app.state.settings, app.state.redis)
-    s = app.state.settings
-    if s.admin_username and s.admin_password:
-        async with app.state.sessionmaker() as session:
-            await ensure_admin(session, ctx=app.state.auth, username=s.admin_username,
-                               password=s.admin_password, org_name=s.admin_org_name)
-
-
-async def ensure_admin(session, *, ctx, username: str, password: str, org_name: str) -> bool:
-    """Create a platform admin (and its operator org) unless that username exists; True if created."""
-    # Every node runs this at start, at the same moment on a fresh deploy: one at a time, each
-    # deciding on what the one before committed (else two both insert the org and one dies).
-    await hold(session, BOOTSTRAP)
-    if (await session.execute(select(User).where(User.username == username))).scalar_one_or_none():
-        return False
-    org = (await session.execute(select(Organization).where(Organization.name == org_name))).scalar_one_or_none()
-    if org is None:
-        org = Organization(name=org_name, kind=OrgKind.government)
-        session.add(org)
-        await session.flush()
-    session.add(User(org_id=org.id, username=username, display_name="Platform administrator",
-                     password_hash=await ctx.passwords.hash(password), roles=["platform_admin"]))
-    await commit(session)
-    log.info("created platform admin %s", username)
-    return True

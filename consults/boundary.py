@@ -6,8 +6,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consults import notify
-from signaling import control
+from consults import hooks, notify
 from consults.escalation import schedule
 from consults.models import Consult, Offer, Status
 
@@ -29,4 +28,4 @@ async def withdraw_offers(session: AsyncSession, *, requesting_org_id: uuid.UUID
     calls = select(Consult.id).where(Consult.org_id == requesting_org_id, Consult.assigned_org_id == providing_org_id,
                                      Consult.status.in_((Status.accepted, Status.in_session)))
     for consult_id in (await session.execute(calls)).scalars():
-        control.close_room(session, consult_id, "The agreement this call depended on ended")
+        hooks.calls_ended(session, consult_id=consult_id, reason="The agreement this call depended on ended")

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from consults.lifecycle import HELD
 from consults.models import Consult
+from rosters import profiles
 from rosters.models import SpecialistProfile
 
 
@@ -21,8 +22,7 @@ async def lock_profile(session: AsyncSession, user_id: uuid.UUID) -> SpecialistP
     On PostgreSQL, READ COMMITTED gives each later statement a fresh snapshot, so a load counted once
     the lock is held includes every assignment committed before it; SQLite's BEGIN IMMEDIATE already
     queues every writer."""
-    query = select(SpecialistProfile).where(SpecialistProfile.user_id == user_id).with_for_update()
-    return (await session.execute(query)).scalar_one_or_none()
+    return await profiles.lock(session, user_id)
 
 
 async def held(session: AsyncSession, user_id: uuid.UUID) -> int:

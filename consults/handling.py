@@ -11,12 +11,12 @@ from audit.service import record
 from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
-from consults import access, capacity, notify, reoffer
-from signaling import control
+from consults import access, capacity, hooks, notify, reoffer
 from consults.escalation import close_pending
 from consults.exceptions import InvalidTransition, NotEligible
 from consults.lifecycle import ALLOWED_FROM
 from consults.models import Consult, Status
+from rosters import profiles
 
 
 async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, specialist_id: uuid.UUID) -> Consult:
@@ -37,11 +37,12 @@ async def assign(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
     consult.status, consult.assigned_to, consult.assigned_org_id = Status.accepted, specialist.id, specialist.org_id
     consult.accepted_at, consult.updated_at = consult.accepted_at or now, now
     if profile is not None:
-        profile.last_assigned_at = now
+        profiles.assigned(profile, now)
     await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
     if previous and previous != specialist.id:
         await notify.offers_withdrawn(session, consult, [previous], "reassigned")
-        control.remove_from_room(session, consult.id, previous, "The consult was reassigned to another specialist")
+        hooks.removed_from_calls(session, consult_id=consult.id, user_id=previous,
+                                 reason="The consult was reassigned to another specialist")
         await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
     await notify.status_changed(session, consult)
     await record(session, actor=actor, action="consult.assign", org_id=consult.org_id, resource_type="consult",
@@ -64,7 +65,7 @@ async def complete(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
     consult.first_response_at = consult.first_response_at or now
     await reoffer.load_dropped(session, consult, now)
     await notify.status_changed(session, consult)
-    control.close_room(session, consult.id, "The consult was completed")
+    hooks.calls_ended(session, consult_id=consult.id, reason="The consult was completed")
     await record(session, actor=actor, action="consult.complete", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)

@@ -16,7 +16,3 @@ ALLOWED_FROM: dict[S, frozenset[S]] = {
 ROUTING = frozenset({S.requested, S.offered, S.unassigned})
 # statuses in which a specialist holds the consult (counts toward their load)
 HELD = frozenset({S.accepted, S.in_session})
-
-
-def may_become(current: str, target: S) -> bool:
-    return current in ALLOWED_FROM[target]

@@ -15,6 +15,7 @@ from consults.escalation import advance, close_pending
 from consults.exceptions import InvalidTransition, OverCapacity
 from consults.lifecycle import HELD
 from consults.models import Consult, Offer, Status
+from rosters import profiles
 from rosters.models import SpecialistProfile
 
 
@@ -81,7 +82,7 @@ async def _settle(session: AsyncSession, actor: Actor, consult: Consult, profile
     await session.execute(update(Offer).where(_mine(actor, consult.id)).values(status="accepted", responded_at=now))
     others = await close_pending(session, consult, now, "withdrawn")
     if profile is not None:
-        profile.last_assigned_at = now
+        profiles.assigned(profile, now)
     await session.refresh(consult)
     await notify.offers_withdrawn(session, consult, others, "taken")
     await notify.status_changed(session, consult)

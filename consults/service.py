@@ -15,8 +15,7 @@ from audit.service import record
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import access, notify, reoffer, stats
-from signaling import control
+from consults import access, hooks, notify, reoffer, stats
 from consults.escalation import advance, close_pending
 from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
 from consults.lifecycle import ALLOWED_FROM, HELD
@@ -102,7 +101,7 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     consult.status, consult.cancelled_at, consult.updated_at = Status.cancelled, now, now
     await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
     await notify.status_changed(session, consult)
-    control.close_room(session, consult.id, "The consult was cancelled")
+    hooks.calls_ended(session, consult_id=consult.id, reason="The consult was cancelled")
     await record(session, actor=actor, action="consult.cancel", org_id=consult.org_id, resource_type="consult",
                  resource_id=consult.id)
     await commit(session)

@@ -4,20 +4,20 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Awaitable, Callable
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from auth.exceptions import InvalidTokenError
-from auth.identity import authenticate
-from auth.principal import Actor
+from api.errors import Unauthenticated
 from events.bus import Subscription
 from events.control import SESSIONS, ends
 from events.models import channel_of_role, channel_of_user
 from events.service import missed
 
 log = logging.getLogger("liaison.events")
-router = APIRouter()
+# (session, *, ctx, token) -> the caller it names (auth.principal.Actor), or raises Unauthenticated
+Authenticate = Callable[..., Awaitable]
 AUTH_TIMEOUT = 5.0
 POLICY_VIOLATION = 1008
 ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
@@ -30,11 +30,22 @@ class AuthMessage(BaseModel):
     last_event_id: int | None = Field(default=None, ge=0)
 
 
-@router.websocket("/events")
-async def events_socket(ws: WebSocket) -> None:
+def build(authenticate: Authenticate) -> APIRouter:
+    """The socket's route, naming callers with `authenticate`: events sit below auth, so liaison.app
+    hands auth's in (auth.identity.authenticate)."""
+    router = APIRouter()
+
+    @router.websocket("/events")
+    async def events_socket(ws: WebSocket) -> None:
+        await _serve(ws, authenticate)
+
+    return router
+
+
+async def _serve(ws: WebSocket, authenticate: Authenticate) -> None:
     """First message {"type": "auth", "token", "last_event_id"?}; then {"type": "event", ...} frames."""
     await ws.accept()
-    hello = await _authenticate(ws)
+    hello = await _authenticate(ws, authenticate)
     if hello is None:
         return
     actor, last = hello
@@ -50,22 +61,22 @@ async def events_socket(ws: WebSocket) -> None:
         bus.unsubscribe(sub)
 
 
-async def _authenticate(ws: WebSocket):
+async def _authenticate(ws: WebSocket, authenticate: Authenticate):
     try:
         raw = await asyncio.wait_for(ws.receive_text(), timeout=AUTH_TIMEOUT)
         msg = AuthMessage.model_validate(json.loads(raw))
         async with ws.app.state.sessionmaker() as session:
             actor = await authenticate(session, ctx=ws.app.state.auth, token=msg.token)
         return actor, msg.last_event_id
-    except (asyncio.TimeoutError, ValueError, ValidationError, InvalidTokenError, WebSocketDisconnect) as exc:
-        code = "invalid_token" if isinstance(exc, InvalidTokenError) else "auth_required"
+    except (asyncio.TimeoutError, ValueError, ValidationError, Unauthenticated, WebSocketDisconnect) as exc:
+        code = "invalid_token" if isinstance(exc, Unauthenticated) else "auth_required"
         with contextlib.suppress(Exception):
             await ws.send_json({"type": "error", "code": code, "message": "Send {\"type\": \"auth\", \"token\"} first"})
             await ws.close(POLICY_VIOLATION)
         return None
 
 
-async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor: Actor, last: int | None) -> None:
+async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor, last: int | None) -> None:
     """Write events as they come, replaying from the log when reconnecting or after falling behind.
 
     Positions grow in commit order, so one high-water mark tells what this socket has been sent:

@@ -1,5 +1,5 @@
 """The ASGI entry point uvicorn imports: `liaison.asgi:app`."""
 
-from api.app import create_app
+from liaison.app import create_app
 
 app = create_app()

@@ -17,7 +17,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
     """Serve the API on HOST:PORT (settings by default)."""
     import uvicorn
 
-    from api.app import uvicorn_options
+    from liaison.app import uvicorn_options
 
     s = get_settings()
     if workers > 1 and not s.redis_url:

@@ -12,7 +12,7 @@ from audit.sealer import seal_all
 from audit.service import ChainReport, verify_chain
 from auth.context import build_auth_context
 from auth.models import User
-from auth.startup import ensure_admin
+from orgs.bootstrap import ensure_admin
 from orgs.models import Organization
 from rosters.models import Roster, Shift, SpecialistProfile
 

@@ -18,9 +18,9 @@ from auth.scope import ensure_own_org
 from auth.service import revoke_user_sessions
 from events.control import user_ended
 from orgs.exceptions import NameTaken, RoleNotGrantable
+from orgs.hooks import user_disabled
 from orgs.models import Organization
 from orgs.schemas import GRANTABLE, UserPatch
-from signaling.control import user_calls_end
 
 
 async def create_org(session: AsyncSession, *, actor: Actor, name: str, kind: str) -> Organization:
@@ -96,13 +96,27 @@ async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, 
     if patch.is_active is False and user.is_active:
         await revoke_user_sessions(session, user_id=user.id, reason="disabled")
         user_ended(session, user.id, "Your account was disabled")
-        user_calls_end(session, user.id)
+        user_disabled(session, user_id=user.id)
     if patch.is_active is not None:
         user.is_active = patch.is_active
     user.updated_at = datetime.now(timezone.utc)
     await record(session, actor=actor, action="user.update", org_id=org_id, resource_type="user", resource_id=user.id)
     await commit(session)
     return user
+
+
+async def escalation_windows(session: AsyncSession, org_id: uuid.UUID) -> dict[str, int]:
+    """The org's own escalation windows by urgency, none for defaults (consults.policy checks the caller,
+    audits and fills the defaults in)."""
+    org = await session.get(Organization, org_id)
+    return org.escalation_windows or {}
+
+
+async def set_escalation_windows(session: AsyncSession, org_id: uuid.UUID, windows: dict[str, int]) -> dict[str, int]:
+    """Replace the org's escalation windows, in the caller's transaction; what is stored."""
+    org = await session.get(Organization, org_id)
+    org.escalation_windows = dict(windows)
+    return org.escalation_windows
 
 
 def _grantable(roles: list[str]) -> list[str]:

@@ -50,6 +50,3 @@ class LocalFabric:
 
     async def forward(self, room: str, to: str, message: dict) -> bool:
         return False
-
-    async def broadcast(self, room: str, message: dict) -> None:
-        return None

@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
 from api.errors import log_failure
-from consults.models import Consult, Status
+from consults import calls
+from consults.models import Consult
 from consults.notify import people
 from events.service import emit
 from signaling.control import room_of
@@ -47,8 +48,7 @@ class Left:
 async def record_attendance(session: AsyncSession, *, changes: list[Joined | Left]) -> None:
     """Apply joins and departures in the order they happened; one commit for all of them."""
     for change in changes:
-        consult = (await session.execute(select(Consult).where(Consult.id == change.consult_id)
-                                         .with_for_update())).scalar_one()
+        consult = await calls.lock(session, change.consult_id)
         await (_joined(session, consult, change) if isinstance(change, Joined) else _left(session, consult, change))
     await commit(session)
 
@@ -65,10 +65,7 @@ async def _joined(session: AsyncSession, consult: Consult, change: Joined) -> No
                    data={"call_id": str(call.id)})
     session.add(Attendance(call_id=call.id, user_id=change.user_id, peer_id=change.peer_id, joined_at=change.at))
     await session.flush()
-    if consult.status == Status.accepted:
-        consult.status, consult.updated_at = Status.in_session, change.at
-    if consult.assigned_to == change.user_id and consult.first_response_at is None:
-        consult.first_response_at = change.at
+    calls.joined(consult, change.user_id, change.at)
 
 
 async def _left(session: AsyncSession, consult: Consult, change: Left) -> None:

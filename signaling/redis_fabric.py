@@ -207,10 +207,6 @@ class RedisFabric:
         except RedisError as exc:
             raise self._unavailable(exc) from None
 
-    async def broadcast(self, room: str, message: dict) -> None:
-        """To every peer of the room, on every node (this one included)."""
-        await self._redis.publish(self._events, json.dumps({"room": room, "event": "message", "message": message}))
-
     # -- views ---------------------------------------------------------------------------------
 
     def _apply_event(self, event: dict) -> list[tuple[str, str, dict]]:
@@ -218,8 +214,6 @@ class RedisFabric:
         view = self._views.get(room)
         if view is None:
             return []
-        if event["event"] == "message":
-            return [(room, p, event["message"]) for p in view.local if p not in view.pending]
         entry, seq = event["peer"], int(event["seq"])
         peer_id, joined = entry["peer_id"], event["event"] == "peer-joined"
         if entry["node"] == self.node or seq <= view.versions.get(peer_id, 0):

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agreements.models import Agreement
-from api.app import create_app
+from liaison.app import create_app
 from api.migrate import upgrade
 from api.settings import Settings
 from auth.models import User

@@ -12,7 +12,7 @@ from contextlib import asynccontextmanager
 import httpx
 from redis.asyncio import Redis
 
-from api.app import create_app
+from liaison.app import create_app
 from tests.conftest import PASSWORD, make_settings, reset_pg, seed_world
 from tests.consults.conftest import CONSULT
 from tests.live import Node, free_port, http, put_on_call

@@ -11,7 +11,7 @@ import httpx
 import uvicorn
 import websockets
 
-from api.app import create_app, uvicorn_options
+from liaison.app import create_app, uvicorn_options
 from rosters.models import Roster, Shift, SpecialistProfile
 from signaling.ledger import RedisLedger
 from api.db import commit

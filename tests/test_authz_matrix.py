@@ -57,7 +57,7 @@ from starlette.routing import WebSocketRoute
 
 import events.router
 from agreements.models import Agreement
-from api.app import create_app
+from liaison.app import create_app
 from auth.models import IdentityProvider
 from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings

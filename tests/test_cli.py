@@ -6,7 +6,7 @@ import sys
 
 import httpx
 
-from api.app import create_app
+from liaison.app import create_app
 from tests.conftest import make_settings
 
 

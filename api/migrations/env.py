@@ -1,18 +1,11 @@
 """Alembic environment: always handed a live connection by api.migrate."""
 
 from alembic import context
-from sqlmodel import SQLModel
 
-import agreements.models  # noqa: F401  (tables register on import)
-import audit.models  # noqa: F401
-import auth.models  # noqa: F401
-import consults.models  # noqa: F401
-import events.models  # noqa: F401
-import orgs.models  # noqa: F401
-import rosters.models  # noqa: F401
-import signaling.models  # noqa: F401
-
-target_metadata = SQLModel.metadata
+# Only autogenerating a revision compares the tables with the schema, and whoever does so hands
+# their metadata in (liaison.models), so that the kernel imports no domain. Upgrades run the
+# hand-written revisions and need none.
+target_metadata = context.config.attributes.get("target_metadata")
 
 
 def run() -> None:

@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import func, select
 
 from agreements.models import Agreement
-from api.app import create_app
+from liaison.app import create_app
 from api.redis import make_redis
 from auth.models import User
 from orgs.models import Organization

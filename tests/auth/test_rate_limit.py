@@ -7,7 +7,7 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from api.app import create_app
+from liaison.app import create_app
 from audit.models import AuditEvent
 from tests.conftest import PASSWORD, make_settings
 

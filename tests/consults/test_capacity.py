@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import httpx
 from sqlalchemy import func, select
 
-from api.app import create_app
+from liaison.app import create_app
 from api.db import commit
 from audit.models import AuditEvent
 from consults.lifecycle import HELD

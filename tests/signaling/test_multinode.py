@@ -17,7 +17,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
-from api.app import create_app
+from liaison.app import create_app
 from api.redis import make_redis
 from signaling.ledger import RedisLedger, Verdict
 from signaling.messages import ProtocolError

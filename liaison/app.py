@@ -1,4 +1,7 @@
-"""The application factory: settings in, a wired FastAPI app out."""
+"""The application factory, and the composition root: settings in, a wired FastAPI app out.
+
+The one module that knows every domain: it mounts their routers, registers the hooks through which
+a lower layer's changes reach a higher one, and runs their background tasks (README, Layout)."""
 
 import asyncio
 import logging
@@ -14,15 +17,21 @@ from api.redis import make_redis
 from api.settings import Settings, get_settings
 import agreements.hooks
 import agreements.router
-import audit.hooks
 import audit.router
 from audit.sealer import Sealer
+from auth.dependencies import require
+from auth.identity import authenticate
+from auth.roles import Perm
+import auth.denials
 import auth.router
 import auth.startup
 import consults.boundary
+import consults.hooks
 import consults.reoffer
 import consults.router
 import events.router
+import orgs.bootstrap
+import orgs.hooks
 import orgs.router
 import rosters.hooks
 import rosters.router
@@ -47,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
+        await orgs.bootstrap.on_startup(app)
         sealer = Sealer(app.state.sessionmaker, seconds=settings.audit_seal_seconds)
         sealer.start()
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
@@ -64,16 +74,22 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app = FastAPI(title="Liaison", version="0.1.0", lifespan=lifespan,
                   description="Telemedicine consultation backend for civil-military health cooperation.")
     app.state.settings = settings
-    app.state.on_denial = audit.hooks.record_denial
+    app.state.on_denial = auth.denials.record_denial
+    # A lower package's change, a higher one's reaction: each hook is declared below and registered here.
     agreements.hooks.on_closed(consults.boundary.withdraw_offers)
     rosters.hooks.on_call(consults.reoffer.specialist_on_call)
+    orgs.hooks.on_user_disabled(control.user_calls_end)
+    consults.hooks.on_calls_ended(control.close_room)
+    consults.hooks.on_removed_from_calls(control.remove_from_room)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
-    for module in (auth.router, orgs.router, agreements.router, audit.router, rosters.router, consults.router,
-                   events.router, signaling.router):
-        app.include_router(module.router, prefix="/api/v1")
+    # Audit and events sit below auth: their routers are handed its guard and its authentication.
+    for router in (auth.router.router, orgs.router.router, agreements.router.router,
+                   audit.router.build(reader=require(Perm.audit_read)), rosters.router.router, consults.router.router,
+                   events.router.build(authenticate=authenticate), signaling.router.router):
+        app.include_router(router, prefix="/api/v1")
     return app
 
 

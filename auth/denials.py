@@ -1,4 +1,5 @@
-"""Recording authorization refusals, which the error handler reports here."""
+"""Recording authorization refusals (auth's errors marked `denial`), which the error handler reports
+here through app.state.on_denial (set by liaison.app)."""
 
 import logging
 
