@@ -7,12 +7,12 @@ and one batch at a time, so the chain never skips a row that commits late: that 
 sealed in a later batch."""
 
 import asyncio
-import contextlib
 import logging
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.tasks import cancel
 from api.db import commit
 from audit.chain import event_hash
 from audit.models import AuditEvent, AuditHead
@@ -65,10 +65,7 @@ class Sealer:
         self._task = asyncio.create_task(self._run(), name="audit-sealer")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

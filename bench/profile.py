@@ -134,7 +134,7 @@ def serve(port: int) -> None:
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
-    from api.app import create_app, uvicorn_options
+    from liaison.app import create_app, uvicorn_options
     from api.settings import get_settings
 
     sampler = Sampler()

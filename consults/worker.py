@@ -1,7 +1,6 @@
 """Runs due escalation steps: claimed with row locks so that, across nodes, each runs once."""
 
 import asyncio
-import contextlib
 import logging
 import uuid
 from datetime import datetime, timezone
@@ -9,6 +8,7 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.tasks import cancel
 from api.db import commit
 from api.errors import log_failure
 from consults.escalation import advance
@@ -48,10 +48,7 @@ class EscalationWorker:
         self._task = asyncio.create_task(self._loop(), name="escalation-worker")
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     async def _loop(self) -> None:
         while True:

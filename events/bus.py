@@ -11,6 +11,8 @@ from collections.abc import Callable
 import orjson
 from redis.asyncio import Redis
 
+from api.tasks import cancel
+
 log = logging.getLogger("liaison.events")
 QUEUE_BOUND = 1000
 
@@ -101,10 +103,7 @@ class RedisFeed(Feed):
             await self._redis.publish(self._channel, orjson.dumps({"node": node, "events": batch}))
 
     async def stop(self) -> None:
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
+        await cancel(self._task)
 
     async def _listen(self, on_batch: OnBatch, ready: asyncio.Event) -> None:
         await self._named.wait()

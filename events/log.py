@@ -19,6 +19,7 @@ from sqlalchemy import JSON, BigInteger, String, Uuid, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel.sql.sqltypes import UTCDateTime
 
+from api.tasks import cancel
 from api.db import commit
 from events.bus import Feed, LocalBus
 from events.models import Event, EventLogRow, wire
@@ -78,10 +79,7 @@ class EventLog:
 
     async def stop(self) -> None:
         await self._feed.stop()
-        if self._task:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel(self._task)
 
     def _heard(self, node: str, batch: list[dict] | None) -> None:
         """Another node sequenced `batch`: take it if it follows on, else read the log."""

@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
+from api.tasks import cancel
 from api.errors import log_failure
 from consults import calls
 from consults.models import Consult
@@ -107,9 +108,7 @@ class RecordWriter:
             return
         with contextlib.suppress(asyncio.TimeoutError):
             await asyncio.wait_for(self._queue.join(), timeout + self._delay)
-        self._task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self._task
+        await cancel(self._task)
 
     async def _run(self) -> None:
         while True:

@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from api.tasks import cancel
 from signaling import redis_scripts as scripts
 from signaling.fabric import Admission, Deliver
 from signaling.ledger import RedisLedger, Verdict
@@ -106,10 +107,7 @@ class RedisFabric:
 
     async def stop(self) -> None:
         for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+            await cancel(task)
         self._tasks = []
         # Leave at once rather than let the others wait for our peers' presence to expire.
         views, self._views = self._views, {}

@@ -38,7 +38,7 @@ async def serve(settings, *, settled: bool = True):
     finally:
         server.should_exit = True
         from tests.conftest import _report_stuck_shutdown
-        watchdog = asyncio.create_task(_report_stuck_shutdown(30))
+        watchdog = asyncio.create_task(_report_stuck_shutdown(8))  # before the wait below gives up
         await asyncio.wait_for(task, timeout=10)
         watchdog.cancel()
 
