@@ -33,7 +33,7 @@ class PageParams(BaseModel):
     offset: int
 
 
-def page_params(limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=10_000_000)) -> PageParams:
+async def page_params(limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=10_000_000)) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 
 

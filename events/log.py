@@ -60,6 +60,7 @@ class EventLog:
         self._feed = feed
         self._poll = poll_seconds
         self._kicked = asyncio.Event()
+        self._mine = False  # this node committed events since the last step: there is sequencing to do
         self._behind = asyncio.Event()
         self._sessions: async_sessionmaker | None = None
         self._task: asyncio.Task | None = None
@@ -68,6 +69,7 @@ class EventLog:
 
     def kick(self) -> None:
         """This node committed events: sequence them now."""
+        self._mine = True
         self._kicked.set()
 
     async def start(self, sessions: async_sessionmaker) -> None:
@@ -119,8 +121,9 @@ class EventLog:
         assert self._sessions is not None
         if self.position is None:
             await self._start_position()
+        mine, self._mine = self._mine, False
         async with self._sessions() as session:
-            batch = await sequence(session) if not polled or await unsequenced(session) else []
+            batch = await sequence(session) if mine or (polled and await unsequenced(session)) else []
         if batch:
             self._take(batch)
             with contextlib.suppress(Exception):  # without Redis the other nodes find it on their poll
