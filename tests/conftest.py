@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import uuid
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -57,21 +58,30 @@ async def sqlite_template(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-async def pg_url():
-    """A fresh database for this test session on the local PostgreSQL, migrated once."""
-    name = f"liaison_pytest_{os.getpid()}_{uuid.uuid4().hex[:6]}"
-    dsn = PG_ADMIN_URL.replace("+asyncpg", "")
+@asynccontextmanager
+async def scratch_database(prefix: str, *, migrate: bool = True):
+    """A database of its own on the local PostgreSQL (migrated unless told not to); dropped afterwards."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:6]}"
     try:
-        conn = await asyncpg.connect(dsn, timeout=5)
+        conn = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""), timeout=5)
     except Exception as exc:
         _unavailable("PostgreSQL", exc)
     await conn.execute(f'CREATE DATABASE "{name}"')
     url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    await upgrade(url)
-    yield url
-    await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await conn.close()
+    try:
+        if migrate:
+            await upgrade(url)
+        yield name, url
+    finally:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+async def pg_url():
+    """A fresh database for this test session on the local PostgreSQL, migrated once."""
+    async with scratch_database("liaison_pytest") as (_, url):
+        yield url
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,5 @@
 """Upgrading a database that already holds events and an audit trail keeps both whole."""
 
-import uuid
 from datetime import datetime, timezone
 
 import pytest
@@ -12,7 +11,7 @@ from api.migrate import upgrade
 from audit.chain import event_hash
 from audit.models import GENESIS_HASH, AuditEvent
 from audit.service import verify_chain
-from tests.conftest import PG_ADMIN_URL, _unavailable
+from tests.conftest import scratch_database
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -20,16 +19,8 @@ async def fresh_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp_path}/old.db"
         return
-    import asyncpg
-    name = f"liaison_migrations_{uuid.uuid4().hex[:8]}"
-    try:
-        admin = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""), timeout=5)
-    except Exception as exc:
-        _unavailable("PostgreSQL", exc)
-    await admin.execute(f'CREATE DATABASE "{name}"')
-    yield PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
-    await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    await admin.close()
+    async with scratch_database("liaison_migrations", migrate=False) as (_, url):
+        yield url
 
 
 async def test_events_and_a_sealed_chain_survive_the_upgrade(fresh_url):

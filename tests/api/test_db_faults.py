@@ -20,8 +20,7 @@ from auth.service import mint_access
 from consults.models import Consult, Offer
 from liaison.demo import verify_audit
 from signaling import tokens
-from tests.api.conftest import ADMIN_DSN
-from tests.conftest import REDIS_URL, make_settings
+from tests.conftest import PG_ADMIN_URL, REDIS_URL, make_settings
 from tests.consults.conftest import CONSULT
 from tests.faults import assert_clean_log, assert_unavailable, node_for, seeded, sign_in
 from tests.live import free_port, http
@@ -31,7 +30,7 @@ TRIES = 100  # a request refused with 503 is retried at most this often, 50 ms a
 
 async def terminate_backends(db: str, stop: asyncio.Event, *, every: float, rounds: int) -> int:
     """Terminate every backend of `db` (only) every `every` s, `rounds` times or until `stop`; how many."""
-    conn = await asyncpg.connect(ADMIN_DSN, timeout=5)
+    conn = await asyncpg.connect(PG_ADMIN_URL.replace("+asyncpg", ""), timeout=5)
     killed = 0
     try:
         for _ in range(rounds):

@@ -6,23 +6,14 @@ import asyncio
 import json
 import random
 
-import pytest
 import websockets
 from sqlalchemy import select
 
 from events.models import Event, channel_of_role, channel_of_user
-from tests.live import http, live_world, put_on_call
+from tests.events.conftest import CONSULT
+from tests.live import http
 
-CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 WRITERS, EACH = 8, 8
-
-
-@pytest.fixture
-async def live(env):
-    async with live_world(env) as (app, host, w):
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery")
-        yield app, host, w
 
 
 class Flapper:

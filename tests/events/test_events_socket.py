@@ -6,17 +6,9 @@ import json
 import pytest
 import websockets
 
-from tests.live import EventClient, live_world, put_on_call
+from tests.events.conftest import CONSULT
+from tests.live import EventClient
 
-CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
-
-
-@pytest.fixture
-async def live(env):
-    async with live_world(env) as (app, host, w):
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery")
-        yield app, host, w
 
 
 async def test_missed_events_are_replayed_after_reconnect(live):

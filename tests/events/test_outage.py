@@ -8,9 +8,9 @@ import pytest
 
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import EventClient, http, put_on_call, serve
+from tests.events.conftest import CONSULT
 from tests.faults import PrivateRedis
 
-CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 
 
 @asynccontextmanager
