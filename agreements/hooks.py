@@ -17,7 +17,9 @@ def on_closed(hook: BoundaryHook) -> None:
         _closed.append(hook)
 
 
-async def boundary_closed(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID) -> None:
+async def boundary_closed(
+    session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID
+) -> None:
     """Run every hook inside the caller's transaction."""
     for hook in _closed:
         await hook(session, requesting_org_id=requesting_org_id, providing_org_id=providing_org_id)

@@ -19,33 +19,50 @@ manage = require(Perm.agreements_manage)
 
 
 @router.post("/agreements", response_model=AgreementOut, status_code=201)
-async def propose(body: AgreementIn, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)):
+async def propose(
+    body: AgreementIn, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)
+):
     """Propose an agreement between the caller's org and another."""
     return await service.propose(session, actor=actor, data=body)
 
 
 @router.get("/agreements", response_model=Page[AgreementOut])
-async def list_agreements(status: AgreementStatus | None = None, page: PageParams = Depends(page_params),
-                          actor: Actor = Depends(require(Perm.agreements_read)), session: AsyncSession = Depends(get_session)):
+async def list_agreements(
+    status: AgreementStatus | None = None,
+    page: PageParams = Depends(page_params),
+    actor: Actor = Depends(require(Perm.agreements_read)),
+    session: AsyncSession = Depends(get_session),
+):
     """Agreements the caller's org is a party to."""
     rows = await service.list_agreements(session, actor=actor, status=status, page=page)
     return make_page(rows, page, AgreementOut.model_validate)
 
 
 @router.get("/agreements/{agreement_id}", response_model=AgreementOut)
-async def get_agreement(agreement_id: uuid.UUID, actor: Actor = Depends(require(Perm.agreements_read)),
-                        session: AsyncSession = Depends(get_session)):
+async def get_agreement(
+    agreement_id: uuid.UUID,
+    actor: Actor = Depends(require(Perm.agreements_read)),
+    session: AsyncSession = Depends(get_session),
+):
     """One agreement."""
     return await service.get_agreement(session, actor=actor, agreement_id=agreement_id)
 
 
 def _action_route(action: str, doc: str) -> None:
-    async def act(agreement_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)):
+    async def act(
+        agreement_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)
+    ):
         return await service.transition(session, actor=actor, agreement_id=agreement_id, action=action)
 
     act.__doc__ = doc
-    router.add_api_route(f"/agreements/{{agreement_id}}/{action}", act, methods=["POST"], response_model=AgreementOut,
-                         name=f"{action}_agreement", summary=f"{action.capitalize()} an agreement")
+    router.add_api_route(
+        f"/agreements/{{agreement_id}}/{action}",
+        act,
+        methods=["POST"],
+        response_model=AgreementOut,
+        name=f"{action}_agreement",
+        summary=f"{action.capitalize()} an agreement",
+    )
 
 
 _action_route("accept", "Accept a proposed agreement (the other party's admin).")

@@ -6,8 +6,8 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field, StringConstraints, model_validator
 
-from api.schemas import Out, Strict
 from agreements.models import AgreementStatus
+from api.schemas import Out, Strict
 
 Specialty = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
 

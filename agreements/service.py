@@ -1,14 +1,15 @@
 """Propose, accept, suspend, resume and revoke agreements; and the boundary question itself."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from agreements.hooks import boundary_closed
 from agreements.exceptions import InvalidTransition, NotAParty, NotYourSide
-from agreements.models import Agreement, AgreementStatus as S
+from agreements.hooks import boundary_closed
+from agreements.models import Agreement
+from agreements.models import AgreementStatus as S
 from agreements.schemas import AgreementIn
 from api.db import commit
 from api.schemas import PageParams
@@ -33,14 +34,17 @@ async def propose(session: AsyncSession, *, actor: Actor, data: AgreementIn) -> 
     return agreement
 
 
-async def list_agreements(session: AsyncSession, *, actor: Actor, status: str | None,
-                          page: PageParams) -> list[Agreement]:
+async def list_agreements(
+    session: AsyncSession, *, actor: Actor, status: str | None, page: PageParams
+) -> list[Agreement]:
     """Agreements the caller's org is a party to."""
     query = select(Agreement).where(_party(actor.org_id)).order_by(Agreement.created_at.desc())
     if status:
         query = query.where(Agreement.status == status)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
-    await record(session, actor=actor, action="agreement.list", org_id=actor.org_id, resource_type="agreement")
+    await record(
+        session, actor=actor, action="agreement.list", org_id=actor.org_id, resource_type="agreement"
+    )
     await commit(session)
     return list(rows)
 
@@ -53,7 +57,9 @@ async def get_agreement(session: AsyncSession, *, actor: Actor, agreement_id: uu
     return agreement
 
 
-async def transition(session: AsyncSession, *, actor: Actor, agreement_id: uuid.UUID, action: str) -> Agreement:
+async def transition(
+    session: AsyncSession, *, actor: Actor, agreement_id: uuid.UUID, action: str
+) -> Agreement:
     """accept, suspend, resume or revoke, each by the party allowed to."""
     agreement = await _visible(session, actor, agreement_id, lock=True)
     if agreement.status not in _FROM[action]:
@@ -64,57 +70,95 @@ async def transition(session: AsyncSession, *, actor: Actor, agreement_id: uuid.
         raise NotYourSide("Only the organization that suspended an agreement can resume it")
     agreement.status = _TO[action]
     agreement.suspended_by_org_id = actor.org_id if action == "suspend" else None
-    agreement.updated_at = datetime.now(timezone.utc)
+    agreement.updated_at = datetime.now(UTC)
     if agreement.status in (S.suspended, S.revoked):
-        await boundary_closed(session, requesting_org_id=agreement.requesting_org_id,
-                              providing_org_id=agreement.providing_org_id)
+        await boundary_closed(
+            session,
+            requesting_org_id=agreement.requesting_org_id,
+            providing_org_id=agreement.providing_org_id,
+        )
     await _audit(session, actor, f"agreement.{action}", agreement)
     await commit(session)
     return agreement
 
 
-_FROM = {"accept": {S.proposed}, "suspend": {S.active}, "resume": {S.suspended},
-         "revoke": {S.proposed, S.active, S.suspended}}
+_FROM = {
+    "accept": {S.proposed},
+    "suspend": {S.active},
+    "resume": {S.suspended},
+    "revoke": {S.proposed, S.active, S.suspended},
+}
 _TO = {"accept": S.active, "suspend": S.suspended, "resume": S.active, "revoke": S.revoked}
 
 
-async def partner_orgs(session: AsyncSession, *, requesting_org_id: uuid.UUID, specialty: str,
-                       at: datetime | None = None) -> list[uuid.UUID]:
+async def partner_orgs(
+    session: AsyncSession, *, requesting_org_id: uuid.UUID, specialty: str, at: datetime | None = None
+) -> list[uuid.UUID]:
     """Orgs that may receive this org's consults in this specialty now: active, in date, covering it."""
-    return sorted({a.providing_org_id for a in await _in_force(session, requesting_org_id, specialty, at)}, key=str)
+    return sorted(
+        {a.providing_org_id for a in await _in_force(session, requesting_org_id, specialty, at)}, key=str
+    )
 
 
-async def covered_until(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,
-                        specialty: str) -> datetime | None:
+async def covered_until(
+    session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID, specialty: str
+) -> datetime | None:
     """Until when the agreements in force now let org A send consults in specialty S to org B (None: they don't)."""
-    return max((a.valid_until for a in await _in_force(session, requesting_org_id, specialty, None)
-                if a.providing_org_id == providing_org_id), default=None)
+    return max(
+        (
+            a.valid_until
+            for a in await _in_force(session, requesting_org_id, specialty, None)
+            if a.providing_org_id == providing_org_id
+        ),
+        default=None,
+    )
 
 
-async def _in_force(session: AsyncSession, requesting_org_id: uuid.UUID, specialty: str,
-                    at: datetime | None) -> list[Agreement]:
+async def _in_force(
+    session: AsyncSession, requesting_org_id: uuid.UUID, specialty: str, at: datetime | None
+) -> list[Agreement]:
     """The requesting org's agreements that are active, in date at T (default now) and cover the specialty."""
-    at = at or datetime.now(timezone.utc)
-    rows = (await session.execute(select(Agreement).where(
-        Agreement.requesting_org_id == requesting_org_id, Agreement.status == S.active,
-        Agreement.valid_from <= at, Agreement.valid_until > at,
-    ))).scalars().all()
+    at = at or datetime.now(UTC)
+    rows = (
+        (
+            await session.execute(
+                select(Agreement).where(
+                    Agreement.requesting_org_id == requesting_org_id,
+                    Agreement.status == S.active,
+                    Agreement.valid_from <= at,
+                    Agreement.valid_until > at,
+                )
+            )
+        )
+        .scalars()
+        .all()
+    )
     return [a for a in rows if specialty in a.specialties]
 
 
-async def may_send(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID,
-                   specialty: str, at: datetime | None = None) -> bool:
+async def may_send(
+    session: AsyncSession,
+    *,
+    requesting_org_id: uuid.UUID,
+    providing_org_id: uuid.UUID,
+    specialty: str,
+    at: datetime | None = None,
+) -> bool:
     """May org A send a consult in specialty S to org B's specialists at time T (default now)?"""
     if requesting_org_id == providing_org_id:
         return True
-    return providing_org_id in await partner_orgs(session, requesting_org_id=requesting_org_id, specialty=specialty, at=at)
+    return providing_org_id in await partner_orgs(
+        session, requesting_org_id=requesting_org_id, specialty=specialty, at=at
+    )
 
 
 def _party(org_id: uuid.UUID | None):
     return or_(Agreement.requesting_org_id == org_id, Agreement.providing_org_id == org_id)
 
 
-async def _visible(session: AsyncSession, actor: Actor, agreement_id: uuid.UUID, lock: bool = False) -> Agreement:
+async def _visible(
+    session: AsyncSession, actor: Actor, agreement_id: uuid.UUID, lock: bool = False
+) -> Agreement:
     query = select(Agreement).where(Agreement.id == agreement_id)
     agreement = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
     if agreement is None or actor.org_id not in (agreement.requesting_org_id, agreement.providing_org_id):
@@ -125,4 +169,11 @@ async def _visible(session: AsyncSession, actor: Actor, agreement_id: uuid.UUID,
 async def _audit(session: AsyncSession, actor: Actor, action: str, agreement: Agreement) -> None:
     # Recorded under both parties' orgs: the other side's admin sees what was done to their agreement.
     for org in (agreement.requesting_org_id, agreement.providing_org_id):
-        await record(session, actor=actor, action=action, org_id=org, resource_type="agreement", resource_id=agreement.id)
+        await record(
+            session,
+            actor=actor,
+            action=action,
+            org_id=org,
+            resource_type="agreement",
+            resource_id=agreement.id,
+        )

@@ -19,16 +19,28 @@ class CallLedger(Protocol):
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None: ...
 
 
-def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 10, pool_timeout: float = 3.0,
-                connect_timeout: float = 3.0) -> AsyncEngine:
+def make_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    max_overflow: int = 10,
+    pool_timeout: float = 3.0,
+    connect_timeout: float = 3.0,
+) -> AsyncEngine:
     """The engine; for PostgreSQL a bounded pool (see api.settings: db_pool_*) whose wait ends in a 503."""
     if url.startswith("sqlite"):
         engine = create_async_engine(url, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
-    engine = create_async_engine(url, pool_size=pool_size, max_overflow=max_overflow, pool_timeout=pool_timeout,
-                                 pool_pre_ping=True, connect_args={"timeout": connect_timeout})
+    engine = create_async_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=max_overflow,
+        pool_timeout=pool_timeout,
+        pool_pre_ping=True,
+        connect_args={"timeout": connect_timeout},
+    )
     event.listen(engine.sync_engine, "do_connect", _connect_or_operational_error)
     return engine
 
@@ -70,8 +82,13 @@ class UnitOfWork(AsyncSession):
     call ledger) and notices that follow it (new events to sequence) ride on it, typed; `commit()`
     here is refused so that no caller can skip them — commit with `api.db.commit(session)`."""
 
-    def __init__(self, *args: Any, ledger: CallLedger | None = None,
-                 on_events: Callable[[], None] | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        ledger: CallLedger | None = None,
+        on_events: Callable[[], None] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.ledger = ledger
         self._on_events = on_events
@@ -123,10 +140,12 @@ class UnitOfWork(AsyncSession):
         self._before, self._after, self.emitted = [], [], False
 
 
-def make_sessionmaker(engine: AsyncEngine, *, ledger: CallLedger | None = None,
-                      on_events: Callable[[], None] | None = None) -> async_sessionmaker[UnitOfWork]:
-    return async_sessionmaker(engine, class_=UnitOfWork, expire_on_commit=False, ledger=ledger,
-                              on_events=on_events)
+def make_sessionmaker(
+    engine: AsyncEngine, *, ledger: CallLedger | None = None, on_events: Callable[[], None] | None = None
+) -> async_sessionmaker[UnitOfWork]:
+    return async_sessionmaker(
+        engine, class_=UnitOfWork, expire_on_commit=False, ledger=ledger, on_events=on_events
+    )
 
 
 def before_commit(session: AsyncSession, hook: Hook) -> None:

@@ -6,7 +6,8 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError, TimeoutError as RedisTimeoutError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy import exc as sa
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import HTTPConnection
@@ -98,7 +99,9 @@ async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [_slim(e) for e in exc.errors()]
     if any(e["type"] == "json_invalid" for e in errors):
         return problem(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON")
-    return problem(422, "validation_error", "Invalid input", "The request does not match the schema", errors=errors)
+    return problem(
+        422, "validation_error", "Invalid input", "The request does not match the schema", errors=errors
+    )
 
 
 def _slim(err: dict) -> dict:
@@ -111,7 +114,12 @@ async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         # FastAPI's own body parsing gave up (nesting too deep, a number too long to convert, bad encoding):
         # the same answer as any other unparsable JSON, not an ad-hoc code.
         return problem(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON")
-    codes = {404: "not_found", 405: "method_not_allowed", 413: "body_too_large", 415: "unsupported_media_type"}
+    codes = {
+        404: "not_found",
+        405: "method_not_allowed",
+        413: "body_too_large",
+        415: "unsupported_media_type",
+    }
     code = codes.get(exc.status_code, f"http_{exc.status_code}")
     resp = problem(exc.status_code, code, str(exc.detail), str(exc.detail))
     if exc.headers:
@@ -146,7 +154,9 @@ def _database_fault(exc: sa.DBAPIError) -> bool:
     state = getattr(exc.orig, "sqlstate", None) or ""
     if state[:2] in _UNAVAILABLE_SQLSTATES or state in _RETRY_SQLSTATES:
         return True
-    return isinstance(exc, sa.OperationalError) and "database is locked" in str(exc.orig)  # SQLite, past its busy timeout
+    return isinstance(exc, sa.OperationalError) and "database is locked" in str(
+        exc.orig
+    )  # SQLite, past its busy timeout
 
 
 def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
@@ -162,8 +172,13 @@ async def _store_fault(conn: HTTPConnection, exc: Exception) -> JSONResponse | N
     answer = unavailable(exc)
     if answer is None:
         raise exc  # on to the 500 handler, which logs it with its traceback
-    log.warning("%s %s: the %s is not answering: %s", getattr(conn, "method", "WEBSOCKET"), conn.url.path,
-                answer.extra["store"], _said(exc))
+    log.warning(
+        "%s %s: the %s is not answering: %s",
+        getattr(conn, "method", "WEBSOCKET"),
+        conn.url.path,
+        answer.extra["store"],
+        _said(exc),
+    )
     if isinstance(conn, WebSocket):
         await close_unavailable(conn, answer)
         return None

@@ -19,8 +19,11 @@ async def readyz(request: Request) -> JSONResponse:
     """The database (and Redis, when configured) answer."""
     checks = {"database": await _check_db(request), "redis": await _check_redis(request)}
     ready = all(v in ("ok", "not configured") for v in checks.values())
-    return JSONResponse({"status": "ok" if ready else "unavailable", "checks": checks}, status_code=200 if ready else 503,
-                        headers={} if ready else {"Retry-After": "2"})
+    return JSONResponse(
+        {"status": "ok" if ready else "unavailable", "checks": checks},
+        status_code=200 if ready else 503,
+        headers={} if ready else {"Retry-After": "2"},
+    )
 
 
 @router.get("/metrics")

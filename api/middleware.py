@@ -12,7 +12,9 @@ from api.errors import problem
 
 REQUESTS = Counter("liaison_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
-    "liaison_http_request_seconds", "HTTP request latency", ["method", "route"],
+    "liaison_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
 )
 API_PREFIX = "/api/v1"
@@ -35,7 +37,9 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         length = headers.get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            resp = problem(413, "body_too_large", "Body too large", f"Bodies are limited to {self.max_body} bytes")
+            resp = problem(
+                413, "body_too_large", "Body too large", f"Bodies are limited to {self.max_body} bytes"
+            )
             return await resp(scope, receive, send)
 
         async def send_with_id(message: Message) -> None:
@@ -81,6 +85,10 @@ class MetricsMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None)
             # Included routers report their own path; every router of ours is mounted under /api/v1.
-            route = "unmatched" if route is None else (API_PREFIX + route if scope["path"].startswith(API_PREFIX) else route)
+            route = (
+                "unmatched"
+                if route is None
+                else (API_PREFIX + route if scope["path"].startswith(API_PREFIX) else route)
+            )
             REQUESTS.labels(scope["method"], route, str(status[0])).inc()
             LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)

@@ -80,5 +80,7 @@ async def require_current(url: str) -> str | None:
         return f"the database schema ({', '.join(sorted(unknown))}) is newer than this Liaison's ({heads})"
     if not current:
         raise SchemaBehind("the database has no schema yet: run `liaison migrate`")
-    raise SchemaBehind(f"the database schema is at {', '.join(sorted(current))}, this Liaison needs {heads}: "
-                       "run `liaison migrate`")
+    raise SchemaBehind(
+        f"the database schema is at {', '.join(sorted(current))}, this Liaison needs {heads}: "
+        "run `liaison migrate`"
+    )

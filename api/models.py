@@ -1,14 +1,14 @@
 """Column helpers shared by every domain's tables."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import JSON
 from sqlmodel import Column, Field
 
 
 def utcnow() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 def id_field() -> uuid.UUID:

@@ -29,8 +29,14 @@ def make_redis(url: str | None) -> Redis | None:
     if not url:
         return None
     pool = BlockingConnectionPool.from_url(
-        url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT, decode_responses=False,
-        health_check_interval=HEALTH_CHECK_INTERVAL, socket_timeout=SOCKET_TIMEOUT,
-        socket_connect_timeout=CONNECT_TIMEOUT, retry=Retry(BACKOFF, RETRIES),
-        retry_on_error=[ConnectionError, TimeoutError])
+        url,
+        max_connections=MAX_CONNECTIONS,
+        timeout=POOL_WAIT,
+        decode_responses=False,
+        health_check_interval=HEALTH_CHECK_INTERVAL,
+        socket_timeout=SOCKET_TIMEOUT,
+        socket_connect_timeout=CONNECT_TIMEOUT,
+        retry=Retry(BACKOFF, RETRIES),
+        retry_on_error=[ConnectionError, TimeoutError],
+    )
     return Redis.from_pool(pool)

@@ -33,12 +33,18 @@ class PageParams(BaseModel):
     offset: int
 
 
-async def page_params(limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=10_000_000)) -> PageParams:
+async def page_params(
+    limit: int = Query(50, ge=1, le=MAX_PAGE), offset: int = Query(0, ge=0, le=10_000_000)
+) -> PageParams:
     return PageParams(limit=limit, offset=offset)
 
 
 def make_page(rows: list, params: PageParams, convert) -> dict:
     """Services fetch limit + 1 rows; the extra one only says that a next page exists."""
     more = len(rows) > params.limit
-    return {"items": [convert(r) for r in rows[: params.limit]], "limit": params.limit,
-            "offset": params.offset, "next_offset": params.offset + params.limit if more else None}
+    return {
+        "items": [convert(r) for r in rows[: params.limit]],
+        "limit": params.limit,
+        "offset": params.offset,
+        "next_offset": params.offset + params.limit if more else None,
+    }

@@ -15,6 +15,8 @@ async def cancel(task: asyncio.Task | None, *, wait: float = STOP_WAIT) -> None:
     task.cancel()
     done, _ = await asyncio.wait({task}, timeout=wait)
     if not done:
-        log.warning("background task %s did not stop within %.0fs; shutting down without it", task.get_name(), wait)
+        log.warning(
+            "background task %s did not stop within %.0fs; shutting down without it", task.get_name(), wait
+        )
     elif not task.cancelled() and task.exception() is not None:
         log.warning("background task %s ended with %r", task.get_name(), task.exception())

@@ -5,8 +5,20 @@ import json
 
 from audit.models import AuditEvent
 
-HASHED_FIELDS = ("seq", "actor_type", "actor_id", "actor_org_id", "org_id", "action",
-                 "resource_type", "resource_id", "outcome", "reason", "request_id", "client_addr")
+HASHED_FIELDS = (
+    "seq",
+    "actor_type",
+    "actor_id",
+    "actor_org_id",
+    "org_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "reason",
+    "request_id",
+    "client_addr",
+)
 
 
 def event_hash(event: AuditEvent, prev_hash: str) -> str:

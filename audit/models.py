@@ -16,10 +16,19 @@ class AuditEvent(SQLModel, table=True):
     __tablename__ = "audit_events"
     __table_args__ = (
         Index("ux_audit_events_seq", "seq", unique=True),
-        Index("ix_audit_events_unsealed", "id", postgresql_where=text("seq IS NULL"), sqlite_where=text("seq IS NULL")),
+        Index(
+            "ix_audit_events_unsealed",
+            "id",
+            postgresql_where=text("seq IS NULL"),
+            sqlite_where=text("seq IS NULL"),
+        ),
     )
-    id: int | None = Field(default=None, sa_column=Column(BigInteger().with_variant(Integer(), "sqlite"),
-                                                          primary_key=True, autoincrement=True))
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(
+            BigInteger().with_variant(Integer(), "sqlite"), primary_key=True, autoincrement=True
+        ),
+    )
     seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     at: datetime
     actor_type: str = Field(max_length=16)

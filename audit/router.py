@@ -19,13 +19,26 @@ def build(reader: Callable) -> APIRouter:
     router = APIRouter(tags=["audit"])
 
     @router.get("/audit", response_model=Page[AuditEventOut])
-    async def list_audit(action: str | None = Query(None, max_length=80), resource_type: str | None = Query(None, max_length=40),
-                         since: AwareDatetime | None = None, until: AwareDatetime | None = None,
-                         page: PageParams = Depends(page_params), actor: Actor = Depends(reader),
-                         session: AsyncSession = Depends(get_session)):
+    async def list_audit(
+        action: str | None = Query(None, max_length=80),
+        resource_type: str | None = Query(None, max_length=40),
+        since: AwareDatetime | None = None,
+        until: AwareDatetime | None = None,
+        page: PageParams = Depends(page_params),
+        actor: Actor = Depends(reader),
+        session: AsyncSession = Depends(get_session),
+    ):
         """Audit events about the caller's org's data, newest first, including partner orgs' reads of it."""
-        rows = await service.list_events(session, actor=actor, action=action, resource_type=resource_type,
-                                         since=since, until=until, limit=page.limit + 1, offset=page.offset)
+        rows = await service.list_events(
+            session,
+            actor=actor,
+            action=action,
+            resource_type=resource_type,
+            since=since,
+            until=until,
+            limit=page.limit + 1,
+            offset=page.offset,
+        )
         return make_page(rows, page, AuditEventOut.model_validate)
 
     return router

@@ -12,8 +12,8 @@ import logging
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.tasks import cancel
 from api.db import commit
+from api.tasks import cancel
 from audit.chain import event_hash
 from audit.models import AuditEvent, AuditHead
 
@@ -23,12 +23,19 @@ BATCH = 1000
 
 async def seal(session: AsyncSession) -> int:
     """Chain the committed unsealed rows (up to a batch); how many were sealed."""
-    if (await session.execute(select(AuditEvent.id).where(AuditEvent.seq.is_(None)).limit(1))).first() is None:
+    if (
+        await session.execute(select(AuditEvent.id).where(AuditEvent.seq.is_(None)).limit(1))
+    ).first() is None:
         await session.rollback()
         return 0
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one()
-    rows = list((await session.execute(
-        select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(BATCH))).scalars())
+    rows = list(
+        (
+            await session.execute(
+                select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(BATCH)
+            )
+        ).scalars()
+    )
     sealed = []
     for row in rows:
         row.seq, row.prev_hash = head.seq + 1, head.hash

@@ -2,15 +2,15 @@
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from api.db import commit
 from audit.chain import event_hash
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
-from api.db import commit
 
 
 class Actor(Protocol):
@@ -25,16 +25,35 @@ class Actor(Protocol):
     is_platform_admin: bool
 
 
-async def record(session: AsyncSession, *, actor: Actor, action: str, outcome: str = "success",
-                 org_id: uuid.UUID | None = None, resource_type: str | None = None,
-                 resource_id: object = None, reason: str | None = None) -> None:
+async def record(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    outcome: str = "success",
+    org_id: uuid.UUID | None = None,
+    resource_type: str | None = None,
+    resource_id: object = None,
+    reason: str | None = None,
+) -> None:
     """Append one unsealed event inside the caller's transaction: one INSERT, no shared lock.
     It joins the hash chain after it commits (audit.sealer)."""
-    await session.execute(insert(AuditEvent).values(
-        at=datetime.now(timezone.utc), actor_type=actor.kind, actor_id=str(actor.id) if actor.id else None,
-        actor_org_id=actor.org_id, org_id=org_id, action=action, resource_type=resource_type,
-        resource_id=str(resource_id) if resource_id is not None else None, outcome=outcome, reason=reason,
-        request_id=actor.request_id, client_addr=actor.client_addr))
+    await session.execute(
+        insert(AuditEvent).values(
+            at=datetime.now(UTC),
+            actor_type=actor.kind,
+            actor_id=str(actor.id) if actor.id else None,
+            actor_org_id=actor.org_id,
+            org_id=org_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=str(resource_id) if resource_id is not None else None,
+            outcome=outcome,
+            reason=reason,
+            request_id=actor.request_id,
+            client_addr=actor.client_addr,
+        )
+    )
 
 
 async def record_alone(sessions: async_sessionmaker[AsyncSession], **fields) -> None:
@@ -44,8 +63,17 @@ async def record_alone(sessions: async_sessionmaker[AsyncSession], **fields) -> 
         await commit(session)
 
 
-async def list_events(session: AsyncSession, *, actor: Actor, action: str | None, resource_type: str | None,
-                      since: datetime | None, until: datetime | None, limit: int, offset: int) -> list[AuditEvent]:
+async def list_events(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str | None,
+    resource_type: str | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    offset: int,
+) -> list[AuditEvent]:
     """Events about the actor's org's data or by its members (all of them for the platform admin)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if not actor.is_platform_admin:
@@ -77,9 +105,15 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
     """Recompute every link in order; name the first one that does not hold."""
     expected_seq, prev, checked, last = 1, GENESIS_HASH, 0, 0
     while True:
-        rows = (await session.execute(
-            select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
-        )).scalars().all()
+        rows = (
+            (
+                await session.execute(
+                    select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+                )
+            )
+            .scalars()
+            .all()
+        )
         if not rows:
             break
         for ev in rows:
@@ -90,8 +124,12 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
         session.expunge_all()
     head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
     if head.seq != last or head.hash != prev:
-        return ChainReport(False, checked, last + 1 if head.seq > last else last, "chain head does not match the last event")
-    unsealed = (await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))).scalar_one()
+        return ChainReport(
+            False, checked, last + 1 if head.seq > last else last, "chain head does not match the last event"
+        )
+    unsealed = (
+        await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
+    ).scalar_one()
     return ChainReport(True, checked, unsealed=unsealed)
 
 

@@ -2,15 +2,16 @@
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import commit
 from api.errors import TooManyRequests
 from audit.service import record
 from auth.context import AuthContext
 from auth.principal import Actor
-from api.db import commit
 
 
-async def admit(session: AsyncSession, *, ctx: AuthContext, actor: Actor, action: str,
-                keys: tuple[tuple[str, int], ...]) -> None:
+async def admit(
+    session: AsyncSession, *, ctx: AuthContext, actor: Actor, action: str, keys: tuple[tuple[str, int], ...]
+) -> None:
     """Count the attempt as a failure before it is judged, so that simultaneous guesses cannot all
     pass the check; past a key's limit, 429. A success takes its count back (see `succeeded`)."""
     for key, limit in keys:

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import commit
 from api.errors import InvalidInput
 from audit.service import record
 from auth.attempts import admit, succeeded
@@ -21,19 +22,29 @@ from auth.roles import CLIENT_SCOPES
 from auth.schemas import ClientCreated, ClientToken
 from auth.scope import ensure_own_org
 from auth.service import mint_access
-from api.db import commit
 
 
-async def create_client(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, name: str, scopes: list[str]) -> ClientCreated:
+async def create_client(
+    session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, name: str, scopes: list[str]
+) -> ClientCreated:
     """Register a client; its secret is returned this once and stored only as a digest."""
     ensure_own_org(actor, org_id)
     unknown = sorted(set(scopes) - set(CLIENT_SCOPES))
     if unknown:
         raise InvalidInput(f"Scopes not grantable to a client: {', '.join(unknown)}")
     secret = secrets.token_urlsafe(32)
-    client = IntegrationClient(org_id=org_id, name=name, scopes=sorted(set(scopes)), secret_hash=_digest(secret))
+    client = IntegrationClient(
+        org_id=org_id, name=name, scopes=sorted(set(scopes)), secret_hash=_digest(secret)
+    )
     session.add(client)
-    await record(session, actor=actor, action="client.create", org_id=org_id, resource_type="client", resource_id=client.id)
+    await record(
+        session,
+        actor=actor,
+        action="client.create",
+        org_id=org_id,
+        resource_type="client",
+        resource_id=client.id,
+    )
     await commit(session)
     return ClientCreated(**client.model_dump(exclude={"secret_hash"}), client_secret=secret)
 
@@ -41,22 +52,41 @@ async def create_client(session: AsyncSession, *, actor: Actor, org_id: uuid.UUI
 async def list_clients(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> list[IntegrationClient]:
     """The org's integration clients."""
     ensure_own_org(actor, org_id)
-    rows = (await session.execute(select(IntegrationClient).where(IntegrationClient.org_id == org_id)
-                                  .order_by(IntegrationClient.created_at))).scalars().all()
+    rows = (
+        (
+            await session.execute(
+                select(IntegrationClient)
+                .where(IntegrationClient.org_id == org_id)
+                .order_by(IntegrationClient.created_at)
+            )
+        )
+        .scalars()
+        .all()
+    )
     await record(session, actor=actor, action="client.list", org_id=org_id, resource_type="client")
     await commit(session)
     return list(rows)
 
 
-async def grant(session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: bytes, authorization: str | None) -> ClientToken:
+async def grant(
+    session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: bytes, authorization: str | None
+) -> ClientToken:
     """RFC 6749 §4.4: client id and secret (Basic or form) for a scoped access token."""
     form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), max_num_fields=10).items()}
     if form.get("grant_type") != "client_credentials":
         raise UnsupportedGrant("grant_type must be client_credentials")
     client_id, secret = _credentials(form, authorization)
     id_key, addr_key = f"client:id:{client_id}", f"client:addr:{actor.client_addr}"
-    await admit(session, ctx=ctx, actor=actor, action="auth.client_token", keys=(
-        (id_key, ctx.settings.login_max_failures), (addr_key, ctx.settings.login_max_failures_per_address)))
+    await admit(
+        session,
+        ctx=ctx,
+        actor=actor,
+        action="auth.client_token",
+        keys=(
+            (id_key, ctx.settings.login_max_failures),
+            (addr_key, ctx.settings.login_max_failures_per_address),
+        ),
+    )
     client = await session.get(IntegrationClient, client_id) if client_id else None
     if client is None or not client.is_active or not hmac.compare_digest(client.secret_hash, _digest(secret)):
         await record(session, actor=actor, action="auth.client_token", outcome="failure", reason="bad_client")
@@ -67,9 +97,21 @@ async def grant(session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: 
     if not asked <= set(client.scopes):
         raise InvalidScope()
     scope = " ".join(sorted(asked))
-    token, ttl = mint_access(ctx, sub=f"client:{client.id}", org_id=client.org_id, extra={"cid": str(client.id), "scope": scope})
-    await record(session, actor=Actor(kind="client", id=client.id, org_id=client.org_id, request_id=actor.request_id,
-                                      client_addr=actor.client_addr), action="auth.client_token", org_id=client.org_id)
+    token, ttl = mint_access(
+        ctx, sub=f"client:{client.id}", org_id=client.org_id, extra={"cid": str(client.id), "scope": scope}
+    )
+    await record(
+        session,
+        actor=Actor(
+            kind="client",
+            id=client.id,
+            org_id=client.org_id,
+            request_id=actor.request_id,
+            client_addr=actor.client_addr,
+        ),
+        action="auth.client_token",
+        org_id=client.org_id,
+    )
     await commit(session)
     return ClientToken(access_token=token, expires_in=ttl, scope=scope)
 

@@ -20,10 +20,16 @@ class AuthContext:
 
 
 def build_auth_context(settings: Settings, redis: Redis | None) -> AuthContext:
-    signer, keyring = build_local_keys(alg=settings.jwt_algorithm, secret=settings.jwt_secret,
-                                       private_pem=settings.jwt_private_key, kid=settings.jwt_key_id)
+    signer, keyring = build_local_keys(
+        alg=settings.jwt_algorithm,
+        secret=settings.jwt_secret,
+        private_pem=settings.jwt_private_key,
+        kid=settings.jwt_key_id,
+    )
     return AuthContext(
-        settings=settings, signer=signer, keyring=keyring,
+        settings=settings,
+        signer=signer,
+        keyring=keyring,
         passwords=Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
         limiter=FailureLimiter(redis=redis, window=settings.login_window_seconds),
     )

@@ -27,14 +27,17 @@ async def anonymous(request: Request) -> Actor:
     return actor
 
 
-async def current_actor(request: Request, session: AsyncSession = Depends(get_session),
-                        creds: HTTPAuthorizationCredentials | None = Depends(bearer),
-                        ctx: AuthContext = Depends(auth_context)) -> Actor:
+async def current_actor(
+    request: Request,
+    session: AsyncSession = Depends(get_session),
+    creds: HTTPAuthorizationCredentials | None = Depends(bearer),
+    ctx: AuthContext = Depends(auth_context),
+) -> Actor:
     """The authenticated caller; a missing or bad token is a 401."""
     base = await anonymous(request)
     if creds is None:
         raise InvalidTokenError("A bearer token is required")
-    actor = (await authenticate(session, ctx=ctx, token=creds.credentials))
+    actor = await authenticate(session, ctx=ctx, token=creds.credentials)
     actor = actor.with_request(base.request_id, base.client_addr)
     request.state.actor = actor
     return actor

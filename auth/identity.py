@@ -42,14 +42,19 @@ def _peek_issuer(token: str) -> str:
 
 async def _local(session: AsyncSession, ctx: AuthContext, token: str) -> Actor | None:
     s = ctx.settings
-    claims = verify(token, ctx.keyring, audience=s.jwt_audience, issuer=s.jwt_issuer, typ="access", leeway=s.clock_leeway)
+    claims = verify(
+        token, ctx.keyring, audience=s.jwt_audience, issuer=s.jwt_issuer, typ="access", leeway=s.clock_leeway
+    )
     if "cid" in claims:
         return await _client(session, claims)
     user_id, session_id = _uuid(claims.get("sub")), _uuid(claims.get("sid"))
-    row = (await session.execute(
-        select(User, AuthSession).join(AuthSession, AuthSession.user_id == User.id)
-        .where(User.id == user_id, AuthSession.id == session_id)
-    )).first()
+    row = (
+        await session.execute(
+            select(User, AuthSession)
+            .join(AuthSession, AuthSession.user_id == User.id)
+            .where(User.id == user_id, AuthSession.id == session_id)
+        )
+    ).first()
     if row is None or row.AuthSession.revoked_at is not None or not row.User.is_active:
         return None
     if str(row.User.org_id) != claims.get("org"):
@@ -67,24 +72,42 @@ async def _client(session: AsyncSession, claims: dict) -> Actor | None:
 
 
 async def _external(session: AsyncSession, ctx: AuthContext, token: str, issuer: str) -> Actor | None:
-    idp = (await session.execute(select(IdentityProvider).where(IdentityProvider.issuer == issuer))).scalar_one_or_none()
+    idp = (
+        await session.execute(select(IdentityProvider).where(IdentityProvider.issuer == issuer))
+    ).scalar_one_or_none()
     if idp is None:
         return None
-    verify(token, keyring_from_jwks(idp.jwks), audience=idp.audience, issuer=idp.issuer, typ=None,
-           leeway=ctx.settings.clock_leeway, required=("exp", "iat", "iss", "aud", "sub"))
+    verify(
+        token,
+        keyring_from_jwks(idp.jwks),
+        audience=idp.audience,
+        issuer=idp.issuer,
+        typ=None,
+        leeway=ctx.settings.clock_leeway,
+        required=("exp", "iat", "iss", "aud", "sub"),
+    )
     subject = jwt.get_unverified_claims(token)["sub"]
-    user = (await session.execute(
-        select(User).join(ExternalIdentity, ExternalIdentity.user_id == User.id)
-        .where(ExternalIdentity.idp_id == idp.id, ExternalIdentity.subject == subject)
-    )).scalar_one_or_none()
+    user = (
+        await session.execute(
+            select(User)
+            .join(ExternalIdentity, ExternalIdentity.user_id == User.id)
+            .where(ExternalIdentity.idp_id == idp.id, ExternalIdentity.subject == subject)
+        )
+    ).scalar_one_or_none()
     if user is None or not user.is_active or user.org_id != idp.org_id:
         return None
     return _user_actor(user, None)
 
 
 def _user_actor(user: User, session_id: uuid.UUID | None) -> Actor:
-    return Actor(kind="user", id=user.id, org_id=user.org_id, roles=frozenset(user.roles),
-                 perms=perms_for_roles(user.roles), session_id=session_id)
+    return Actor(
+        kind="user",
+        id=user.id,
+        org_id=user.org_id,
+        roles=frozenset(user.roles),
+        perms=perms_for_roles(user.roles),
+        session_id=session_id,
+    )
 
 
 def _uuid(value: object) -> uuid.UUID | None:

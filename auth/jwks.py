@@ -1,7 +1,7 @@
 """Keyrings from an identity provider's JWKS: public asymmetric keys only, one algorithm each."""
 
-from functools import lru_cache
 import json
+from functools import lru_cache
 
 from jose import jwk
 from jose.backends.base import Key

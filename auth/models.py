@@ -70,4 +70,3 @@ class IntegrationClient(SQLModel, table=True):
     scopes: list[str] = json_list_field()
     is_active: bool = True
     created_at: datetime = created_field()
-

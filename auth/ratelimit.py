@@ -16,8 +16,10 @@ from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, TimeoutError
 
 log = logging.getLogger("liaison.auth")
-FALLBACKS = Counter("liaison_ratelimit_fallback_total",
-                    "Rate-limit steps counted in this process's memory because Redis was not answering")
+FALLBACKS = Counter(
+    "liaison_ratelimit_fallback_total",
+    "Rate-limit steps counted in this process's memory because Redis was not answering",
+)
 FALLBACK_SECONDS = 2.0
 
 # Decrement only a key that still exists, so that no count outlives its window.
@@ -47,7 +49,8 @@ class FailureLimiter:
     async def fail(self, key: str) -> int:
         """Count one failure (or an attempt not yet judged); the key's count in this window, this one included."""
         shared = await self._shared(
-            lambda r: r.pipeline(transaction=True).incr(key).expire(key, self._window, nx=True).execute())
+            lambda r: r.pipeline(transaction=True).incr(key).expire(key, self._window, nx=True).execute()
+        )
         if shared is not _MEMORY:
             return int(shared[0])
         now = time.monotonic()
@@ -77,8 +80,12 @@ class FailureLimiter:
             try:
                 return await step(self._redis)
             except (ConnectionError, TimeoutError) as exc:
-                log.warning("Redis is not answering (%s: %s): sign-in limits are counted per node for %.0f s",
-                            type(exc).__name__, exc, FALLBACK_SECONDS)
+                log.warning(
+                    "Redis is not answering (%s: %s): sign-in limits are counted per node for %.0f s",
+                    type(exc).__name__,
+                    exc,
+                    FALLBACK_SECONDS,
+                )
                 self._shared_after = time.monotonic() + FALLBACK_SECONDS
         FALLBACKS.inc()
         return _MEMORY

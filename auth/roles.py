@@ -32,17 +32,44 @@ class Perm(StrEnum):
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {
     Role.clinician: frozenset({Perm.consults_create, Perm.rosters_read}),
     Role.specialist: frozenset({Perm.availability_set, Perm.consults_respond, Perm.rosters_read}),
-    Role.coordinator: frozenset({Perm.users_read, Perm.agreements_read, Perm.rosters_read, Perm.rosters_manage,
-                                 Perm.consults_queue, Perm.stats_read, Perm.policy_manage}),
-    Role.org_admin: frozenset({Perm.users_read, Perm.users_manage, Perm.agreements_read, Perm.rosters_read,
-                               Perm.agreements_manage, Perm.identity_manage, Perm.audit_read, Perm.stats_read,
-                               Perm.policy_manage}),
+    Role.coordinator: frozenset(
+        {
+            Perm.users_read,
+            Perm.agreements_read,
+            Perm.rosters_read,
+            Perm.rosters_manage,
+            Perm.consults_queue,
+            Perm.stats_read,
+            Perm.policy_manage,
+        }
+    ),
+    Role.org_admin: frozenset(
+        {
+            Perm.users_read,
+            Perm.users_manage,
+            Perm.agreements_read,
+            Perm.rosters_read,
+            Perm.agreements_manage,
+            Perm.identity_manage,
+            Perm.audit_read,
+            Perm.stats_read,
+            Perm.policy_manage,
+        }
+    ),
     Role.platform_admin: frozenset({Perm.orgs_create, Perm.users_read, Perm.users_manage, Perm.audit_read}),
 }
 
 # What an integration client may be granted: reading and acting for its org, never administering it.
-CLIENT_SCOPES: frozenset[Perm] = frozenset({Perm.users_read, Perm.agreements_read, Perm.audit_read,
-                                            Perm.rosters_read, Perm.consults_queue, Perm.stats_read})
+CLIENT_SCOPES: frozenset[Perm] = frozenset(
+    {
+        Perm.users_read,
+        Perm.agreements_read,
+        Perm.audit_read,
+        Perm.rosters_read,
+        Perm.consults_queue,
+        Perm.stats_read,
+    }
+)
 
 
 def perms_for_roles(roles: list[str]) -> frozenset[Perm]:

@@ -12,23 +12,43 @@ from auth.dependencies import anonymous, auth_context, current_actor, require
 from auth.models import User
 from auth.principal import Actor
 from auth.roles import Perm
-from auth.schemas import (ClientCreated, ClientIn, ClientOut, ClientToken, IdentityLinkIn, IdentityLinkOut,
-                          IdpIn, IdpOut, LoginIn, MeOut, RefreshIn, TokenPair)
+from auth.schemas import (
+    ClientCreated,
+    ClientIn,
+    ClientOut,
+    ClientToken,
+    IdentityLinkIn,
+    IdentityLinkOut,
+    IdpIn,
+    IdpOut,
+    LoginIn,
+    MeOut,
+    RefreshIn,
+    TokenPair,
+)
 
 router = APIRouter()
 manage = require(Perm.identity_manage)
 
 
 @router.post("/auth/login", response_model=TokenPair, tags=["auth"])
-async def login(body: LoginIn, actor: Actor = Depends(anonymous), session: AsyncSession = Depends(get_session),
-                ctx: AuthContext = Depends(auth_context)) -> TokenPair:
+async def login(
+    body: LoginIn,
+    actor: Actor = Depends(anonymous),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+) -> TokenPair:
     """Sign in with username and password."""
     return await service.login(session, ctx=ctx, actor=actor, username=body.username, password=body.password)
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
-async def refresh(body: RefreshIn, actor: Actor = Depends(anonymous), session: AsyncSession = Depends(get_session),
-                  ctx: AuthContext = Depends(auth_context)) -> TokenPair:
+async def refresh(
+    body: RefreshIn,
+    actor: Actor = Depends(anonymous),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+) -> TokenPair:
     """Trade a refresh token for a new pair; the old one stops working."""
     return await service.refresh(session, ctx=ctx, actor=actor, token=body.refresh_token)
 
@@ -39,55 +59,118 @@ async def logout(actor: Actor = Depends(current_actor), session: AsyncSession = 
     await service.logout(session, actor=actor)
 
 
-@router.post("/auth/token", response_model=ClientToken, tags=["auth"], openapi_extra={
-    "requestBody": {"content": {"application/x-www-form-urlencoded": {"schema": {"type": "object", "properties": {
-        "grant_type": {"type": "string", "enum": ["client_credentials"]}, "client_id": {"type": "string"},
-        "client_secret": {"type": "string"}, "scope": {"type": "string"}}, "required": ["grant_type"]}}}}})
-async def token(request: Request, actor: Actor = Depends(anonymous), session: AsyncSession = Depends(get_session),
-                ctx: AuthContext = Depends(auth_context)) -> ClientToken:
+@router.post(
+    "/auth/token",
+    response_model=ClientToken,
+    tags=["auth"],
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "application/x-www-form-urlencoded": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {
+                            "grant_type": {"type": "string", "enum": ["client_credentials"]},
+                            "client_id": {"type": "string"},
+                            "client_secret": {"type": "string"},
+                            "scope": {"type": "string"},
+                        },
+                        "required": ["grant_type"],
+                    }
+                }
+            }
+        }
+    },
+)
+async def token(
+    request: Request,
+    actor: Actor = Depends(anonymous),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+) -> ClientToken:
     """OAuth 2 client-credentials grant for integration clients."""
-    return await clients.grant(session, ctx=ctx, actor=actor, body=await request.body(),
-                               authorization=request.headers.get("authorization"))
+    return await clients.grant(
+        session,
+        ctx=ctx,
+        actor=actor,
+        body=await request.body(),
+        authorization=request.headers.get("authorization"),
+    )
 
 
 @router.get("/me", response_model=MeOut, tags=["auth"])
 async def me(actor: Actor = Depends(current_actor), session: AsyncSession = Depends(get_session)) -> MeOut:
     """The caller: identity, organization, roles and permissions."""
     user = await session.get(User, actor.id) if actor.kind == "user" else None
-    return MeOut(kind=actor.kind, id=actor.id, org_id=actor.org_id, username=user.username if user else None,
-                 display_name=user.display_name if user else None, roles=sorted(actor.roles),
-                 permissions=sorted(actor.perms))
+    return MeOut(
+        kind=actor.kind,
+        id=actor.id,
+        org_id=actor.org_id,
+        username=user.username if user else None,
+        display_name=user.display_name if user else None,
+        roles=sorted(actor.roles),
+        permissions=sorted(actor.perms),
+    )
 
 
 @router.post("/orgs/{org_id}/clients", response_model=ClientCreated, status_code=201, tags=["integration"])
-async def create_client(org_id: uuid.UUID, body: ClientIn, actor: Actor = Depends(manage),
-                        session: AsyncSession = Depends(get_session)) -> ClientCreated:
+async def create_client(
+    org_id: uuid.UUID,
+    body: ClientIn,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+) -> ClientCreated:
     """Create an integration client; the secret is shown only in this answer."""
-    return await clients.create_client(session, actor=actor, org_id=org_id, name=body.name, scopes=body.scopes)
+    return await clients.create_client(
+        session, actor=actor, org_id=org_id, name=body.name, scopes=body.scopes
+    )
 
 
 @router.get("/orgs/{org_id}/clients", response_model=list[ClientOut], tags=["integration"])
-async def list_clients(org_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)):
+async def list_clients(
+    org_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)
+):
     """The org's integration clients."""
     return await clients.list_clients(session, actor=actor, org_id=org_id)
 
 
-@router.post("/orgs/{org_id}/identity-providers", response_model=IdpOut, status_code=201, tags=["integration"])
-async def create_idp(org_id: uuid.UUID, body: IdpIn, actor: Actor = Depends(manage),
-                     session: AsyncSession = Depends(get_session)):
+@router.post(
+    "/orgs/{org_id}/identity-providers", response_model=IdpOut, status_code=201, tags=["integration"]
+)
+async def create_idp(
+    org_id: uuid.UUID,
+    body: IdpIn,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+):
     """Trust an OIDC issuer and its JWKS for this org's users."""
-    return await idp.register(session, actor=actor, org_id=org_id, issuer=body.issuer, audience=body.audience, jwks=body.jwks)
+    return await idp.register(
+        session, actor=actor, org_id=org_id, issuer=body.issuer, audience=body.audience, jwks=body.jwks
+    )
 
 
 @router.get("/orgs/{org_id}/identity-providers", response_model=list[IdpOut], tags=["integration"])
-async def list_idps(org_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)):
+async def list_idps(
+    org_id: uuid.UUID, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)
+):
     """The org's identity providers."""
     return await idp.list_idps(session, actor=actor, org_id=org_id)
 
 
-@router.post("/orgs/{org_id}/identity-providers/{idp_id}/links", response_model=IdentityLinkOut, status_code=201,
-             tags=["integration"])
-async def link_identity(org_id: uuid.UUID, idp_id: uuid.UUID, body: IdentityLinkIn, actor: Actor = Depends(manage),
-                        session: AsyncSession = Depends(get_session)):
+@router.post(
+    "/orgs/{org_id}/identity-providers/{idp_id}/links",
+    response_model=IdentityLinkOut,
+    status_code=201,
+    tags=["integration"],
+)
+async def link_identity(
+    org_id: uuid.UUID,
+    idp_id: uuid.UUID,
+    body: IdentityLinkIn,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+):
     """Map an identity provider's subject to one of the org's users."""
-    return await idp.link(session, actor=actor, org_id=org_id, idp_id=idp_id, user_id=body.user_id, subject=body.subject)
+    return await idp.link(
+        session, actor=actor, org_id=org_id, idp_id=idp_id, user_id=body.user_id, subject=body.subject
+    )

@@ -68,11 +68,21 @@ def build_local_keys(*, alg: str, secret: str, private_pem: str | None, kid: str
     return Signer(kid, alg, private), Keyring([VerifyKey(kid, alg, private.public_key())])
 
 
-def verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
-           typ: str | None, leeway: int, required: tuple[str, ...] = REQUIRED) -> dict[str, Any]:
+def verify(
+    token: Any,
+    keyring: Keyring,
+    *,
+    audience: str,
+    issuer: str,
+    typ: str | None,
+    leeway: int,
+    required: tuple[str, ...] = REQUIRED,
+) -> dict[str, Any]:
     """Verify signature and claims; every failure, whatever its cause, is InvalidToken."""
     try:
-        return _verify(token, keyring, audience=audience, issuer=issuer, typ=typ, leeway=leeway, required=required)
+        return _verify(
+            token, keyring, audience=audience, issuer=issuer, typ=typ, leeway=leeway, required=required
+        )
     except InvalidToken as exc:
         _log_refusal(token, str(exc))
         raise
@@ -81,8 +91,16 @@ def verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
         raise InvalidToken("invalid token") from None
 
 
-def _verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
-            typ: str | None, leeway: int, required: tuple[str, ...]) -> dict[str, Any]:
+def _verify(
+    token: Any,
+    keyring: Keyring,
+    *,
+    audience: str,
+    issuer: str,
+    typ: str | None,
+    leeway: int,
+    required: tuple[str, ...],
+) -> dict[str, Any]:
     if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_LENGTH:
         raise InvalidToken("malformed token")
     header = jwt.get_unverified_header(token)
@@ -97,7 +115,9 @@ def _verify(token: Any, keyring: Keyring, *, audience: str, issuer: str,
     options = {f"require_{c}": True for c in required} | {"leeway": leeway}
     # The claims are checked once the signature holds: python-jose lets through what it can't compare
     # (an `exp` of NaN), and reading them unverified first would parse the token once more per request.
-    verified = jwt.decode(token, key.key, algorithms=[key.alg], audience=audience, issuer=issuer, options=options)
+    verified = jwt.decode(
+        token, key.key, algorithms=[key.alg], audience=audience, issuer=issuer, options=options
+    )
     if not isinstance(verified, dict):
         raise InvalidToken("malformed token")
     _check_numeric_claims(verified, leeway)

@@ -22,7 +22,9 @@ def chosen() -> list:
     only = [name.strip() for name in os.environ.get("BENCH_ONLY", "").split(",") if name.strip()]
     unknown = [name for name in only if name not in MODULES]
     if unknown:
-        raise SystemExit(f"BENCH_ONLY: no benchmark named {', '.join(unknown)} (there are {', '.join(MODULES)})")
+        raise SystemExit(
+            f"BENCH_ONLY: no benchmark named {', '.join(unknown)} (there are {', '.join(MODULES)})"
+        )
     return [MODULES[name] for name in only] if only else list(MODULES.values())
 
 

@@ -33,8 +33,16 @@ async def main(port: int) -> None:
             if peers.get(name) is ws:
                 del peers[name]
 
-    async with serve(handler, "127.0.0.1", port, compression=None, max_size=65536, ping_interval=20.0,
-                     ping_timeout=20.0, backlog=1024):
+    async with serve(
+        handler,
+        "127.0.0.1",
+        port,
+        compression=None,
+        max_size=65536,
+        ping_interval=20.0,
+        ping_timeout=20.0,
+        backlog=1024,
+    ):
         await asyncio.Future()
 
 

@@ -5,13 +5,13 @@ import os
 import statistics
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
-from api.db import make_engine, make_sessionmaker, commit
-from api.settings import Settings
+from api.db import commit, make_engine, make_sessionmaker
 from api.migrate import upgrade
+from api.settings import Settings
 from auth.models import User
 from auth.passwords import Passwords
 from orgs.models import Organization
@@ -21,15 +21,32 @@ PG = os.environ.get("LIAISON_BENCH_DATABASE_URL", "postgresql+asyncpg://postgres
 REDIS = os.environ.get("LIAISON_BENCH_REDIS_URL", "redis://127.0.0.1:6379/8")
 PASSWORD = "bench-password-1"
 SECRET = "bench-secret-" + "x" * 40
-NO_EXPIRY = {"emergent": 3600, "urgent": 3600, "routine": 4 * 3600}  # escalation windows no benchmark outlasts
-BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "mode": "live", "question": "bench",
-        "patient_ref": "B-1", "languages": ["en"]}  # the consult every benchmark creates
+NO_EXPIRY = {
+    "emergent": 3600,
+    "urgent": 3600,
+    "routine": 4 * 3600,
+}  # escalation windows no benchmark outlasts
+BODY = {
+    "specialty": "trauma-surgery",
+    "urgency": "emergent",
+    "mode": "live",
+    "question": "bench",
+    "patient_ref": "B-1",
+    "languages": ["en"],
+}  # the consult every benchmark creates
 
 
 def node_settings(url: str, **overrides) -> Settings:
     """A benchmarked node's settings: the scratch database, the bench Redis, cheap password hashing."""
-    return Settings(environment="test", database_url=url, redis_url=REDIS, jwt_secret=SECRET,
-                    argon2_time_cost=1, argon2_memory_kib=1024, **overrides)
+    return Settings(
+        environment="test",
+        database_url=url,
+        redis_url=REDIS,
+        jwt_secret=SECRET,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        **overrides,
+    )
 
 
 @asynccontextmanager
@@ -53,22 +70,41 @@ async def seed(url: str, *, specialists: int, escalation_windows: dict | None = 
     while a benchmark runs (the escalation that follows would be load of another kind)."""
     engine = make_engine(url)
     digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with make_sessionmaker(engine)() as session:
-        org = Organization(name="Bench Field Hospital", kind="military", escalation_windows=escalation_windows)
+        org = Organization(
+            name="Bench Field Hospital", kind="military", escalation_windows=escalation_windows
+        )
         session.add(org)
         await session.flush()
         clinician = User(org_id=org.id, username="bench-clinician", roles=["clinician"], password_hash=digest)
-        specs = [User(org_id=org.id, username=f"bench-spec-{i}", roles=["specialist"], password_hash=digest)
-                 for i in range(specialists)]
+        specs = [
+            User(org_id=org.id, username=f"bench-spec-{i}", roles=["specialist"], password_hash=digest)
+            for i in range(specialists)
+        ]
         roster = Roster(org_id=org.id, specialty="trauma-surgery", name="Trauma")
         session.add_all([clinician, *specs, roster])
         await session.flush()
         for s in specs:
-            session.add(SpecialistProfile(user_id=s.id, org_id=org.id, specialties=["trauma-surgery"], languages=["en"],
-                                          max_concurrent=10))
-            session.add(Shift(roster_id=roster.id, org_id=org.id, specialist_id=s.id, tier=1,
-                              starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=4)))
+            session.add(
+                SpecialistProfile(
+                    user_id=s.id,
+                    org_id=org.id,
+                    specialties=["trauma-surgery"],
+                    languages=["en"],
+                    max_concurrent=10,
+                )
+            )
+            session.add(
+                Shift(
+                    roster_id=roster.id,
+                    org_id=org.id,
+                    specialist_id=s.id,
+                    tier=1,
+                    starts_at=now - timedelta(hours=1),
+                    ends_at=now + timedelta(hours=4),
+                )
+            )
         await commit(session)
     await engine.dispose()
     return {"clinician": "bench-clinician", "specialists": [s.username for s in specs], "org_id": str(org.id)}
@@ -99,5 +135,8 @@ def percentiles(samples_ms: list[float]) -> dict[str, float]:
 def table(rows: list[tuple[str, str, str, str]]) -> str:
     header = ("benchmark", "result", "baseline (same run)", "ratio / target")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(4)]
-    line = lambda r: " | ".join(c.ljust(w) for c, w in zip(r, widths))
+
+    def line(r):
+        return " | ".join(c.ljust(w) for c, w in zip(r, widths, strict=False))
+
     return "\n".join([line(header), "-+-".join("-" * w for w in widths), *map(line, rows)])

@@ -31,8 +31,18 @@ import httpx
 import orjson
 import websockets
 
-from bench.common import (BODY, NO_EXPIRY, PASSWORD, loadavg, ms, node_settings, percentiles, rank, scratch_database,
-                          seed)
+from bench.common import (
+    BODY,
+    NO_EXPIRY,
+    PASSWORD,
+    loadavg,
+    ms,
+    node_settings,
+    percentiles,
+    rank,
+    scratch_database,
+    seed,
+)
 from bench.http import Pool, Request
 from bench.load import Phase, open_loop
 from bench.nodes import CpuMeter, Node
@@ -63,8 +73,13 @@ class Client:
         self.host, self.token = host, token
         self.pool: Pool | None = None
         self.httpx: httpx.AsyncClient | None = None
-        self._create = Request("POST", "/api/v1/consults", host, headers={"Authorization": f"Bearer {token}"},
-                               body=json.dumps(BODY).encode())
+        self._create = Request(
+            "POST",
+            "/api/v1/consults",
+            host,
+            headers={"Authorization": f"Bearer {token}"},
+            body=json.dumps(BODY).encode(),
+        )
         self._health = Request("GET", "/healthz", host)
 
     async def open(self) -> "Client":
@@ -86,8 +101,9 @@ class Client:
         t0 = time.perf_counter()
         try:
             if self.httpx:
-                r = await self.httpx.post("/api/v1/consults", json=BODY,
-                                          headers={"Authorization": f"Bearer {self.token}"})
+                r = await self.httpx.post(
+                    "/api/v1/consults", json=BODY, headers={"Authorization": f"Bearer {self.token}"}
+                )
                 status, body = r.status_code, r.content
             else:
                 status, body = await self.pool.request(self._create, TIMEOUT)
@@ -148,17 +164,37 @@ def _rows(sent: Phase, arrived: dict, base: Phase, cpu: tuple[float, float], loa
     got, ref = percentiles(latencies or [float("nan")] * 2), percentiles(base.results[WARMUP:])
     tag = f"({RATE}/s, {WORKERS} workers)"
     return [
-        (f"consult → offer on socket, p50 {tag}", f"{got['p50']:.1f} ms", f"{ref['p50']:.1f} ms /healthz",
-         f"{got['p50'] / ref['p50']:.1f}×"),
-        (f"consult → offer on socket, p90 {tag}", f"{got['p90']:.1f} ms", f"{ref['p90']:.1f} ms /healthz",
-         f"{got['p90'] / ref['p90']:.1f}×"),
-        (f"consult → offer on socket, p99 {tag}", f"{got['p99']:.1f} ms", f"{ref['p99']:.1f} ms /healthz",
-         f"target ≤ {TARGET_MS:.0f} ms: {'met' if got['p99'] <= TARGET_MS else 'NOT met'}"),
+        (
+            f"consult → offer on socket, p50 {tag}",
+            f"{got['p50']:.1f} ms",
+            f"{ref['p50']:.1f} ms /healthz",
+            f"{got['p50'] / ref['p50']:.1f}×",
+        ),
+        (
+            f"consult → offer on socket, p90 {tag}",
+            f"{got['p90']:.1f} ms",
+            f"{ref['p90']:.1f} ms /healthz",
+            f"{got['p90'] / ref['p90']:.1f}×",
+        ),
+        (
+            f"consult → offer on socket, p99 {tag}",
+            f"{got['p99']:.1f} ms",
+            f"{ref['p99']:.1f} ms /healthz",
+            f"target ≤ {TARGET_MS:.0f} ms: {'met' if got['p99'] <= TARGET_MS else 'NOT met'}",
+        ),
         ("offers not delivered", str(lost), "-", f"of {len(created)}"),
-        (f"consults not created within {TIMEOUT:.0f} s (non-201, timeouts)", str(failed), "-",
-         f"of {len(sent.results) - WARMUP}"),
-        (f"CPU per consult at {RATE}/s: node / its PostgreSQL backends", f"{cpu[0]:.1f} / {cpu[1]:.1f} ms", "-",
-         f"load average at start {load}; client {sent.client_ms_per_request():.2f} ms/req ({CLIENT})"),
+        (
+            f"consults not created within {TIMEOUT:.0f} s (non-201, timeouts)",
+            str(failed),
+            "-",
+            f"of {len(sent.results) - WARMUP}",
+        ),
+        (
+            f"CPU per consult at {RATE}/s: node / its PostgreSQL backends",
+            f"{cpu[0]:.1f} / {cpu[1]:.1f} ms",
+            "-",
+            f"load average at start {load}; client {sent.client_ms_per_request():.2f} ms/req ({CLIENT})",
+        ),
     ]
 
 
@@ -196,7 +232,7 @@ async def _search(client: Client, node: Node, url: str, arrived: dict) -> list[d
 
 
 def _step(rate: int, phase: Phase, arrived: dict, meter: CpuMeter, load: str) -> dict:
-    kept = phase.results[int(rate * STEP_WARM):]
+    kept = phase.results[int(rate * STEP_WARM) :]
     latencies, answers = [], {"non-201": 0, "timeout": 0, "error": 0, "lost": 0}
     for cid, t0, status in kept:
         if cid is None:
@@ -209,30 +245,51 @@ def _step(rate: int, phase: Phase, arrived: dict, meter: CpuMeter, load: str) ->
             latencies.append((arrived[cid] - t0) * 1000)
     created = sum(1 for cid, _, _ in phase.results if cid is not None) or 1
     p99 = rank(latencies, 0.99)
-    return {"rate": rate, "n": len(kept), "p50": rank(latencies, 0.5), "p99": p99, "ok": p99 <= TARGET_MS,
-            "answers": answers, "offered": (len(phase.results) - 1) / phase.span if phase.span else 0.0,
-            "lag_p99": rank(phase.lag_ms, 0.99), "client_ms": phase.client_ms_per_request(),
-            "client_share": phase.client_share(), "node_ms": meter.server * 1000 / created,
-            "pg_ms": meter.database * 1000 / created, "load": load}
+    return {
+        "rate": rate,
+        "n": len(kept),
+        "p50": rank(latencies, 0.5),
+        "p99": p99,
+        "ok": p99 <= TARGET_MS,
+        "answers": answers,
+        "offered": (len(phase.results) - 1) / phase.span if phase.span else 0.0,
+        "lag_p99": rank(phase.lag_ms, 0.99),
+        "client_ms": phase.client_ms_per_request(),
+        "client_share": phase.client_share(),
+        "node_ms": meter.server * 1000 / created,
+        "pg_ms": meter.database * 1000 / created,
+        "load": load,
+    }
 
 
 def _search_rows(steps: list[dict]) -> list[Row]:
     passed = [s for s in steps if s["ok"]]
     failed = next((s for s in steps if not s["ok"]), None)
     best = passed[-1]["rate"] if passed else 0
-    after = (f"next step {failed['rate']}/s: p99 {ms(failed['p99'])}, {sum(failed['answers'].values())} failed"
-             if failed else f"every step up to {steps[-1]['rate']}/s met it")
-    rows = [(f"consult → offer: highest steady rate with p99 ≤ {TARGET_MS:.0f} ms ({WORKERS} workers)",
-             f"{best}/s" + (f" (p99 {ms(passed[-1]['p99'])})" if passed else ""), after,
-             f"target ≥ 150/s: {'met' if best >= 150 else 'NOT met'}")]
+    after = (
+        f"next step {failed['rate']}/s: p99 {ms(failed['p99'])}, {sum(failed['answers'].values())} failed"
+        if failed
+        else f"every step up to {steps[-1]['rate']}/s met it"
+    )
+    rows = [
+        (
+            f"consult → offer: highest steady rate with p99 ≤ {TARGET_MS:.0f} ms ({WORKERS} workers)",
+            f"{best}/s" + (f" (p99 {ms(passed[-1]['p99'])})" if passed else ""),
+            after,
+            f"target ≥ 150/s: {'met' if best >= 150 else 'NOT met'}",
+        )
+    ]
     for s in steps:
         a = s["answers"]
         behind = s["offered"] < 0.97 * s["rate"]  # (a late start alone is the whole machine saturated)
-        rows.append((
-            f"  step {s['rate']}/s: offer p50 / p99",
-            f"{ms(s['p50'])} / {ms(s['p99'])}",
-            f"{a['non-201']} non-201, {a['timeout']} timeouts, {a['error']} errors, {a['lost']} offers lost of {s['n']}",
-            f"{'met' if s['ok'] else 'NOT met'}; CPU/consult node {s['node_ms']:.1f} + PG {s['pg_ms']:.1f} ms; "
-            f"client {s['client_ms']:.2f} ms/req = {s['client_share']:.0%} of a core, start lag p99 "
-            f"{s['lag_p99']:.1f} ms{' (CLIENT BEHIND)' if behind else ''}; load {s['load']}"))
+        rows.append(
+            (
+                f"  step {s['rate']}/s: offer p50 / p99",
+                f"{ms(s['p50'])} / {ms(s['p99'])}",
+                f"{a['non-201']} non-201, {a['timeout']} timeouts, {a['error']} errors, {a['lost']} offers lost of {s['n']}",
+                f"{'met' if s['ok'] else 'NOT met'}; CPU/consult node {s['node_ms']:.1f} + PG {s['pg_ms']:.1f} ms; "
+                f"client {s['client_ms']:.2f} ms/req = {s['client_share']:.0%} of a core, start lag p99 "
+                f"{s['lag_p99']:.1f} ms{' (CLIENT BEHIND)' if behind else ''}; load {s['load']}",
+            )
+        )
     return rows

@@ -16,8 +16,16 @@ IDLE_LIMIT = 3.0  # seconds; uvicorn closes a keep-alive connection idle for 5 s
 class Request:
     """The bytes of one request, built once and sent as often as needed."""
 
-    def __init__(self, method: str, path: str, host: str, *, headers: dict[str, str] | None = None,
-                 body: bytes = b"", content_type: str = "application/json") -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        host: str,
+        *,
+        headers: dict[str, str] | None = None,
+        body: bytes = b"",
+        content_type: str = "application/json",
+    ) -> None:
         lines = [f"{method} {path} HTTP/1.1", f"Host: {host}"]
         lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
         if body or method in ("POST", "PUT", "PATCH"):
@@ -64,11 +72,11 @@ class _Conn(asyncio.Protocol):
                 return
             stop = head.find(b"\r\n", at + 2)
             self.start = end + 4
-            self.need = self.start + int(head[at + 17:stop if stop > 0 else len(head)])
+            self.need = self.start + int(head[at + 17 : stop if stop > 0 else len(head)])
         if len(buf) < self.need:
             return
-        body = bytes(buf[self.start:self.need])
-        del buf[:self.need]
+        body = bytes(buf[self.start : self.need])
+        del buf[: self.need]
         self.need = -1
         waiter, self.waiter = self.waiter, None
         if waiter is not None and not waiter.done():
@@ -102,7 +110,8 @@ class Pool:
         self._open += 1
         try:
             _, conn = await asyncio.get_running_loop().create_connection(
-                lambda: _Conn(self), self.address[0], int(self.address[1]))
+                lambda: _Conn(self), self.address[0], int(self.address[1])
+            )
         except BaseException:
             self._open -= 1
             raise

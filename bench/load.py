@@ -47,8 +47,13 @@ async def open_loop(rate: float, seconds: float, call: Callable[[], Awaitable]) 
     return phase
 
 
-async def closed_loop(concurrency: int, seconds: float, call: Callable[[int], Awaitable],
-                      warmup: float = 1.0, on_measure: Callable[[], Awaitable] | None = None) -> Phase:
+async def closed_loop(
+    concurrency: int,
+    seconds: float,
+    call: Callable[[int], Awaitable],
+    warmup: float = 1.0,
+    on_measure: Callable[[], Awaitable] | None = None,
+) -> Phase:
     """Each of `concurrency` clients calls `call(client_index)` back to back for warmup + seconds;
     only answers to requests started after the warm-up are kept (`on_measure` runs then)."""
     phase = Phase()

@@ -5,6 +5,7 @@ variables, waits for /healthz, and can tell the CPU its whole process tree has u
 supervisor and its workers), read from /proc."""
 
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -30,10 +31,8 @@ def tree(pid: int) -> list[int]:
         p = todo.pop()
         found.append(p)
         for task in Path(f"/proc/{p}/task").glob("*"):
-            try:
+            with contextlib.suppress(OSError):
                 todo += [int(c) for c in (task / "children").read_text().split()]
-            except OSError:
-                pass
     return found
 
 
@@ -52,8 +51,15 @@ def cpu_seconds(pids: list[int]) -> float:
 class Node:
     """`liaison serve` in its own process, as production runs it."""
 
-    def __init__(self, settings, *, port: int | None = None, workers: int = 1, env: dict | None = None,
-                 command: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        settings,
+        *,
+        port: int | None = None,
+        workers: int = 1,
+        env: dict | None = None,
+        command: list[str] | None = None,
+    ) -> None:
         """`command`: what to run instead of `python -m liaison serve` (given --port and --workers)."""
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
@@ -64,11 +70,17 @@ class Node:
                 environ[f"LIAISON_{name.upper()}"] = str(value)
         self._env = environ | (env or {})
         self._cmd = (command or [sys.executable, "-m", "liaison", "serve"]) + [
-            "--port", str(self.port), "--workers", str(workers)]
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> "Node":
-        self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(
+            self._cmd, env=self._env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
             for _ in range(400):
                 if self.proc.poll() is not None:
@@ -88,7 +100,9 @@ class Node:
             if len(self.pids()) >= 1 + (self.workers if self.workers > 1 else 0):
                 break
             await asyncio.sleep(0.05)
-        await asyncio.sleep(0.5 if self.workers > 1 else 0)  # each worker's lifespan (event log, sealer) started
+        await asyncio.sleep(
+            0.5 if self.workers > 1 else 0
+        )  # each worker's lifespan (event log, sealer) started
 
     def pids(self) -> list[int]:
         return tree(self.proc.pid) if self.proc else []
@@ -119,8 +133,9 @@ async def backend_pids(url: str) -> list[int]:
     dsn = url.replace("+asyncpg", "")
     conn = await asyncpg.connect(dsn)
     try:
-        rows = await conn.fetch("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
-                                "AND pid <> pg_backend_pid()")
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
     finally:
         await conn.close()
     return [r["pid"] for r in rows]
@@ -142,4 +157,6 @@ class CpuMeter:
         self.server = sum(n.cpu() for n in self.nodes) - self._node0
         pids = set(self._pg) | set(await backend_pids(self.url))
         # a backend that appeared meanwhile counts whole; one that went away is lost (pools keep theirs)
-        self.database = sum(cpu_seconds([p]) - self._pg0.get(p, 0.0) for p in pids if Path(f"/proc/{p}").exists())
+        self.database = sum(
+            cpu_seconds([p]) - self._pg0.get(p, 0.0) for p in pids if Path(f"/proc/{p}").exists()
+        )

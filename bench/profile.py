@@ -34,6 +34,7 @@ Row = tuple[str, str, str, str]
 
 # --- inside the profiled node ---------------------------------------------------------------------
 
+
 class Sampler:
     def __init__(self) -> None:
         self.stacks: collections.Counter = collections.Counter()
@@ -57,15 +58,24 @@ class Sampler:
         self.on, self.cpu = False, time.process_time() - self.cpu0
         out = os.environ["BENCH_PROFILE_OUT"]
         names: dict = {}
-        stacks = [[task, [names.setdefault(c, _name(c)) for c in reversed(codes)], n]
-                  for (task, codes), n in self.stacks.items()]
+        stacks = [
+            [task, [names.setdefault(c, _name(c)) for c in reversed(codes)], n]
+            for (task, codes), n in self.stacks.items()
+        ]
         sql: collections.Counter = collections.Counter()
         for (task, statement), n in self.sql.items():
             sql[(task, _sql_kind(statement))] += n
-        Path(out + ".tmp").write_text(json.dumps({
-            "interval": INTERVAL, "cpu": self.cpu, "stacks": stacks,
-            "sql": [[task, kind, n] for (task, kind), n in sql.items()],
-            "checkouts": [[task, n] for task, n in self.checkouts.items()]}))
+        Path(out + ".tmp").write_text(
+            json.dumps(
+                {
+                    "interval": INTERVAL,
+                    "cpu": self.cpu,
+                    "stacks": stacks,
+                    "sql": [[task, kind, n] for (task, kind), n in sql.items()],
+                    "checkouts": [[task, n] for task, n in self.checkouts.items()],
+                }
+            )
+        )
         os.replace(out + ".tmp", out)
 
     def _sample(self, _signum, frame) -> None:
@@ -116,8 +126,18 @@ def _short(path: str) -> str:
 
 def _sql_kind(statement: str) -> str:
     s = " ".join(statement.split()).upper()
-    for table in ("AUDIT_EVENTS", "AUDIT_HEAD", "EVENT_CURSOR", "EVENTS", "CONSULTS", "OFFERS", "ESCALATION_STEPS",
-                  "USERS", "AGREEMENTS", "SHIFTS"):
+    for table in (
+        "AUDIT_EVENTS",
+        "AUDIT_HEAD",
+        "EVENT_CURSOR",
+        "EVENTS",
+        "CONSULTS",
+        "OFFERS",
+        "ESCALATION_STEPS",
+        "USERS",
+        "AGREEMENTS",
+        "SHIFTS",
+    ):
         if table in s:
             break
     else:
@@ -134,8 +154,8 @@ def serve(port: int) -> None:
     from sqlalchemy.engine import Engine
     from sqlalchemy.pool import Pool
 
-    from liaison.app import create_app, uvicorn_options
     from api.settings import get_settings
+    from liaison.app import create_app, uvicorn_options
 
     sampler = Sampler()
     event.listen(Engine, "before_cursor_execute", sampler.on_sql)
@@ -143,7 +163,9 @@ def serve(port: int) -> None:
     signal.signal(signal.SIGUSR1, sampler.start)
     signal.signal(signal.SIGUSR2, sampler.stop)
     settings = get_settings()
-    uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(settings))
+    uvicorn.run(
+        create_app(settings), host="127.0.0.1", port=port, log_level="warning", **uvicorn_options(settings)
+    )
 
 
 # --- the driver -----------------------------------------------------------------------------------
@@ -162,31 +184,57 @@ RULES = [
     ("routing: partner_orgs + eligible queries", ("consults/routing.py:eligible",)),
     ("offers + events staged (TriageOut dump)", ("consults/notify.py:", "consults/escalation.py:_offer")),
     ("escalation advance (other)", ("consults/escalation.py:",)),
-    ("autoflush before the audit INSERT: offers, step, 5 events, consult UPDATE",
-     (("audit/service.py:record", "Session._autoflush"),)),
+    (
+        "autoflush before the audit INSERT: offers, step, 5 events, consult UPDATE",
+        (("audit/service.py:record", "Session._autoflush"),),
+    ),
     ("audit INSERT", ("audit/service.py:record",)),
     ("consult INSERT (its explicit flush)", (("consults/service.py:create", "AsyncSession.flush"),)),
     ("consult body hash + construct", ("consults/service.py:create",)),
     ("consult load + access check", ("consults/access.py:",)),
     ("commit (flush + COMMIT + hooks)", ("api/db.py:UnitOfWork._commit", "api/db.py:commit")),
-    ("session close / rollback", ("sqlalchemy/ext/asyncio/session.py:AsyncSession.close",
-                                  "sqlalchemy/ext/asyncio/session.py:AsyncSession.__aexit__")),
-    ("pool checkout + pre-ping + BEGIN", ("sqlalchemy/pool/", "_async_ping", "api/db.py:get_session",
-                                          "asyncpg/transaction.py")),
-    ("response: ConsultOut + clocks + FastAPI serialize", ("consults/router.py:full", "fastapi/routing.py:serialize_response",
-                                                           "fastapi/routing.py:_prepare_response_content",
-                                                           "fastapi/encoders.py")),
+    (
+        "session close / rollback",
+        (
+            "sqlalchemy/ext/asyncio/session.py:AsyncSession.close",
+            "sqlalchemy/ext/asyncio/session.py:AsyncSession.__aexit__",
+        ),
+    ),
+    (
+        "pool checkout + pre-ping + BEGIN",
+        ("sqlalchemy/pool/", "_async_ping", "api/db.py:get_session", "asyncpg/transaction.py"),
+    ),
+    (
+        "response: ConsultOut + clocks + FastAPI serialize",
+        (
+            "consults/router.py:full",
+            "fastapi/routing.py:serialize_response",
+            "fastapi/routing.py:_prepare_response_content",
+            "fastapi/encoders.py",
+        ),
+    ),
     ("request body parse + validation + deps", ("fastapi/dependencies/",)),
     ("endpoint (other)", ("consults/router.py:", "consults/service.py:")),
     ("metrics middleware (prometheus)", ("prometheus_client/",)),
-    ("HTTP: uvicorn + starlette + fastapi + middleware", ("uvicorn/", "starlette/", "fastapi/", "api/middleware.py")),
+    (
+        "HTTP: uvicorn + starlette + fastapi + middleware",
+        ("uvicorn/", "starlette/", "fastapi/", "api/middleware.py"),
+    ),
 ]
-LAYERS = [("event loop (uvloop, C: I/O, callbacks)", ("stdlib/asyncio/runners.py:Runner.run",)),
-          ("python-jose", ("jose/",)), ("pydantic", ("pydantic/", "pydantic_core/")),
-          ("SQLAlchemy (ORM + core)", ("sqlalchemy/",)), ("SQLModel", ("sqlmodel/",)),
-          ("anyio threadpool (sync dependencies)", ("anyio/",)), ("asyncpg", ("asyncpg/",)), ("redis-py", ("redis/",)),
-          ("json", ("json/",)), ("starlette + fastapi", ("starlette/", "fastapi/")), ("uvicorn", ("uvicorn/",)),
-          ("prometheus_client", ("prometheus_client/",))]
+LAYERS = [
+    ("event loop (uvloop, C: I/O, callbacks)", ("stdlib/asyncio/runners.py:Runner.run",)),
+    ("python-jose", ("jose/",)),
+    ("pydantic", ("pydantic/", "pydantic_core/")),
+    ("SQLAlchemy (ORM + core)", ("sqlalchemy/",)),
+    ("SQLModel", ("sqlmodel/",)),
+    ("anyio threadpool (sync dependencies)", ("anyio/",)),
+    ("asyncpg", ("asyncpg/",)),
+    ("redis-py", ("redis/",)),
+    ("json", ("json/",)),
+    ("starlette + fastapi", ("starlette/", "fastapi/")),
+    ("uvicorn", ("uvicorn/",)),
+    ("prometheus_client", ("prometheus_client/",)),
+]
 
 
 def _has(stack: list[str], marker) -> bool:
@@ -221,7 +269,9 @@ def report(profile: dict, requests: int, top: int = 0) -> list[tuple[str, float,
     for _task, stack, n in profile["stacks"]:
         counts[classify(stack, RULES)] += n
     total = sum(counts.values())
-    return [(name, n * 100 / total, n * per_sample_ms / requests) for name, n in counts.most_common(top or None)]
+    return [
+        (name, n * 100 / total, n * per_sample_ms / requests) for name, n in counts.most_common(top or None)
+    ]
 
 
 def layers(profile: dict, requests: int) -> list[tuple[str, float, float]]:
@@ -245,19 +295,31 @@ async def drive(kind: str, rate: float, seconds: float) -> dict:
     out = f"/tmp/bench-profile-{os.getpid()}.json"
     async with scratch_database() as url:
         users = await seed(url, specialists=3, escalation_windows=NO_EXPIRY)
-        node = Node(node_settings(url), env={"BENCH_PROFILE_OUT": out},
-                    command=[sys.executable, "-m", "bench.profile", "--serve"])
+        node = Node(
+            node_settings(url),
+            env={"BENCH_PROFILE_OUT": out},
+            command=[sys.executable, "-m", "bench.profile", "--serve"],
+        )
         await node.start()
         try:
             async with httpx.AsyncClient(base_url=f"http://{node.host}", timeout=10) as c:
-                tok = {n: (await c.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD})).json()["access_token"]
-                       for n in (users["clinician"], users["specialists"][0])}
+                tok = {
+                    n: (
+                        await c.post("/api/v1/auth/login", json={"username": n, "password": PASSWORD})
+                    ).json()["access_token"]
+                    for n in (users["clinician"], users["specialists"][0])
+                }
                 auth = {"Authorization": f"Bearer {tok[users['clinician']]}"}
-                ids = [(await c.post("/api/v1/consults", json=BODY, headers=auth)).json()["id"] for _ in range(20)]
+                ids = [
+                    (await c.post("/api/v1/consults", json=BODY, headers=auth)).json()["id"]
+                    for _ in range(20)
+                ]
             pool = await Pool(node.host, 64).warm(16)
-            create = Request("POST", "/api/v1/consults", node.host, headers=auth, body=json.dumps(BODY).encode())
+            create = Request(
+                "POST", "/api/v1/consults", node.host, headers=auth, body=json.dumps(BODY).encode()
+            )
             reads = [Request("GET", f"/api/v1/consults/{i}", node.host, headers=auth) for i in ids]
-            turn = iter(range(10 ** 9))
+            turn = iter(range(10**9))
 
             async def one() -> int:
                 req = create if kind == "create" else reads[next(turn) % len(reads)]
@@ -295,8 +357,10 @@ async def _drain(ws) -> None:
 
 def print_profile(kind: str, profile: dict) -> None:
     n = profile["requests"]
-    print(f"\n{kind}: {n} requests {profile['statuses']}, node CPU {profile['cpu'] * 1000 / n:.2f} ms per request "
-          f"(sampled every {profile['interval'] * 1000:.1f} ms of CPU)")
+    print(
+        f"\n{kind}: {n} requests {profile['statuses']}, node CPU {profile['cpu'] * 1000 / n:.2f} ms per request "
+        f"(sampled every {profile['interval'] * 1000:.1f} ms of CPU)"
+    )
     print("  by component:")
     for name, pct, ms in report(profile, n):
         print(f"    {pct:5.1f} %  {ms:6.2f} ms  {name}")
@@ -316,8 +380,16 @@ def _detail(profile: dict, n: int, per: int = 8) -> None:
     per_sample_ms = profile["cpu"] * 1000 / max(sum(c for *_, c in profile["stacks"]), 1)
     by: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
     for _task, stack, c in profile["stacks"]:
-        own = next((f for f in reversed(stack) if not f.startswith(("sqlalchemy/", "stdlib/", "asyncpg/", "pydantic",
-                                                                     "<", "greenlet", "sqlmodel/"))), "?")
+        own = next(
+            (
+                f
+                for f in reversed(stack)
+                if not f.startswith(
+                    ("sqlalchemy/", "stdlib/", "asyncpg/", "pydantic", "<", "greenlet", "sqlmodel/")
+                )
+            ),
+            "?",
+        )
         by[classify(stack, RULES)][f"{stack[-1]}  <- {own}"] += c
     for name, frames in sorted(by.items(), key=lambda kv: -sum(kv[1].values())):
         print(f"  [{name}]")

@@ -16,13 +16,21 @@ Python processes and PostgreSQL on two cores: only more contention, not more cap
 Then, as issue #9 measured it, reads at OPEN_RATE a second (open loop) on the two-worker node."""
 
 import asyncio
-import json
-import os
 import time
 
 import httpx
 
-from bench.common import BODY, NO_EXPIRY, PASSWORD, loadavg, node_settings, percentiles, rank, scratch_database, seed
+from bench.common import (
+    BODY,
+    NO_EXPIRY,
+    PASSWORD,
+    loadavg,
+    node_settings,
+    percentiles,
+    rank,
+    scratch_database,
+    seed,
+)
 from bench.http import Pool, Request
 from bench.load import Phase, closed_loop, open_loop
 from bench.nodes import CpuMeter, Node
@@ -59,7 +67,9 @@ async def _prepare(host: str, users: dict) -> tuple[list[str], str]:
         r = await c.post("/api/v1/auth/login", json={"username": users["clinician"], "password": PASSWORD})
         token = r.json()["access_token"]
         auth = {"Authorization": f"Bearer {token}"}
-        ids = [(await c.post("/api/v1/consults", json=BODY, headers=auth)).json()["id"] for _ in range(CONSULTS)]
+        ids = [
+            (await c.post("/api/v1/consults", json=BODY, headers=auth)).json()["id"] for _ in range(CONSULTS)
+        ]
     return ids, token
 
 
@@ -69,7 +79,9 @@ class Reader:
     def __init__(self, nodes: list[Node], ids: list[str], token: str) -> None:
         auth = {"Authorization": f"Bearer {token}"}
         self.nodes = nodes
-        self.requests = [[Request("GET", f"/api/v1/consults/{i}", n.host, headers=auth) for i in ids] for n in nodes]
+        self.requests = [
+            [Request("GET", f"/api/v1/consults/{i}", n.host, headers=auth) for i in ids] for n in nodes
+        ]
         self.pools: list[Pool] = []
         self.turn = 0
 
@@ -127,26 +139,42 @@ def _summary(phase: Phase, meter: CpuMeter, load: str) -> dict:
     n = len(phase.results) or 1
     failed = len(phase.results) - len(ok)
     p = percentiles(ok) if len(ok) >= 2 else {"p50": float("nan"), "p99": float("nan")}
-    return {"rate": len(ok) / phase.wall, "p50": p["p50"], "p99": p["p99"], "failed": failed, "n": len(phase.results),
-            "node_ms": meter.server * 1000 / n, "pg_ms": meter.database * 1000 / n,
-            "client_ms": phase.client_ms_per_request(), "client_share": phase.client_share(), "load": load,
-            "lag_p99": rank(phase.lag_ms, 0.99) if phase.lag_ms else None}
+    return {
+        "rate": len(ok) / phase.wall,
+        "p50": p["p50"],
+        "p99": p["p99"],
+        "failed": failed,
+        "n": len(phase.results),
+        "node_ms": meter.server * 1000 / n,
+        "pg_ms": meter.database * 1000 / n,
+        "client_ms": phase.client_ms_per_request(),
+        "client_share": phase.client_share(),
+        "load": load,
+        "lag_p99": rank(phase.lag_ms, 0.99) if phase.lag_ms else None,
+    }
 
 
 def _rows(results: list[tuple[str, dict]], open_result: dict) -> list[Row]:
     one = results[0][1]["rate"]
     rows = []
     for name, r in results:
-        rows.append((
-            f"audited reads, {name} ({CONCURRENCY} clients, closed loop)",
-            f"{r['rate']:.0f} reads/s, p50 {r['p50']:.1f} / p99 {r['p99']:.1f} ms",
-            f"{r['failed']} failed of {r['n']}",
-            f"{r['rate'] / one:.2f}× 1 node × 1 worker; CPU/read node {r['node_ms']:.1f} + PG {r['pg_ms']:.1f} ms; "
-            f"client {r['client_ms']:.2f} ms/req ({r['client_share']:.0%} of a core); load {r['load']}"))
+        rows.append(
+            (
+                f"audited reads, {name} ({CONCURRENCY} clients, closed loop)",
+                f"{r['rate']:.0f} reads/s, p50 {r['p50']:.1f} / p99 {r['p99']:.1f} ms",
+                f"{r['failed']} failed of {r['n']}",
+                f"{r['rate'] / one:.2f}× 1 node × 1 worker; CPU/read node {r['node_ms']:.1f} + PG {r['pg_ms']:.1f} ms; "
+                f"client {r['client_ms']:.2f} ms/req ({r['client_share']:.0%} of a core); load {r['load']}",
+            )
+        )
     r = open_result
-    rows.append((
-        f"audited reads at {OPEN_RATE}/s (open loop), 1 node × 2 workers",
-        f"p50 {r['p50']:.1f} / p99 {r['p99']:.1f} ms", f"{r['failed']} failed of {r['n']}",
-        f"issue #9 (old code): p50 4.0 s, p99 8.7 s; CPU/read node {r['node_ms']:.1f} + PG {r['pg_ms']:.1f} ms; "
-        f"start lag p99 {r['lag_p99']:.1f} ms; load {r['load']}"))
+    rows.append(
+        (
+            f"audited reads at {OPEN_RATE}/s (open loop), 1 node × 2 workers",
+            f"p50 {r['p50']:.1f} / p99 {r['p99']:.1f} ms",
+            f"{r['failed']} failed of {r['n']}",
+            f"issue #9 (old code): p50 4.0 s, p99 8.7 s; CPU/read node {r['node_ms']:.1f} + PG {r['pg_ms']:.1f} ms; "
+            f"start lag p99 {r['lag_p99']:.1f} ms; load {r['load']}",
+        )
+    )
     return rows

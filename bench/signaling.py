@@ -35,9 +35,9 @@ import time
 import uuid
 from base64 import b64encode
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import httpx
 
@@ -52,17 +52,22 @@ except ImportError:  # pragma: no cover
 
 ROOT = Path(__file__).resolve().parent.parent
 PATH = "/api/v1/signaling"
-CANDIDATE = ("candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0.0.1 rport 46154 generation 0 "
-             "ufrag sXxX network-cost 999")
+CANDIDATE = (
+    "candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0.0.1 rport 46154 generation 0 "
+    "ufrag sXxX network-cost 999"
+)
 ROUNDS, ROUND_S, WARM_S, WINDOW = 5, 1.0, 0.25, 64
 RATES, LATENCY_S, SKIP = (1000, 5000), 2.0, 0.1
 CALLS = 60
-SETTLE = Settings.model_fields["signaling_record_delay"].default + 0.3  # a call's attendance is written by then
+SETTLE = (
+    Settings.model_fields["signaling_record_delay"].default + 0.3
+)  # a call's attendance is written by then
 IDLE, CONCURRENCY = 5000, 64
 CLK = os.sysconf("SC_CLK_TCK")
 
 
 # --- a minimal WebSocket client ------------------------------------------------------------------
+
 
 def frame(payload: bytes, opcode: int = 1) -> bytes:
     """One masked client frame."""
@@ -86,8 +91,10 @@ class Link(asyncio.Protocol):
 
     def __init__(self, host: str) -> None:
         key = b64encode(os.urandom(16)).decode()
-        self.request = (f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                        f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n").encode()
+        self.request = (
+            f"GET {PATH} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
         loop = asyncio.get_running_loop()
         self.open, self.closed = loop.create_future(), loop.create_future()
         self.buf = bytearray()
@@ -102,8 +109,10 @@ class Link(asyncio.Protocol):
         transport.write(self.request)
 
     def connection_lost(self, exc) -> None:
-        gone = ConnectionError(f"closed ({exc or 'by the server'}; close frame {self.close_frame[:2].hex()} "
-                               f"{self.close_frame[2:].decode(errors='replace')!r})")
+        gone = ConnectionError(
+            f"closed ({exc or 'by the server'}; close frame {self.close_frame[:2].hex()} "
+            f"{self.close_frame[2:].decode(errors='replace')!r})"
+        )
         if not self.open.done():
             self.open.set_exception(gone)
         if not self.closed.done():
@@ -122,7 +131,7 @@ class Link(asyncio.Protocol):
                 self.open.set_exception(ConnectionError(bytes(buf[:end]).decode(errors="replace")))
                 self.transport.close()
                 return
-            del buf[:end + 4]
+            del buf[: end + 4]
             self.open.set_result(None)
         texts, pos, n = [], 0, len(buf)
         while n - pos >= 2:
@@ -130,21 +139,21 @@ class Link(asyncio.Protocol):
             if size == 126:
                 if n - pos < 4:
                     break
-                size, head = int.from_bytes(buf[pos + 2:pos + 4], "big"), 4
+                size, head = int.from_bytes(buf[pos + 2 : pos + 4], "big"), 4
             elif size == 127:
                 if n - pos < 10:
                     break
-                size, head = int.from_bytes(buf[pos + 2:pos + 10], "big"), 10
+                size, head = int.from_bytes(buf[pos + 2 : pos + 10], "big"), 10
             end = pos + head + size
             if end > n:
                 break
             op = buf[pos] & 0x0F
             if op == 1:
-                texts.append(bytes(buf[pos + head:end]))
+                texts.append(bytes(buf[pos + head : end]))
             elif op == 9:
-                self.transport.write(frame(bytes(buf[pos + head:end]), 0xA))
+                self.transport.write(frame(bytes(buf[pos + head : end]), 0xA))
             elif op == 8:
-                self.close_frame = bytes(buf[pos + head:end])
+                self.close_frame = bytes(buf[pos + head : end])
                 self.transport.close()
             pos = end
         if pos:
@@ -198,6 +207,7 @@ async def join(host: str, hello: dict) -> tuple[Link, dict]:
 
 # --- the servers ---------------------------------------------------------------------------------
 
+
 @dataclass
 class Target:
     label: str
@@ -213,9 +223,11 @@ class Target:
 
     def drain(self) -> "Target":
         """Read the server's stderr as it comes (its log would otherwise fill the pipe and stall it)."""
+
         def pump() -> None:
             for line in iter(self.proc.stderr.readline, b""):
                 self.stderr.append(line)
+
         threading.Thread(target=pump, daemon=True).start()
         return self
 
@@ -238,8 +250,12 @@ def fd_limit(pid: int) -> int:
 
 async def start_bare() -> Target:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "bench.bare_relay", str(port)], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bench.bare_relay", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     for _ in range(300):
         with contextlib.suppress(OSError):
             _, w = await asyncio.open_connection("127.0.0.1", port)
@@ -248,22 +264,30 @@ async def start_bare() -> Target:
         await asyncio.sleep(0.05)
     else:
         raise AssertionError(f"bare relay did not start: {proc.stderr.read(4000)!r}")
-    return Target("bare websockets relay", f"127.0.0.1:{port}", proc,
-                  lambda room, i: {"type": "join", "id": f"{room}-{i}"}).drain()
+    return Target(
+        "bare websockets relay",
+        f"127.0.0.1:{port}",
+        proc,
+        lambda room, i: {"type": "join", "id": f"{room}-{i}"},
+    ).drain()
 
 
-async def start_liaison(settings: Settings, mint: Callable[[str], str], *, dedicated: bool) -> tuple[Node, Target]:
+async def start_liaison(
+    settings: Settings, mint: Callable[[str], str], *, dedicated: bool
+) -> tuple[Node, Target]:
     """`liaison serve` as production runs it: signaling on its own port (dedicated), or on the API's
     ASGI route under uvicorn."""
     port = free_port() if dedicated else None
     node = await Node(settings.model_copy(update={"signaling_port": port}), workers=1).start()
     label = "Liaison (own signaling port)" if dedicated else "Liaison (ASGI route, uvicorn)"
     host = f"127.0.0.1:{port}" if dedicated else node.host
-    return node, Target(label, host, node.proc, lambda room, i: {"type": "join", "token": mint(room)},
-                        api=node.host).drain()
+    return node, Target(
+        label, host, node.proc, lambda room, i: {"type": "join", "token": mint(room)}, api=node.host
+    ).drain()
 
 
 # --- the measurements ----------------------------------------------------------------------------
+
 
 async def pair(t: Target) -> tuple[Link, Link, str]:
     room = f"bench-{uuid.uuid4().hex[:8]}"
@@ -275,7 +299,13 @@ async def pair(t: Target) -> tuple[Link, Link, str]:
 
 
 def candidate(to: str, stamp: int) -> dict:
-    return {"type": "candidate", "to": to, "candidate": CANDIDATE.format(stamp), "sdpMid": "0", "sdpMLineIndex": 0}
+    return {
+        "type": "candidate",
+        "to": to,
+        "candidate": CANDIDATE.format(stamp),
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
 
 
 async def throughput_round(t: Target, link: tuple[Link, Link, str]) -> tuple[float, float, float]:
@@ -304,7 +334,9 @@ async def throughput_round(t: Target, link: tuple[Link, Link, str]) -> tuple[flo
         await asyncio.sleep(0.01)
     b.on_frames = None
     if a.inbox or state["got"] < state["sent"]:
-        raise AssertionError(f"{t.label}: {state['sent'] - state['got']} lost; sender got {list(a.inbox)[:2]}")
+        raise AssertionError(
+            f"{t.label}: {state['sent'] - state['got']} lost; sender got {list(a.inbox)[:2]}"
+        )
     n = max(1, n1 - n0)
     return n / (t1 - t0), (c1 - c0) / n * 1e6, (p1 - p0) / n * 1e6
 
@@ -318,7 +350,7 @@ async def latency_run(link: tuple[Link, Link, str], rate: int) -> tuple[list[flo
         now = time.perf_counter_ns()
         for p in texts:
             i = p.find(b"candidate:") + 10
-            got.append((now - int(p[i:p.find(b" ", i)])) / 1e6)
+            got.append((now - int(p[i : p.find(b" ", i)])) / 1e6)
 
     b.on_frames = arrived
     start, sent = time.perf_counter(), 0
@@ -326,14 +358,16 @@ async def latency_run(link: tuple[Link, Link, str], rate: int) -> tuple[list[flo
         await asyncio.sleep(0.0005)
         due = min(total, int((time.perf_counter() - start) * rate))
         if due > sent:
-            a.transport.write(b"".join(text(candidate(to, time.perf_counter_ns())) for _ in range(due - sent)))
+            a.transport.write(
+                b"".join(text(candidate(to, time.perf_counter_ns())) for _ in range(due - sent))
+            )
             sent = due
     for _ in range(200):
         if len(got) >= total:
             break
         await asyncio.sleep(0.01)
     b.on_frames = None
-    return got[int(total * SKIP):], total - len(got)
+    return got[int(total * SKIP) :], total - len(got)
 
 
 async def call_once(t: Target, hello_a: dict, hello_b: dict) -> tuple[float, float]:
@@ -345,8 +379,10 @@ async def call_once(t: Target, hello_a: dict, hello_b: dict) -> tuple[float, flo
     pa, pb = (RTCPeerConnection(RTCConfiguration(iceServers=[])) for _ in range(2))
     up = {pc: loop.create_future() for pc in (pa, pb)}
     for pc in (pa, pb):
-        pc.on("connectionstatechange", lambda pc=pc: pc.connectionState == "connected" and not up[pc].done()
-              and up[pc].set_result(None))
+        pc.on(
+            "connectionstatechange",
+            lambda pc=pc: pc.connectionState == "connected" and not up[pc].done() and up[pc].set_result(None),
+        )
     a = b = None
     try:
         t0 = time.perf_counter()
@@ -388,7 +424,7 @@ async def idle_connections(t: Target) -> tuple[float, float, float, list[str]]:
         for i in indices:
             try:
                 link, _ = await join(t.host, hellos[i])
-            except (OSError, RuntimeError, asyncio.TimeoutError) as exc:  # counted and reported, not hidden
+            except (TimeoutError, OSError, RuntimeError) as exc:  # counted and reported, not hidden
                 failed.append(f"{type(exc).__name__}: {exc}")
                 continue
             link.on_frames = lambda texts: None  # peer-joined, and nothing else
@@ -410,6 +446,7 @@ async def idle_connections(t: Target) -> tuple[float, float, float, list[str]]:
 
 # --- the run -------------------------------------------------------------------------------------
 
+
 def _median(xs: list[float]) -> float:
     return statistics.median(xs)
 
@@ -425,19 +462,29 @@ async def run() -> list[tuple[str, str, str, str]]:
         resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))  # the servers inherit it
     async with scratch_database() as url:
         users = await seed(url, specialists=1)
-        settings = node_settings(url, escalation_worker=False,
-                                 signaling_rate_per_second=1e9, signaling_rate_burst=1_000_000_000,
-                                 signaling_connections_per_user=1_000_000, signaling_idle_timeout=3600,
-                                 signaling_join_timeout=60)
+        settings = node_settings(
+            url,
+            escalation_worker=False,
+            signaling_rate_per_second=1e9,
+            signaling_rate_burst=1_000_000_000,
+            signaling_connections_per_user=1_000_000,
+            signaling_idle_timeout=3600,
+            signaling_join_timeout=60,
+        )
         from auth.context import build_auth_context
         from signaling import tokens
+
         ctx, org, user = build_auth_context(settings, None), uuid.uuid4(), uuid.uuid4()
 
         def mint(room: str) -> str:
             return tokens.issue(ctx, user_id=user, org_id=org, room=room, consult_id=None)[0]
 
-        started = await asyncio.gather(start_bare(), start_liaison(settings, mint, dedicated=True),
-                                       start_liaison(settings, mint, dedicated=False), return_exceptions=True)
+        started = await asyncio.gather(
+            start_bare(),
+            start_liaison(settings, mint, dedicated=True),
+            start_liaison(settings, mint, dedicated=False),
+            return_exceptions=True,
+        )
         try:
             failed = [s for s in started if isinstance(s, BaseException)]
             if failed:
@@ -466,16 +513,36 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
             tput[t.label].append(await throughput_round(t, links[t.label]))
     med = {k: [_median([r[i] for r in v]) for i in range(3)] for k, v in tput.items()}
     lq, bq = med[liaison.label], med[bare.label]
-    rows.append((f"relay throughput (candidate msgs, window {WINDOW})", f"{lq[0]:,.0f} msg/s",
-                 f"{bq[0]:,.0f} msg/s bare relay", f"{lq[0] / bq[0]:.2f}× (target ≥ 0.9×: {_met(lq[0] >= 0.9 * bq[0])})"))
-    rows.append(("server CPU per relayed message", f"{lq[1]:.1f} µs", f"{bq[1]:.1f} µs bare relay",
-                 f"{lq[1] / bq[1]:.2f}×"))
+    rows.append(
+        (
+            f"relay throughput (candidate msgs, window {WINDOW})",
+            f"{lq[0]:,.0f} msg/s",
+            f"{bq[0]:,.0f} msg/s bare relay",
+            f"{lq[0] / bq[0]:.2f}× (target ≥ 0.9×: {_met(lq[0] >= 0.9 * bq[0])})",
+        )
+    )
+    rows.append(
+        (
+            "server CPU per relayed message",
+            f"{lq[1]:.1f} µs",
+            f"{bq[1]:.1f} µs bare relay",
+            f"{lq[1] / bq[1]:.2f}×",
+        )
+    )
     for t in others:
         q = med[t.label]
-        rows.append((f"relay throughput, {t.label}", f"{q[0]:,.0f} msg/s ({q[1]:.1f} µs CPU)",
-                     f"{bq[0]:,.0f} msg/s bare relay", f"{q[0] / bq[0]:.2f}×"))
+        rows.append(
+            (
+                f"relay throughput, {t.label}",
+                f"{q[0]:,.0f} msg/s ({q[1]:.1f} µs CPU)",
+                f"{bq[0]:,.0f} msg/s bare relay",
+                f"{q[0] / bq[0]:.2f}×",
+            )
+        )
     client = max(m[2] for m in med.values())
-    rows.append(("bench client CPU per message (sanity)", f"≤ {client:.1f} µs", "-", "must stay below the servers'"))
+    rows.append(
+        ("bench client CPU per message (sanity)", f"≤ {client:.1f} µs", "-", "must stay below the servers'")
+    )
 
     # Latency at steady rates.
     for rate in RATES:
@@ -485,8 +552,14 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
             lat[t.label] = (percentiles(samples), lost)
         (lp, ll), (bp, bl) = lat[liaison.label], lat[bare.label]
         for p in ("p50", "p99"):
-            rows.append((f"relay latency {p} at {rate:,}/s", f"{lp[p]:.2f} ms", f"{bp[p]:.2f} ms bare relay",
-                         f"{lp[p] / bp[p]:.2f}×" + (f" (lost {ll}/{bl})" if ll or bl else "")))
+            rows.append(
+                (
+                    f"relay latency {p} at {rate:,}/s",
+                    f"{lp[p]:.2f} ms",
+                    f"{bp[p]:.2f} ms bare relay",
+                    f"{lp[p] / bp[p]:.2f}×" + (f" (lost {ll}/{bl})" if ll or bl else ""),
+                )
+            )
     for t in everyone:
         for link in links[t.label][:2]:
             link.close()
@@ -498,18 +571,53 @@ async def _measure(bare: Target, liaison: Target, others: list[Target], users: d
     for t in (bare, liaison):
         if fd_limit(t.pid) < IDLE + 200:
             raise AssertionError(f"{t.label}: open-file limit {fd_limit(t.pid)} < {IDLE + 200}")
-    (bk, brate, bcpu, bfail), (lk, lrate, lcpu, lfail) = await idle_connections(bare), await idle_connections(liaison)
-    rows.append((f"memory per idle joined connection ({IDLE:,})", f"{lk:.1f} KiB", f"{bk:.1f} KiB bare relay",
-                 f"{lk / bk:.2f}× (target ≤ 16 KB: {_met(lk * 1024 <= 16_000)})"))
-    rows.append((f"connection setup (open + join, {CONCURRENCY} at once)", f"{lrate:,.0f} conn/s",
-                 f"{brate:,.0f} conn/s bare relay", f"{lrate / brate:.2f}×"))
-    rows.append(("server CPU per connection set up", f"{lcpu:.2f} ms", f"{bcpu:.2f} ms bare relay", f"{lcpu / bcpu:.2f}×"))
+    (bk, brate, bcpu, bfail), (lk, lrate, lcpu, lfail) = (
+        await idle_connections(bare),
+        await idle_connections(liaison),
+    )
+    rows.append(
+        (
+            f"memory per idle joined connection ({IDLE:,})",
+            f"{lk:.1f} KiB",
+            f"{bk:.1f} KiB bare relay",
+            f"{lk / bk:.2f}× (target ≤ 16 KB: {_met(lk * 1024 <= 16_000)})",
+        )
+    )
+    rows.append(
+        (
+            f"connection setup (open + join, {CONCURRENCY} at once)",
+            f"{lrate:,.0f} conn/s",
+            f"{brate:,.0f} conn/s bare relay",
+            f"{lrate / brate:.2f}×",
+        )
+    )
+    rows.append(
+        (
+            "server CPU per connection set up",
+            f"{lcpu:.2f} ms",
+            f"{bcpu:.2f} ms bare relay",
+            f"{lcpu / bcpu:.2f}×",
+        )
+    )
     for t in others:
         ok, _, _, _ = await idle_connections(t)
-        rows.append((f"memory per idle connection, {t.label}", f"{ok:.1f} KiB", f"{bk:.1f} KiB bare relay", f"{ok / bk:.2f}×"))
+        rows.append(
+            (
+                f"memory per idle connection, {t.label}",
+                f"{ok:.1f} KiB",
+                f"{bk:.1f} KiB bare relay",
+                f"{ok / bk:.2f}×",
+            )
+        )
     if lfail or bfail:
-        rows.append(("idle joins that failed", str(len(lfail)), f"{len(bfail)} bare relay",
-                     f"of {IDLE}; first: {(lfail or bfail)[0][:80]}"))
+        rows.append(
+            (
+                "idle joins that failed",
+                str(len(lfail)),
+                f"{len(bfail)} bare relay",
+                f"of {IDLE}; first: {(lfail or bfail)[0][:80]}",
+            )
+        )
     return rows
 
 
@@ -536,12 +644,22 @@ async def _calls(bare: Target, liaison: Target, users: dict) -> list[tuple[str, 
         for i in range(CALLS + 1):  # the first of each is a warm-up
             room = f"call-{uuid.uuid4().hex[:8]}"
             for t in (liaison, bare) if i % 2 else (bare, liaison):  # neither always goes first
-                hello_a, hello_b = await call_tokens() if t is liaison else (t.hello(room, 0), t.hello(room, 1))
+                hello_a, hello_b = (
+                    await call_tokens() if t is liaison else (t.hello(room, 0), t.hello(room, 1))
+                )
                 took = await call_once(t, hello_a, hello_b)
                 if i:
                     times[t.label].append(took)
                 await asyncio.sleep(SETTLE)  # let the records of the last call be written before the next
-    (lj, lm), (bj, bm) = ([_median([x[i] * 1000 for x in times[t.label]]) for i in (0, 1)] for t in (liaison, bare))
-    return [(f"call setup, 2 aiortc peers (median of {CALLS})", f"{lm:.1f} ms", f"{bm:.1f} ms bare relay",
-             f"{lm / bm:.2f}× (target ≤ 1.1×: {_met(lm <= 1.1 * bm)})"),
-            ("  of which: both peers joined", f"{lj:.1f} ms", f"{bj:.1f} ms bare relay", f"{lj / bj:.2f}×")]
+    (lj, lm), (bj, bm) = (
+        [_median([x[i] * 1000 for x in times[t.label]]) for i in (0, 1)] for t in (liaison, bare)
+    )
+    return [
+        (
+            f"call setup, 2 aiortc peers (median of {CALLS})",
+            f"{lm:.1f} ms",
+            f"{bm:.1f} ms bare relay",
+            f"{lm / bm:.2f}× (target ≤ 1.1×: {_met(lm <= 1.1 * bm)})",
+        ),
+        ("  of which: both peers joined", f"{lj:.1f} ms", f"{bj:.1f} ms bare relay", f"{lj / bj:.2f}×"),
+    ]

@@ -11,6 +11,7 @@ dropped) and the samples are pooled per path.
 """
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -27,8 +28,9 @@ CANDIDATE = "candidate:{} 1 udp 1677729535 192.0.2.2 46154 typ srflx raddr 10.0.
 async def run() -> list[tuple[str, str, str, str]]:
     async with scratch_database() as url:
         users = await seed(url, specialists=1)
-        settings = node_settings(url, escalation_worker=False,
-                                 signaling_rate_per_second=RATE * 4, signaling_rate_burst=RATE * 4)
+        settings = node_settings(
+            url, escalation_worker=False, signaling_rate_per_second=RATE * 4, signaling_rate_burst=RATE * 4
+        )
         nodes = [Node(settings), Node(settings)]
         try:
             await asyncio.gather(*(n.start() for n in nodes))
@@ -48,8 +50,14 @@ async def _measure(one: str, two: str, users: dict) -> list[tuple[str, str, str,
         rooms = [await _accepted_consult(client, auth[clinician], auth[specialist]) for _ in range(2)]
 
         async def tokens(consult_id: str) -> tuple[str, str]:
-            return tuple([(await client.post(f"/api/v1/consults/{consult_id}/call-token", headers=auth[who])).json()["token"]
-                          for who in (clinician, specialist)])
+            return tuple(
+                [
+                    (
+                        await client.post(f"/api/v1/consults/{consult_id}/call-token", headers=auth[who])
+                    ).json()["token"]
+                    for who in (clinician, specialist)
+                ]
+            )
 
         samples: dict[str, list[float]] = {"same": [], "cross": []}
         lost = {"same": 0, "cross": 0}
@@ -60,12 +68,24 @@ async def _measure(one: str, two: str, users: dict) -> list[tuple[str, str, str,
                 lost[path] += missing
     same, cross = percentiles(samples["same"]), percentiles(samples["cross"])
     return [
-        (f"relay across nodes via Redis, p50 ({RATE}/s)", f"{cross['p50']:.2f} ms", f"{same['p50']:.2f} ms same node",
-         f"{cross['p50'] / same['p50']:.1f}×"),
-        (f"relay across nodes via Redis, p99 ({RATE}/s)", f"{cross['p99']:.2f} ms", f"{same['p99']:.2f} ms same node",
-         f"{cross['p99'] / same['p99']:.1f}×"),
-        ("relay across nodes: not delivered", str(lost["cross"]), f"{lost['same']} same node",
-         f"of {cross['n'] + lost['cross']}"),
+        (
+            f"relay across nodes via Redis, p50 ({RATE}/s)",
+            f"{cross['p50']:.2f} ms",
+            f"{same['p50']:.2f} ms same node",
+            f"{cross['p50'] / same['p50']:.1f}×",
+        ),
+        (
+            f"relay across nodes via Redis, p99 ({RATE}/s)",
+            f"{cross['p99']:.2f} ms",
+            f"{same['p99']:.2f} ms same node",
+            f"{cross['p99'] / same['p99']:.1f}×",
+        ),
+        (
+            "relay across nodes: not delivered",
+            str(lost["cross"]),
+            f"{lost['same']} same node",
+            f"of {cross['n'] + lost['cross']}",
+        ),
     ]
 
 
@@ -82,8 +102,10 @@ async def _accepted_consult(client: httpx.AsyncClient, requester: dict, speciali
 async def _round(host_a: str, host_b: str, token_a: str, token_b: str) -> tuple[list[float], int]:
     """A (on host_a) sends RATE candidates a second to B (on host_b) for ROUND_S; latencies in ms."""
     count = int(RATE * ROUND_S)
-    async with websockets.connect(f"ws://{host_a}/api/v1/signaling", compression=None) as a, \
-            websockets.connect(f"ws://{host_b}/api/v1/signaling", compression=None) as b:
+    async with (
+        websockets.connect(f"ws://{host_a}/api/v1/signaling", compression=None) as a,
+        websockets.connect(f"ws://{host_b}/api/v1/signaling", compression=None) as b,
+    ):
         await a.send(json.dumps({"type": "join", "token": token_a}))
         assert json.loads(await a.recv())["type"] == "joined"
         await b.send(json.dumps({"type": "join", "token": token_b}))
@@ -97,12 +119,19 @@ async def _round(host_a: str, host_b: str, token_a: str, token_b: str) -> tuple[
             if delay > 0:
                 await asyncio.sleep(delay)
             sent[i] = time.perf_counter()
-            await a.send(json.dumps({"type": "candidate", "to": to, "candidate": CANDIDATE.format(i),
-                                     "sdpMid": "0", "sdpMLineIndex": 0}))
-        try:
+            await a.send(
+                json.dumps(
+                    {
+                        "type": "candidate",
+                        "to": to,
+                        "candidate": CANDIDATE.format(i),
+                        "sdpMid": "0",
+                        "sdpMLineIndex": 0,
+                    }
+                )
+            )
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(receiver, 5)
-        except asyncio.TimeoutError:
-            pass
         for ws in (a, b):
             await ws.send('{"type":"leave"}')
     got = [(arrived[i] - sent[i]) * 1000 for i in range(WARMUP, count) if i in arrived]
@@ -114,6 +143,6 @@ async def _receive(ws, arrived: dict[int, float], count: int) -> None:
         now = time.perf_counter()
         message = json.loads(raw)
         if message.get("type") == "candidate":
-            arrived[int(message["candidate"][10:message["candidate"].index(" ")])] = now
+            arrived[int(message["candidate"][10 : message["candidate"].index(" ")])] = now
             if len(arrived) == count:
                 return

@@ -21,11 +21,21 @@ class View(Enum):
 async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
     """Requester, the requesting org's coordinators, the assignee and participants see it all; anyone
     offered it, the summary. Across orgs, only while an agreement still covers it."""
-    if consult.org_id == actor.org_id and (actor.id == consult.requester_id or actor.can(Perm.consults_queue)):
+    if consult.org_id == actor.org_id and (
+        actor.id == consult.requester_id or actor.can(Perm.consults_queue)
+    ):
         return View.full
     view = await _involvement(session, actor, consult)
-    if view is not None and actor.org_id != consult.org_id and not await may_send(
-            session, requesting_org_id=consult.org_id, providing_org_id=actor.org_id, specialty=consult.specialty):
+    if (
+        view is not None
+        and actor.org_id != consult.org_id
+        and not await may_send(
+            session,
+            requesting_org_id=consult.org_id,
+            providing_org_id=actor.org_id,
+            specialty=consult.specialty,
+        )
+    ):
         return None  # a suspended or revoked agreement opens nothing, not even what it opened before
     return view
 
@@ -35,8 +45,11 @@ async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) ->
         return None
     if actor.id == consult.assigned_to or await is_invited(session, consult.id, actor.id):
         return View.full
-    offer = (await session.execute(select(Offer.id).where(
-        Offer.consult_id == consult.id, Offer.specialist_id == actor.id))).first()
+    offer = (
+        await session.execute(
+            select(Offer.id).where(Offer.consult_id == consult.id, Offer.specialist_id == actor.id)
+        )
+    ).first()
     return View.triage if offer is not None else None
 
 
@@ -46,8 +59,9 @@ async def is_invited(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid
     return (await session.execute(query)).first() is not None
 
 
-async def load(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, *, need: View = View.full,
-               lock: bool = False) -> tuple[Consult, View]:
+async def load(
+    session: AsyncSession, actor: Actor, consult_id: uuid.UUID, *, need: View = View.full, lock: bool = False
+) -> tuple[Consult, View]:
     """The consult if the actor may see it at the level needed; otherwise 404, as if it did not exist."""
     query = select(Consult).where(Consult.id == consult_id)
     consult = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()

@@ -1,7 +1,7 @@
 """When an agreement stops counting, its pending cross-org offers are withdrawn and its calls end, at once."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -11,21 +11,39 @@ from consults.escalation import schedule
 from consults.models import Consult, Offer, Status
 
 
-async def withdraw_offers(session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID) -> None:
+async def withdraw_offers(
+    session: AsyncSession, *, requesting_org_id: uuid.UUID, providing_org_id: uuid.UUID
+) -> None:
     """Withdraw the providing org's pending offers on the requesting org's consults; escalate those left bare."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     mine = select(Consult.id).where(Consult.org_id == requesting_org_id).scalar_subquery()
-    rows = (await session.execute(
-        update(Offer).where(Offer.status == "pending", Offer.org_id == providing_org_id, Offer.consult_id.in_(mine))
-        .values(status="withdrawn", responded_at=now).returning(Offer.consult_id, Offer.specialist_id)
-        .execution_options(synchronize_session=False))).all()
+    rows = (
+        await session.execute(
+            update(Offer)
+            .where(Offer.status == "pending", Offer.org_id == providing_org_id, Offer.consult_id.in_(mine))
+            .values(status="withdrawn", responded_at=now)
+            .returning(Offer.consult_id, Offer.specialist_id)
+            .execution_options(synchronize_session=False)
+        )
+    ).all()
     for consult_id in {cid for cid, _ in rows}:
-        consult = (await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())).scalar_one()
-        await notify.offers_withdrawn(session, consult, [sid for cid, sid in rows if cid == consult_id], "agreement_closed")
-        left = (await session.execute(select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending"))).first()
+        consult = (
+            await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())
+        ).scalar_one()
+        await notify.offers_withdrawn(
+            session, consult, [sid for cid, sid in rows if cid == consult_id], "agreement_closed"
+        )
+        left = (
+            await session.execute(
+                select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+            )
+        ).first()
         if left is None and consult.status == Status.offered:
             schedule(session, consult, now)  # the worker moves it to the next level right away
-    calls = select(Consult.id).where(Consult.org_id == requesting_org_id, Consult.assigned_org_id == providing_org_id,
-                                     Consult.status.in_((Status.accepted, Status.in_session)))
+    calls = select(Consult.id).where(
+        Consult.org_id == requesting_org_id,
+        Consult.assigned_org_id == providing_org_id,
+        Consult.status.in_((Status.accepted, Status.in_session)),
+    )
     for consult_id in (await session.execute(calls)).scalars():
         hooks.calls_ended(session, consult_id=consult_id, reason="The agreement this call depended on ended")

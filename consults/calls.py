@@ -12,7 +12,9 @@ from consults.models import Consult, Status
 
 async def lock(session: AsyncSession, consult_id: uuid.UUID) -> Consult:
     """The consult, locked until the transaction that records its calls' attendance commits."""
-    return (await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())).scalar_one()
+    return (
+        await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())
+    ).scalar_one()
 
 
 def joined(consult: Consult, user_id: uuid.UUID, at: datetime) -> None:

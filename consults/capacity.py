@@ -27,5 +27,9 @@ async def lock_profile(session: AsyncSession, user_id: uuid.UUID) -> SpecialistP
 
 async def held(session: AsyncSession, user_id: uuid.UUID) -> int:
     """The consults this specialist holds, as this transaction sees them."""
-    query = select(func.count()).select_from(Consult).where(Consult.assigned_to == user_id, Consult.status.in_(HELD))
+    query = (
+        select(func.count())
+        .select_from(Consult)
+        .where(Consult.assigned_to == user_id, Consult.status.in_(HELD))
+    )
     return (await session.execute(query)).scalar_one()

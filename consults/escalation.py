@@ -32,7 +32,11 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
         expired = await close_pending(session, consult, now, "expired")
         if expired:
             await notify.offers_withdrawn(session, consult, expired, "expired")
-        tried = set((await session.execute(select(Offer.specialist_id).where(Offer.consult_id == consult.id))).scalars())
+        tried = set(
+            (
+                await session.execute(select(Offer.specialist_id).where(Offer.consult_id == consult.id))
+            ).scalars()
+        )
     candidates, policy = await routing.eligible(session, consult=consult, now=now)
     start = 1 if consult.status == Status.unassigned else consult.level
     level, batch = routing.next_batch(candidates, consult=consult, tried=tried, from_level=start)
@@ -50,12 +54,24 @@ async def _recheck(session: AsyncSession, consult: Consult, now: datetime) -> No
     """Look again when a shift that could serve it starts, at the latest after UNASSIGNED_RECHECK (the
     safety net: other ways of coming on call are reacted to as they happen, consults.reoffer)."""
     latest = now + timedelta(seconds=UNASSIGNED_RECHECK)
-    schedule(session, consult, await routing.next_start(session, consult=consult, after=now, before=latest) or latest)
+    schedule(
+        session,
+        consult,
+        await routing.next_start(session, consult=consult, after=now, before=latest) or latest,
+    )
 
 
-async def _offer(session: AsyncSession, consult: Consult, level: int, batch: list[routing.Candidate], now: datetime,
-                 seconds: int) -> None:
-    session.add_all([Offer(consult_id=consult.id, specialist_id=c.user_id, org_id=c.org_id, level=level) for c in batch])
+async def _offer(
+    session: AsyncSession,
+    consult: Consult,
+    level: int,
+    batch: list[routing.Candidate],
+    now: datetime,
+    seconds: int,
+) -> None:
+    session.add_all(
+        [Offer(consult_id=consult.id, specialist_id=c.user_id, org_id=c.org_id, level=level) for c in batch]
+    )
     changed = consult.status != Status.offered
     consult.status, consult.level, consult.updated_at = Status.offered, level, now
     consult.first_offered_at = consult.first_offered_at or now
@@ -69,6 +85,9 @@ async def _offer(session: AsyncSession, consult: Consult, level: int, batch: lis
 async def close_pending(session: AsyncSession, consult: Consult, now: datetime, status: str) -> list:
     """Mark the consult's pending offers `status`; return whose they were."""
     rows = await session.execute(
-        update(Offer).where(Offer.consult_id == consult.id, Offer.status == "pending")
-        .values(status=status, responded_at=now).returning(Offer.specialist_id))
+        update(Offer)
+        .where(Offer.consult_id == consult.id, Offer.status == "pending")
+        .values(status=status, responded_at=now)
+        .returning(Offer.specialist_id)
+    )
     return list(rows.scalars())

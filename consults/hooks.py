@@ -32,7 +32,9 @@ def calls_ended(session: AsyncSession, *, consult_id: uuid.UUID, reason: str) ->
         hook(session, consult_id=consult_id, reason=reason)
 
 
-def removed_from_calls(session: AsyncSession, *, consult_id: uuid.UUID, user_id: uuid.UUID, reason: str) -> None:
+def removed_from_calls(
+    session: AsyncSession, *, consult_id: uuid.UUID, user_id: uuid.UUID, reason: str
+) -> None:
     """Run every hook inside the caller's transaction: this user's place in the consult's calls ends."""
     for hook in _removed:
         hook(session, consult_id=consult_id, user_id=user_id, reason=reason)

@@ -1,7 +1,7 @@
 """The consult's thread: every consult has one; async consults live in it."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -24,25 +24,53 @@ async def post(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, bo
     consult, _ = await access.load(session, actor, consult_id, lock=True)
     if consult.status in CLOSED:
         raise InvalidTransition(consult.status, "The thread of a closed consult is read-only")
-    now = datetime.now(timezone.utc)
-    message = Message(consult_id=consult.id, author_id=actor.id, author_org_id=actor.org_id, body=body, created_at=now)
+    now = datetime.now(UTC)
+    message = Message(
+        consult_id=consult.id, author_id=actor.id, author_org_id=actor.org_id, body=body, created_at=now
+    )
     session.add(message)
     if actor.id == consult.assigned_to and consult.first_response_at is None:
         consult.first_response_at = now
-    await emit(session, user_ids=[u for u in people(consult) if u != actor.id], type="message.created",
-               consult_id=consult.id, data={"message_id": str(message.id), "author_id": str(actor.id)})
-    await record(session, actor=actor, action="message.create", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await emit(
+        session,
+        user_ids=[u for u in people(consult) if u != actor.id],
+        type="message.created",
+        consult_id=consult.id,
+        data={"message_id": str(message.id), "author_id": str(actor.id)},
+    )
+    await record(
+        session,
+        actor=actor,
+        action="message.create",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return message
 
 
-async def thread(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, page: PageParams) -> list[Message]:
+async def thread(
+    session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, page: PageParams
+) -> list[Message]:
     """The thread, oldest first."""
     consult, _ = await access.load(session, actor, consult_id)
-    rows = (await session.execute(select(Message).where(Message.consult_id == consult.id)
-                                  .order_by(Message.created_at, Message.id).limit(page.limit + 1).offset(page.offset))).scalars()
-    await record(session, actor=actor, action="message.list", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    rows = (
+        await session.execute(
+            select(Message)
+            .where(Message.consult_id == consult.id)
+            .order_by(Message.created_at, Message.id)
+            .limit(page.limit + 1)
+            .offset(page.offset)
+        )
+    ).scalars()
+    await record(
+        session,
+        actor=actor,
+        action="message.list",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return list(rows)

@@ -10,14 +10,29 @@ from events.models import channel_of_role
 from events.service import emit
 
 
-async def offers_made(session: AsyncSession, consult: Consult, specialist_ids: list[uuid.UUID], expires_at) -> None:
+async def offers_made(
+    session: AsyncSession, consult: Consult, specialist_ids: list[uuid.UUID], expires_at
+) -> None:
     triage = TriageOut.model_validate(consult).model_dump(mode="json")
-    await emit(session, user_ids=specialist_ids, type="offer.created", consult_id=consult.id,
-               data={"consult": triage, "level": consult.level, "expires_at": expires_at.isoformat()})
+    await emit(
+        session,
+        user_ids=specialist_ids,
+        type="offer.created",
+        consult_id=consult.id,
+        data={"consult": triage, "level": consult.level, "expires_at": expires_at.isoformat()},
+    )
 
 
-async def offers_withdrawn(session: AsyncSession, consult: Consult, specialist_ids: list[uuid.UUID], reason: str) -> None:
-    await emit(session, user_ids=specialist_ids, type="offer.withdrawn", consult_id=consult.id, data={"reason": reason})
+async def offers_withdrawn(
+    session: AsyncSession, consult: Consult, specialist_ids: list[uuid.UUID], reason: str
+) -> None:
+    await emit(
+        session,
+        user_ids=specialist_ids,
+        type="offer.withdrawn",
+        consult_id=consult.id,
+        data={"reason": reason},
+    )
 
 
 def people(consult: Consult) -> list[uuid.UUID]:
@@ -27,9 +42,16 @@ def people(consult: Consult) -> list[uuid.UUID]:
 
 async def status_changed(session: AsyncSession, consult: Consult, *, alert: bool = False) -> None:
     """Tell the requester and assignee; put it on the coordinators' queue (as an alert if it needs a human)."""
-    data = {"status": consult.status, "level": consult.level,
-            "assigned_to": str(consult.assigned_to) if consult.assigned_to else None}
+    data = {
+        "status": consult.status,
+        "level": consult.level,
+        "assigned_to": str(consult.assigned_to) if consult.assigned_to else None,
+    }
     await emit(session, user_ids=people(consult), type="consult.status", consult_id=consult.id, data=data)
-    await emit(session, channels=[channel_of_role(consult.org_id, "coordinator")],
-               type="queue.alert" if alert else "queue.changed", consult_id=consult.id,
-               data=data | {"specialty": consult.specialty, "urgency": consult.urgency})
+    await emit(
+        session,
+        channels=[channel_of_role(consult.org_id, "coordinator")],
+        type="queue.alert" if alert else "queue.changed",
+        consult_id=consult.id,
+        data=data | {"specialty": consult.specialty, "urgency": consult.urgency},
+    )

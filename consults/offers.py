@@ -1,7 +1,7 @@
 """A specialist's offers: list, accept (exactly one wins), decline."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,12 +19,20 @@ from rosters import profiles
 from rosters.models import SpecialistProfile
 
 
-async def pending_offers(session: AsyncSession, *, actor: Actor, page: PageParams) -> list[tuple[Offer, Consult]]:
+async def pending_offers(
+    session: AsyncSession, *, actor: Actor, page: PageParams
+) -> list[tuple[Offer, Consult]]:
     """The caller's pending offers, newest first, with each consult's triage summary."""
-    rows = (await session.execute(
-        select(Offer, Consult).join(Consult, Consult.id == Offer.consult_id)
-        .where(Offer.specialist_id == actor.id, Offer.status == "pending")
-        .order_by(Offer.created_at.desc()).limit(page.limit + 1).offset(page.offset))).all()
+    rows = (
+        await session.execute(
+            select(Offer, Consult)
+            .join(Consult, Consult.id == Offer.consult_id)
+            .where(Offer.specialist_id == actor.id, Offer.status == "pending")
+            .order_by(Offer.created_at.desc())
+            .limit(page.limit + 1)
+            .offset(page.offset)
+        )
+    ).all()
     await record(session, actor=actor, action="offer.list", org_id=actor.org_id, resource_type="offer")
     await commit(session)
     return [(o, c) for o, c in rows]
@@ -35,7 +43,7 @@ async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     winner asking again (its answer lost on the way) gets the consult as it is."""
     consult, _ = await access.load(session, actor, consult_id, need=access.View.triage)
     profile = await capacity.lock_profile(session, actor.id)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if not await _take(session, actor, consult_id, now):
         return await _replay(session, actor, consult)
     # Counted after taking it, so that a retry of a won accept is never refused by the consult it won.
@@ -43,8 +51,14 @@ async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
         await session.rollback()
         raise OverCapacity()
     await _settle(session, actor, consult, profile, now)
-    await record(session, actor=actor, action="consult.accept", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await record(
+        session,
+        actor=actor,
+        action="consult.accept",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return consult
 
@@ -52,34 +66,60 @@ async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
 async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> None:
     """Decline my pending offer; when nobody is left holding one, escalation moves on at once."""
     consult, _ = await access.load(session, actor, consult_id, need=access.View.triage, lock=True)
-    now = datetime.now(timezone.utc)
-    declined = await session.execute(update(Offer).where(
-        Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending"
-    ).values(status="declined", responded_at=now))
+    now = datetime.now(UTC)
+    declined = await session.execute(
+        update(Offer)
+        .where(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
+        .values(status="declined", responded_at=now)
+    )
     if declined.rowcount != 1:
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
-    still_out = (await session.execute(select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending"))).first()
+    still_out = (
+        await session.execute(
+            select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+        )
+    ).first()
     if still_out is None and consult.status == Status.offered:
         await advance(session, consult, now)
-    await record(session, actor=actor, action="consult.decline", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await record(
+        session,
+        actor=actor,
+        action="consult.decline",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
 
 
 async def _take(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, now: datetime) -> bool:
     """The consult becomes mine if it is still offered and my offer still pending."""
     won = await session.execute(
-        update(Consult).where(Consult.id == consult_id, Consult.status == Status.offered,
-                              exists().where(_mine(actor, consult_id)))
-        .values(status=Status.accepted, assigned_to=actor.id, assigned_org_id=actor.org_id, accepted_at=now,
-                updated_at=now).execution_options(synchronize_session=False))
+        update(Consult)
+        .where(
+            Consult.id == consult_id,
+            Consult.status == Status.offered,
+            exists().where(_mine(actor, consult_id)),
+        )
+        .values(
+            status=Status.accepted,
+            assigned_to=actor.id,
+            assigned_org_id=actor.org_id,
+            accepted_at=now,
+            updated_at=now,
+        )
+        .execution_options(synchronize_session=False)
+    )
     return won.rowcount == 1
 
 
-async def _settle(session: AsyncSession, actor: Actor, consult: Consult, profile: SpecialistProfile | None,
-                  now: datetime) -> None:
+async def _settle(
+    session: AsyncSession, actor: Actor, consult: Consult, profile: SpecialistProfile | None, now: datetime
+) -> None:
     """My offer accepted, the others withdrawn and told, my turn in the fairness order taken."""
-    await session.execute(update(Offer).where(_mine(actor, consult.id)).values(status="accepted", responded_at=now))
+    await session.execute(
+        update(Offer).where(_mine(actor, consult.id)).values(status="accepted", responded_at=now)
+    )
     others = await close_pending(session, consult, now, "withdrawn")
     if profile is not None:
         profiles.assigned(profile, now)
@@ -95,8 +135,15 @@ async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Cons
     if consult.assigned_to != actor.id or consult.status not in HELD:
         raise InvalidTransition(consult.status, "Someone else accepted, or the offer lapsed")
     # A read of consult data, audited as one; the accept itself was recorded, and announced, once.
-    await record(session, actor=actor, action="consult.read", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id, reason="accept_replayed")
+    await record(
+        session,
+        actor=actor,
+        action="consult.read",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+        reason="accept_replayed",
+    )
     await commit(session)
     return consult
 

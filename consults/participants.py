@@ -18,7 +18,9 @@ from consults.messages import CLOSED
 from consults.models import Participant
 
 
-async def invite(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, user_id: uuid.UUID, role: str) -> Participant:
+async def invite(
+    session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, user_id: uuid.UUID, role: str
+) -> Participant:
     """The requester, the assignee or a coordinator of the requesting org invites someone."""
     consult, _ = await access.load(session, actor, consult_id, lock=True)
     coordinator = actor.can(Perm.consults_queue) and actor.org_id == consult.org_id
@@ -35,7 +37,13 @@ async def invite(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, 
         await session.flush()
     except IntegrityError:
         raise Conflict("That user is already a participant") from None
-    await record(session, actor=actor, action="consult.invite", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await record(
+        session,
+        actor=actor,
+        action="consult.invite",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return participant

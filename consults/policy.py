@@ -16,15 +16,21 @@ async def get_policy(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) 
     """The windows in force for the org (defaults filled in)."""
     ensure_own_org(actor, org_id)
     windows = await escalation_windows(session, org_id)
-    await record(session, actor=actor, action="policy.read", org_id=org_id, resource_type="org", resource_id=org_id)
+    await record(
+        session, actor=actor, action="policy.read", org_id=org_id, resource_type="org", resource_id=org_id
+    )
     await commit(session)
     return DEFAULT_WINDOWS | windows
 
 
-async def set_policy(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, windows: dict[str, int]) -> dict[str, int]:
+async def set_policy(
+    session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, windows: dict[str, int]
+) -> dict[str, int]:
     """Replace the org's windows."""
     ensure_own_org(actor, org_id)
     stored = await set_escalation_windows(session, org_id, windows)
-    await record(session, actor=actor, action="policy.update", org_id=org_id, resource_type="org", resource_id=org_id)
+    await record(
+        session, actor=actor, action="policy.update", org_id=org_id, resource_type="org", resource_id=org_id
+    )
     await commit(session)
     return DEFAULT_WINDOWS | stored

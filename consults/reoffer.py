@@ -20,40 +20,67 @@ from consults.models import Consult, EscalationStep, Status
 from rosters.models import Roster, Shift
 
 
-async def specialist_on_call(session: AsyncSession, *, specialist_id: uuid.UUID, org_id: uuid.UUID,
-                             at: datetime) -> None:
+async def specialist_on_call(
+    session: AsyncSession, *, specialist_id: uuid.UUID, org_id: uuid.UUID, at: datetime
+) -> None:
     """Have every unassigned consult this specialist could serve at `at` routed again then."""
     for consult in await _waiting_for(session, specialist_id, org_id, at):
         if not await _due_by(session, consult, at):
             schedule(session, consult, at)
 
 
-async def _waiting_for(session: AsyncSession, specialist_id: uuid.UUID, org_id: uuid.UUID,
-                       at: datetime) -> list[Consult]:
+async def _waiting_for(
+    session: AsyncSession, specialist_id: uuid.UUID, org_id: uuid.UUID, at: datetime
+) -> list[Consult]:
     """Unassigned consults in a specialty of the specialist's shifts at `at`, from orgs that may send to
     them; locked in id order, so that two reactions queue instead of deadlocking."""
-    specialties = (select(Roster.specialty).join(Shift, Shift.roster_id == Roster.id)
-                   .where(Shift.specialist_id == specialist_id, Shift.starts_at <= at, Shift.ends_at > at))
-    rows = (await session.execute(select(Consult.id, Consult.org_id, Consult.specialty).where(
-        Consult.status == Status.unassigned, Consult.specialty.in_(specialties),
-        Consult.requester_id != specialist_id))).all()
-    sendable = {pair for pair in {(org, specialty) for _, org, specialty in rows} if await may_send(
-        session, requesting_org_id=pair[0], providing_org_id=org_id, specialty=pair[1], at=at)}
+    specialties = (
+        select(Roster.specialty)
+        .join(Shift, Shift.roster_id == Roster.id)
+        .where(Shift.specialist_id == specialist_id, Shift.starts_at <= at, Shift.ends_at > at)
+    )
+    rows = (
+        await session.execute(
+            select(Consult.id, Consult.org_id, Consult.specialty).where(
+                Consult.status == Status.unassigned,
+                Consult.specialty.in_(specialties),
+                Consult.requester_id != specialist_id,
+            )
+        )
+    ).all()
+    sendable = {
+        pair
+        for pair in {(org, specialty) for _, org, specialty in rows}
+        if await may_send(
+            session, requesting_org_id=pair[0], providing_org_id=org_id, specialty=pair[1], at=at
+        )
+    }
     ids = [cid for cid, org, specialty in rows if (org, specialty) in sendable]
-    locked = (select(Consult).where(Consult.id.in_(ids), Consult.status == Status.unassigned).order_by(Consult.id)
-              .with_for_update().execution_options(populate_existing=True))
+    locked = (
+        select(Consult)
+        .where(Consult.id.in_(ids), Consult.status == Status.unassigned)
+        .order_by(Consult.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
     return list((await session.execute(locked)).scalars()) if ids else []
 
 
 async def _due_by(session: AsyncSession, consult: Consult, at: datetime) -> bool:
     """Is the consult's current step due by then anyway? Read once its row is locked, so that a step
     running on another node meanwhile has left its successor to be seen."""
-    query = select(EscalationStep.id).where(EscalationStep.consult_id == consult.id, EscalationStep.seq == consult.step_seq,
-                                            EscalationStep.status == "pending", EscalationStep.due_at <= at)
+    query = select(EscalationStep.id).where(
+        EscalationStep.consult_id == consult.id,
+        EscalationStep.seq == consult.step_seq,
+        EscalationStep.status == "pending",
+        EscalationStep.due_at <= at,
+    )
     return (await session.execute(query)).first() is not None
 
 
 async def load_dropped(session: AsyncSession, consult: Consult, at: datetime) -> None:
     """The consult's assignee holds one fewer: the place is free for a waiting consult."""
     if consult.assigned_to is not None and consult.assigned_org_id is not None:
-        await specialist_on_call(session, specialist_id=consult.assigned_to, org_id=consult.assigned_org_id, at=at)
+        await specialist_on_call(
+            session, specialist_id=consult.assigned_to, org_id=consult.assigned_org_id, at=at
+        )

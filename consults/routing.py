@@ -6,7 +6,7 @@ active agreement covering the specialty. Past level 3 the consult goes to the co
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,7 +19,7 @@ from orgs.models import Organization
 from rosters.models import Availability, Roster, Shift, SpecialistProfile
 
 LAST_LEVEL = 3
-EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,21 @@ def level_of(candidate: Candidate, requesting_org: uuid.UUID) -> int:
 def rank(candidates: list[Candidate], languages: list[str]) -> list[Candidate]:
     """A shared language first, then the lighter load, then whoever was assigned least recently."""
     wanted = set(languages)
-    return sorted(candidates, key=lambda c: (
-        0 if not wanted or wanted & set(c.languages) else 1, c.load, c.last_assigned_at or EPOCH, c.tier, str(c.user_id)))
+    return sorted(
+        candidates,
+        key=lambda c: (
+            0 if not wanted or wanted & set(c.languages) else 1,
+            c.load,
+            c.last_assigned_at or EPOCH,
+            c.tier,
+            str(c.user_id),
+        ),
+    )
 
 
-def next_batch(candidates: list[Candidate], *, consult: Consult, tried: set[uuid.UUID],
-               from_level: int) -> tuple[int, list[Candidate]]:
+def next_batch(
+    candidates: list[Candidate], *, consult: Consult, tried: set[uuid.UUID], from_level: int
+) -> tuple[int, list[Candidate]]:
     """The first level at or after `from_level` with someone not yet tried; emergent rings them all."""
     for level in range(max(from_level, 1), LAST_LEVEL + 1):
         fresh = [c for c in candidates if level_of(c, consult.org_id) == level and c.user_id not in tried]
@@ -56,41 +65,83 @@ def next_batch(candidates: list[Candidate], *, consult: Consult, tried: set[uuid
     return LAST_LEVEL + 1, []
 
 
-async def eligible(session: AsyncSession, *, consult: Consult, now: datetime) -> tuple[list[Candidate], dict | None]:
+async def eligible(
+    session: AsyncSession, *, consult: Consult, now: datetime
+) -> tuple[list[Candidate], dict | None]:
     """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
     with the requesting org's escalation policy, read in the same round trip."""
     orgs = await _reach(session, consult, now)
-    load = (select(Consult.assigned_to, func.count().label("n")).where(Consult.status.in_(HELD))
-            .group_by(Consult.assigned_to).subquery())
-    on_shift = (select(Shift.specialist_id.label("uid"), Shift.org_id.label("org"), func.min(Shift.tier).label("tier"))
-                .join(Roster, Roster.id == Shift.roster_id)
-                .where(Roster.specialty == consult.specialty, Shift.org_id.in_(orgs), Shift.starts_at <= now,
-                       Shift.ends_at > now, Shift.specialist_id != consult.requester_id)
-                .group_by(Shift.specialist_id, Shift.org_id).subquery())
-    policy = select(Organization.escalation_windows).where(Organization.id == consult.org_id).scalar_subquery()
-    rows = (await session.execute(
-        select(on_shift.c.uid, on_shift.c.org, on_shift.c.tier, SpecialistProfile.languages,
-               func.coalesce(load.c.n, 0), SpecialistProfile.max_concurrent, SpecialistProfile.last_assigned_at,
-               policy)
-        .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
-        .join(User, User.id == on_shift.c.uid)
-        .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
-        .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
-    )).all()
-    candidates = [Candidate(uid, org, tier, tuple(langs or ()), n, last) for uid, org, tier, langs, n, cap, last, _ in rows
-                  if n < cap]
+    load = (
+        select(Consult.assigned_to, func.count().label("n"))
+        .where(Consult.status.in_(HELD))
+        .group_by(Consult.assigned_to)
+        .subquery()
+    )
+    on_shift = (
+        select(
+            Shift.specialist_id.label("uid"), Shift.org_id.label("org"), func.min(Shift.tier).label("tier")
+        )
+        .join(Roster, Roster.id == Shift.roster_id)
+        .where(
+            Roster.specialty == consult.specialty,
+            Shift.org_id.in_(orgs),
+            Shift.starts_at <= now,
+            Shift.ends_at > now,
+            Shift.specialist_id != consult.requester_id,
+        )
+        .group_by(Shift.specialist_id, Shift.org_id)
+        .subquery()
+    )
+    policy = (
+        select(Organization.escalation_windows).where(Organization.id == consult.org_id).scalar_subquery()
+    )
+    rows = (
+        await session.execute(
+            select(
+                on_shift.c.uid,
+                on_shift.c.org,
+                on_shift.c.tier,
+                SpecialistProfile.languages,
+                func.coalesce(load.c.n, 0),
+                SpecialistProfile.max_concurrent,
+                SpecialistProfile.last_assigned_at,
+                policy,
+            )
+            .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
+            .join(User, User.id == on_shift.c.uid)
+            .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
+            .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
+        )
+    ).all()
+    candidates = [
+        Candidate(uid, org, tier, tuple(langs or ()), n, last)
+        for uid, org, tier, langs, n, cap, last, _ in rows
+        if n < cap
+    ]
     return candidates, (rows[0][-1] if rows else None)
 
 
-async def next_start(session: AsyncSession, *, consult: Consult, after: datetime, before: datetime) -> datetime | None:
+async def next_start(
+    session: AsyncSession, *, consult: Consult, after: datetime, before: datetime
+) -> datetime | None:
     """The first shift start in (after, before) that could bring someone on call for this consult."""
-    query = (select(func.min(Shift.starts_at)).join(Roster, Roster.id == Shift.roster_id)
-             .where(Roster.specialty == consult.specialty, Shift.org_id.in_(await _reach(session, consult, after)),
-                    Shift.starts_at > after, Shift.starts_at < before, Shift.specialist_id != consult.requester_id))
+    query = (
+        select(func.min(Shift.starts_at))
+        .join(Roster, Roster.id == Shift.roster_id)
+        .where(
+            Roster.specialty == consult.specialty,
+            Shift.org_id.in_(await _reach(session, consult, after)),
+            Shift.starts_at > after,
+            Shift.starts_at < before,
+            Shift.specialist_id != consult.requester_id,
+        )
+    )
     return (await session.execute(query)).scalar_one_or_none()
 
 
 async def _reach(session: AsyncSession, consult: Consult, at: datetime) -> list[uuid.UUID]:
     """The requesting org and the orgs that may take its consults in this specialty at `at`."""
-    return [consult.org_id, *await partner_orgs(session, requesting_org_id=consult.org_id,
-                                                specialty=consult.specialty, at=at)]
+    return [
+        consult.org_id,
+        *await partner_orgs(session, requesting_org_id=consult.org_id, specialty=consult.specialty, at=at),
+    ]

@@ -19,8 +19,12 @@ class ConsultIn(Strict):
     urgency: Urgency
     mode: Literal["live", "async"] = "live"
     question: str = Field(min_length=1, max_length=2000)
-    patient_ref: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9._:-]+$",
-                             description="A pseudonymous reference: never a name")
+    patient_ref: str = Field(
+        min_length=1,
+        max_length=64,
+        pattern=r"^[A-Za-z0-9._:-]+$",
+        description="A pseudonymous reference: never a name",
+    )
     patient_age: int | None = Field(default=None, ge=0, le=130)
     patient_sex: Literal["female", "male", "other", "unknown"] | None = None
     details: str = Field(default="", max_length=20000)

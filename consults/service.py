@@ -3,7 +3,7 @@
 import hashlib
 import json
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -23,14 +23,23 @@ from consults.models import Consult, Status
 from consults.schemas import ConsultIn, ConsultOut
 
 
-async def create(session: AsyncSession, *, actor: Actor, data: ConsultIn, idempotency_key: str | None) -> tuple[Consult, bool]:
+async def create(
+    session: AsyncSession, *, actor: Actor, data: ConsultIn, idempotency_key: str | None
+) -> tuple[Consult, bool]:
     """Store the consult and make its first offers in one transaction; (consult, created?)."""
     digest = _body_hash(data)
     if idempotency_key and (prior := await _replay(session, actor, idempotency_key, digest)):
         return prior, False
-    now = datetime.now(timezone.utc)
-    consult = Consult(org_id=actor.org_id, requester_id=actor.id, **data.model_dump(), created_at=now, updated_at=now,
-                      idempotency_key=idempotency_key, request_hash=digest if idempotency_key else None)
+    now = datetime.now(UTC)
+    consult = Consult(
+        org_id=actor.org_id,
+        requester_id=actor.id,
+        **data.model_dump(),
+        created_at=now,
+        updated_at=now,
+        idempotency_key=idempotency_key,
+        request_hash=digest if idempotency_key else None,
+    )
     session.add(consult)
     try:
         await session.flush()
@@ -44,8 +53,14 @@ async def create(session: AsyncSession, *, actor: Actor, data: ConsultIn, idempo
     if idempotency_key:
         # Stored with the consult, so that a retry, even one after it has moved on, answers as we first did.
         consult.first_answer = answer(consult).model_dump(mode="json")
-    await record(session, actor=actor, action="consult.create", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await record(
+        session,
+        actor=actor,
+        action="consult.create",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return consult, True
 
@@ -58,27 +73,47 @@ def answer(consult: Consult) -> ConsultOut:
 def first_answer(consult: Consult) -> dict:
     """What a replay of the request that created `consult` answers."""
     # Consults keyed before first answers were stored (migration 0007) have only their present.
-    return consult.first_answer if consult.first_answer is not None else answer(consult).model_dump(mode="json")
+    return (
+        consult.first_answer if consult.first_answer is not None else answer(consult).model_dump(mode="json")
+    )
 
 
 async def get(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> tuple[Consult, access.View]:
     """One consult, at the detail the caller may see."""
     consult, view = await access.load(session, actor, consult_id, need=access.View.triage)
-    await record(session, actor=actor, action="consult.read", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id, reason=view.value)
+    await record(
+        session,
+        actor=actor,
+        action="consult.read",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+        reason=view.value,
+    )
     await commit(session)
     return consult, view
 
 
-async def list_consults(session: AsyncSession, *, actor: Actor, status: str | None, specialty: str | None,
-                        urgency: str | None, page: PageParams) -> list[Consult]:
+async def list_consults(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    status: str | None,
+    specialty: str | None,
+    urgency: str | None,
+    page: PageParams,
+) -> list[Consult]:
     """Coordinators: the org's queue; others: what they requested or were assigned."""
     query = select(Consult).order_by(Consult.created_at.desc())
     if actor.can(Perm.consults_queue):
         query = query.where(or_(Consult.org_id == actor.org_id, Consult.assigned_to == actor.id))
     else:
         query = query.where(or_(Consult.requester_id == actor.id, Consult.assigned_to == actor.id))
-    for column, value in ((Consult.status, status), (Consult.specialty, specialty), (Consult.urgency, urgency)):
+    for column, value in (
+        (Consult.status, status),
+        (Consult.specialty, specialty),
+        (Consult.urgency, urgency),
+    ):
         if value:
             query = query.where(column == value)
     rows = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
@@ -90,11 +125,14 @@ async def list_consults(session: AsyncSession, *, actor: Actor, status: str | No
 async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> Consult:
     """The requester or a coordinator of the requesting org cancels, any time before completion."""
     consult, _ = await access.load(session, actor, consult_id, lock=True)
-    if not (actor.id == consult.requester_id or (actor.can(Perm.consults_queue) and actor.org_id == consult.org_id)):
+    if not (
+        actor.id == consult.requester_id
+        or (actor.can(Perm.consults_queue) and actor.org_id == consult.org_id)
+    ):
         raise PermissionDenied("Only the requester or a coordinator of the requesting org may cancel")
     if consult.status not in ALLOWED_FROM[Status.cancelled]:
         raise InvalidTransition(consult.status)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     withdrawn = await close_pending(session, consult, now, "withdrawn")
     if consult.status in HELD:
         await reoffer.load_dropped(session, consult, now)
@@ -102,8 +140,14 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
     await notify.status_changed(session, consult)
     hooks.calls_ended(session, consult_id=consult.id, reason="The consult was cancelled")
-    await record(session, actor=actor, action="consult.cancel", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+    await record(
+        session,
+        actor=actor,
+        action="consult.cancel",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return consult
 

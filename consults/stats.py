@@ -14,22 +14,30 @@ from consults.models import Consult
 from consults.schemas import Clocks, StatRow
 
 INTERVALS = ("to_first_offer", "to_accept", "to_first_response", "to_completion")
-_MARKS = {"to_first_offer": "first_offered_at", "to_accept": "accepted_at",
-          "to_first_response": "first_response_at", "to_completion": "completed_at"}
+_MARKS = {
+    "to_first_offer": "first_offered_at",
+    "to_accept": "accepted_at",
+    "to_first_response": "first_response_at",
+    "to_completion": "completed_at",
+}
 
 
 def clocks(consult: Consult) -> Clocks:
     """Seconds from creation to each milestone reached so far."""
+
     def since_created(mark: datetime | None) -> float | None:
         return round((mark - consult.created_at).total_seconds(), 3) if mark else None
 
     return Clocks(**{name: since_created(getattr(consult, attr)) for name, attr in _MARKS.items()})
 
 
-async def response_times(session: AsyncSession, *, actor: Actor, group_by: str, since: datetime | None,
-                         until: datetime | None) -> list[StatRow]:
+async def response_times(
+    session: AsyncSession, *, actor: Actor, group_by: str, since: datetime | None, until: datetime | None
+) -> list[StatRow]:
     """Consults the caller's org requested or served, grouped, with each interval's median and p90."""
-    query = select(Consult).where(or_(Consult.org_id == actor.org_id, Consult.assigned_org_id == actor.org_id))
+    query = select(Consult).where(
+        or_(Consult.org_id == actor.org_id, Consult.assigned_org_id == actor.org_id)
+    )
     if since:
         query = query.where(Consult.created_at >= since)
     if until:

@@ -3,14 +3,14 @@
 import asyncio
 import logging
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from api.tasks import cancel
 from api.db import commit
 from api.errors import log_failure
+from api.tasks import cancel
 from consults.escalation import advance
 from consults.lifecycle import ROUTING
 from consults.models import Consult, EscalationStep
@@ -20,14 +20,21 @@ log = logging.getLogger("liaison.escalation")
 
 async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None = None) -> bool:
     """Claim one due step (SKIP LOCKED: other nodes take others), run it if still current; False if none."""
-    now = now or datetime.now(timezone.utc)
-    step = (await session.execute(
-        select(EscalationStep).where(EscalationStep.status == "pending", EscalationStep.due_at <= now)
-        .order_by(EscalationStep.due_at).limit(1).with_for_update(skip_locked=True)
-    )).scalar_one_or_none()
+    now = now or datetime.now(UTC)
+    step = (
+        await session.execute(
+            select(EscalationStep)
+            .where(EscalationStep.status == "pending", EscalationStep.due_at <= now)
+            .order_by(EscalationStep.due_at)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        )
+    ).scalar_one_or_none()
     if step is None:
         return False
-    consult = (await session.execute(select(Consult).where(Consult.id == step.consult_id).with_for_update())).scalar_one()
+    consult = (
+        await session.execute(select(Consult).where(Consult.id == step.consult_id).with_for_update())
+    ).scalar_one()
     if step.seq == consult.step_seq and consult.status in ROUTING:
         await advance(session, consult, now)
     step.status, step.done_at, step.done_by = "done", now, node

@@ -121,7 +121,9 @@ class RedisFeed(Feed):
                 raise
             except Exception as exc:
                 ready.set()  # start need not wait: the log polls until Redis is back
-                log.warning("event feed lost Redis (%s); polling the log until it is back", type(exc).__name__)
+                log.warning(
+                    "event feed lost Redis (%s); polling the log until it is back", type(exc).__name__
+                )
                 await asyncio.sleep(1)
 
 

@@ -30,4 +30,8 @@ def ends(order_: dict, *, user_id: str, session_id: str | None) -> bool:
     """Does this order (an event's `data`) close a connection of that user and sign-in?"""
     if order_.get("action") == "close_user":
         return order_.get("user_id") == user_id
-    return order_.get("action") == "close_session" and session_id is not None and order_.get("session_id") == session_id
+    return (
+        order_.get("action") == "close_session"
+        and session_id is not None
+        and order_.get("session_id") == session_id
+    )

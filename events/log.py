@@ -19,8 +19,8 @@ from sqlalchemy import JSON, BigInteger, String, Uuid, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel.sql.sqltypes import UTCDateTime
 
-from api.tasks import cancel
 from api.db import commit
+from api.tasks import cancel
 from events.bus import Feed, LocalBus
 from events.models import Event, EventLogRow, wire
 
@@ -146,9 +146,21 @@ class EventLog:
         assert self._sessions is not None
         async with self._sessions() as session:
             while True:
-                rows = (await session.execute(
-                    select(Event.pos, Event.channel, Event.type, Event.consult_id, Event.data, Event.created_at)
-                    .where(Event.pos > self.position).order_by(Event.pos).limit(BATCH))).all()
+                rows = (
+                    await session.execute(
+                        select(
+                            Event.pos,
+                            Event.channel,
+                            Event.type,
+                            Event.consult_id,
+                            Event.data,
+                            Event.created_at,
+                        )
+                        .where(Event.pos > self.position)
+                        .order_by(Event.pos)
+                        .limit(BATCH)
+                    )
+                ).all()
                 if rows:  # the database is the log itself: what it says follows on, by definition
                     self.bus.deliver([wire(row) for row in rows])
                     self.position = rows[-1].pos

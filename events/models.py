@@ -34,7 +34,12 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_events_channel_pos", "channel", "pos"),
         Index("ux_events_pos", "pos", unique=True),
-        Index("ix_events_unsequenced", "id", postgresql_where=text("pos IS NULL"), sqlite_where=text("pos IS NULL")),
+        Index(
+            "ix_events_unsequenced",
+            "id",
+            postgresql_where=text("pos IS NULL"),
+            sqlite_where=text("pos IS NULL"),
+        ),
     )
     id: int | None = Field(default=None, sa_column=Column(EventId, primary_key=True, autoincrement=True))
     pos: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
@@ -59,6 +64,12 @@ class EventLogRow(SQLModel, table=True):
 
 def wire(row) -> dict:
     """An event as clients receive it (from an Event, or a row of its columns): `id` is its position."""
-    return {"type": "event", "id": row.pos, "event": row.type, "channel": row.channel,
-            "consult_id": str(row.consult_id) if row.consult_id else None, "data": row.data,
-            "at": row.created_at.isoformat()}
+    return {
+        "type": "event",
+        "id": row.pos,
+        "event": row.type,
+        "channel": row.channel,
+        "consult_id": str(row.consult_id) if row.consult_id else None,
+        "data": row.data,
+        "at": row.created_at.isoformat(),
+    }

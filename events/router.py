@@ -50,7 +50,9 @@ async def _serve(ws: WebSocket, authenticate: Authenticate) -> None:
         return
     actor, last = hello
     bus = ws.app.state.bus
-    channels = [channel_of_user(actor.id)] + [channel_of_role(actor.org_id, r) for r in sorted(actor.roles & ORG_ROLES)]
+    channels = [channel_of_user(actor.id)] + [
+        channel_of_role(actor.org_id, r) for r in sorted(actor.roles & ORG_ROLES)
+    ]
     sub = bus.subscribe(channels + [SESSIONS])
     try:
         await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": channels})
@@ -68,10 +70,12 @@ async def _authenticate(ws: WebSocket, authenticate: Authenticate):
         async with ws.app.state.sessionmaker() as session:
             actor = await authenticate(session, ctx=ws.app.state.auth, token=msg.token)
         return actor, msg.last_event_id
-    except (asyncio.TimeoutError, ValueError, ValidationError, Unauthenticated, WebSocketDisconnect) as exc:
+    except (TimeoutError, ValueError, ValidationError, Unauthenticated, WebSocketDisconnect) as exc:
         code = "invalid_token" if isinstance(exc, Unauthenticated) else "auth_required"
         with contextlib.suppress(Exception):
-            await ws.send_json({"type": "error", "code": code, "message": "Send {\"type\": \"auth\", \"token\"} first"})
+            await ws.send_json(
+                {"type": "error", "code": code, "message": 'Send {"type": "auth", "token"} first'}
+            )
             await ws.close(POLICY_VIOLATION)
         return None
 
@@ -94,9 +98,14 @@ async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor, la
                 break
             event = getter.result()
             if event["channel"] == SESSIONS:
-                if ends(event["data"], user_id=str(actor.id),
-                        session_id=str(actor.session_id) if actor.session_id else None):
-                    await ws.send_json({"type": "error", "code": "session_ended", "message": event["data"]["reason"]})
+                if ends(
+                    event["data"],
+                    user_id=str(actor.id),
+                    session_id=str(actor.session_id) if actor.session_id else None,
+                ):
+                    await ws.send_json(
+                        {"type": "error", "code": "session_ended", "message": event["data"]["reason"]}
+                    )
                     await ws.close(POLICY_VIOLATION)
                     break
                 continue

@@ -10,15 +10,28 @@ from api.db import UnitOfWork
 from events.models import Event, channel_of_user
 
 
-async def emit(session: AsyncSession, *, user_ids: Iterable[uuid.UUID] = (), channels: Iterable[str] = (),
-               type: str, consult_id: uuid.UUID | None, data: dict) -> None:
+async def emit(
+    session: AsyncSession,
+    *,
+    user_ids: Iterable[uuid.UUID] = (),
+    channels: Iterable[str] = (),
+    type: str,
+    consult_id: uuid.UUID | None,
+    data: dict,
+) -> None:
     """Store one event per user or channel; the log sequences and pushes them once this commits."""
-    stage(session, channels=[channel_of_user(uid) for uid in user_ids] + list(channels), type=type,
-          consult_id=consult_id, data=data)
+    stage(
+        session,
+        channels=[channel_of_user(uid) for uid in user_ids] + list(channels),
+        type=type,
+        consult_id=consult_id,
+        data=data,
+    )
 
 
-def stage(session: AsyncSession, *, channels: Iterable[str], type: str, consult_id: uuid.UUID | None,
-          data: dict) -> None:
+def stage(
+    session: AsyncSession, *, channels: Iterable[str], type: str, consult_id: uuid.UUID | None, data: dict
+) -> None:
     """`emit` for callers that cannot await (orders staged from synchronous helpers)."""
     rows = [Event(channel=c, type=type, consult_id=consult_id, data=data) for c in dict.fromkeys(channels)]
     if rows:
@@ -29,6 +42,7 @@ def stage(session: AsyncSession, *, channels: Iterable[str], type: str, consult_
 
 async def missed(session: AsyncSession, *, channels: list[str], after: int, limit: int = 500) -> list[Event]:
     """The channels' events after position `after`, in log order."""
-    query = (select(Event).where(Event.channel.in_(channels), Event.pos > after)
-             .order_by(Event.pos).limit(limit))
+    query = (
+        select(Event).where(Event.channel.in_(channels), Event.pos > after).order_by(Event.pos).limit(limit)
+    )
     return list((await session.execute(query)).scalars())

@@ -9,19 +9,9 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from api import health
-from api.db import make_engine, make_sessionmaker
-from api.errors import install_error_handlers
-from api.middleware import MetricsMiddleware, RequestContextMiddleware
-from api.redis import make_redis
-from api.settings import Settings, get_settings
 import agreements.hooks
 import agreements.router
 import audit.router
-from audit.sealer import Sealer
-from auth.dependencies import require
-from auth.identity import authenticate
-from auth.roles import Perm
 import auth.denials
 import auth.router
 import auth.startup
@@ -36,6 +26,16 @@ import orgs.router
 import rosters.hooks
 import rosters.router
 import signaling.router
+from api import health
+from api.db import make_engine, make_sessionmaker
+from api.errors import install_error_handlers
+from api.middleware import MetricsMiddleware, RequestContextMiddleware
+from api.redis import make_redis
+from api.settings import Settings, get_settings
+from audit.sealer import Sealer
+from auth.dependencies import require
+from auth.identity import authenticate
+from auth.roles import Perm
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
@@ -71,8 +71,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await sealer.stop()
             await _close_stores(app)
 
-    app = FastAPI(title="Liaison", version="0.1.0", lifespan=lifespan,
-                  description="Telemedicine consultation backend for civil-military health cooperation.")
+    app = FastAPI(
+        title="Liaison",
+        version="0.1.0",
+        lifespan=lifespan,
+        description="Telemedicine consultation backend for civil-military health cooperation.",
+    )
     app.state.settings = settings
     app.state.on_denial = auth.denials.record_denial
     # A lower package's change, a higher one's reaction: each hook is declared below and registered here.
@@ -86,25 +90,38 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.include_router(health.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
-    for router in (auth.router.router, orgs.router.router, agreements.router.router,
-                   audit.router.build(reader=require(Perm.audit_read)), rosters.router.router, consults.router.router,
-                   events.router.build(authenticate=authenticate), signaling.router.router):
+    for router in (
+        auth.router.router,
+        orgs.router.router,
+        agreements.router.router,
+        audit.router.build(reader=require(Perm.audit_read)),
+        rosters.router.router,
+        consults.router.router,
+        events.router.build(authenticate=authenticate),
+        signaling.router.router,
+    ):
         app.include_router(router, prefix="/api/v1")
     return app
 
 
 async def _open_stores(app: FastAPI, settings: Settings) -> None:
     """Database, Redis (when configured), and on top of them the event log and the call ledger."""
-    app.state.engine = make_engine(settings.database_url, pool_size=settings.db_pool_size,
-                                   max_overflow=settings.db_max_overflow, pool_timeout=settings.db_pool_timeout,
-                                   connect_timeout=settings.db_connect_timeout)
+    app.state.engine = make_engine(
+        settings.database_url,
+        pool_size=settings.db_pool_size,
+        max_overflow=settings.db_max_overflow,
+        pool_timeout=settings.db_pool_timeout,
+        connect_timeout=settings.db_connect_timeout,
+    )
     app.state.redis = make_redis(settings.redis_url)
     app.state.bus = LocalBus()
-    app.state.events = EventLog(bus=app.state.bus, feed=make_feed(app.state.redis),
-                                poll_seconds=settings.events_poll_seconds)
+    app.state.events = EventLog(
+        bus=app.state.bus, feed=make_feed(app.state.redis), poll_seconds=settings.events_poll_seconds
+    )
     app.state.ledger = make_ledger(app.state.redis, leeway=settings.clock_leeway)
-    app.state.sessionmaker = make_sessionmaker(app.state.engine, ledger=app.state.ledger,
-                                               on_events=app.state.events.kick)
+    app.state.sessionmaker = make_sessionmaker(
+        app.state.engine, ledger=app.state.ledger, on_events=app.state.events.kick
+    )
     await app.state.events.start(app.state.sessionmaker)
     await app.state.ledger.start()
 
@@ -119,14 +136,20 @@ async def _close_stores(app: FastAPI) -> None:
 async def _start_signaling(app: FastAPI, settings: Settings) -> asyncio.Task:
     """The signaling server (a fabric through Redis when there is one), pre-call echo peers, the
     listener on its own port if asked for, and the task obeying close orders from any node."""
-    fabric = (RedisFabric(app.state.redis, ledger=app.state.ledger, presence_ttl=settings.signaling_presence_ttl)
-              if app.state.redis is not None else LocalFabric(app.state.ledger))
-    app.state.signaling = SignalingServer(settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker,
-                                          fabric=fabric)
+    fabric = (
+        RedisFabric(app.state.redis, ledger=app.state.ledger, presence_ttl=settings.signaling_presence_ttl)
+        if app.state.redis is not None
+        else LocalFabric(app.state.ledger)
+    )
+    app.state.signaling = SignalingServer(
+        settings=settings, auth=app.state.auth, sessions=app.state.sessionmaker, fabric=fabric
+    )
     app.state.precall = PrecallRooms(app.state.signaling)
     await app.state.signaling.start()
     port = settings.signaling_port
-    app.state.listener = await listener.start(app.state.signaling, host=settings.host, port=port) if port else None
+    app.state.listener = (
+        await listener.start(app.state.signaling, host=settings.host, port=port) if port else None
+    )
     return asyncio.create_task(control.obey(app.state.bus, app.state.signaling), name="signaling-orders")
 
 
@@ -140,5 +163,10 @@ async def _stop_signaling(app: FastAPI, orders: asyncio.Task) -> None:
 def uvicorn_options(settings: Settings) -> dict:
     """How every server of ours runs the app: no per-message compression (it costs signaling
     throughput 2.7-3.6x), frames capped at the signaling limit (1009 beyond), protocol pings."""
-    return {"ws_per_message_deflate": False, "ws_max_size": settings.signaling_max_message_bytes,
-            "ws_ping_interval": 20.0, "ws_ping_timeout": 20.0, "proxy_headers": False}
+    return {
+        "ws_per_message_deflate": False,
+        "ws_max_size": settings.signaling_max_message_bytes,
+        "ws_ping_interval": 20.0,
+        "ws_ping_timeout": 20.0,
+        "proxy_headers": False,
+    }

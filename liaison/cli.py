@@ -7,7 +7,9 @@ import typer
 
 from api.settings import get_settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="Liaison telemedicine consultation backend.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, help="Liaison telemedicine consultation backend."
+)
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(audit_app, name="audit")
 
@@ -25,8 +27,14 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         typer.echo("Several workers need LIAISON_REDIS_URL: without Redis each worker is alone", err=True)
         raise typer.Exit(2)
     _require_schema(s.database_url)
-    uvicorn.run("liaison.asgi:app", host=host or s.host, port=port or s.port, workers=workers, log_level="info",
-                **uvicorn_options(s))
+    uvicorn.run(
+        "liaison.asgi:app",
+        host=host or s.host,
+        port=port or s.port,
+        workers=workers,
+        log_level="info",
+        **uvicorn_options(s),
+    )
 
 
 def _require_schema(url: str) -> None:
@@ -47,8 +55,11 @@ def _require_schema(url: str) -> None:
     except (OSError, SQLAlchemyError) as exc:
         # A database that is down is not a misconfiguration: serve, not ready (/readyz) until it answers.
         first_line = (str(exc).splitlines() or [""])[0]
-        typer.echo(f"liaison serve: warning: cannot read the database schema yet ({type(exc).__name__}: "
-                   f"{first_line}); serving, not ready until the database answers", err=True)
+        typer.echo(
+            f"liaison serve: warning: cannot read the database schema yet ({type(exc).__name__}: "
+            f"{first_line}); serving, not ready until the database answers",
+            err=True,
+        )
     if warning:
         typer.echo(f"liaison serve: warning: {warning}; serving anyway", err=True)
 
@@ -72,7 +83,9 @@ def demo() -> None:
 
 
 @app.command("create-admin")
-def create_admin(username: str = typer.Option(...), password: str = typer.Option(..., prompt=True, hide_input=True)) -> None:
+def create_admin(
+    username: str = typer.Option(...), password: str = typer.Option(..., prompt=True, hide_input=True)
+) -> None:
     """Create a platform admin."""
     from liaison.demo import create_platform_admin
 
@@ -91,8 +104,11 @@ def audit_verify() -> None:
     if report.ok:
         typer.echo(f"audit chain OK: {report.checked} events")
         return
-    typer.echo(f"audit chain BROKEN at seq {report.broken_seq}: {report.problem} "
-               f"({report.checked} events verified before it)", err=True)
+    typer.echo(
+        f"audit chain BROKEN at seq {report.broken_seq}: {report.problem} "
+        f"({report.checked} events verified before it)",
+        err=True,
+    )
     raise typer.Exit(1)
 
 

@@ -6,10 +6,10 @@ import logging
 from fastapi import FastAPI
 from sqlalchemy import select
 
-from auth.models import User
-from orgs.models import Organization, OrgKind
 from api.db import commit
 from api.locks import BOOTSTRAP, hold
+from auth.models import User
+from orgs.models import Organization, OrgKind
 
 log = logging.getLogger("liaison.auth")  # where operators have always found this line
 
@@ -19,8 +19,13 @@ async def on_startup(app: FastAPI) -> None:
     s = app.state.settings
     if s.admin_username and s.admin_password:
         async with app.state.sessionmaker() as session:
-            await ensure_admin(session, ctx=app.state.auth, username=s.admin_username,
-                               password=s.admin_password, org_name=s.admin_org_name)
+            await ensure_admin(
+                session,
+                ctx=app.state.auth,
+                username=s.admin_username,
+                password=s.admin_password,
+                org_name=s.admin_org_name,
+            )
 
 
 async def ensure_admin(session, *, ctx, username: str, password: str, org_name: str) -> bool:
@@ -30,13 +35,22 @@ async def ensure_admin(session, *, ctx, username: str, password: str, org_name: 
     await hold(session, BOOTSTRAP)
     if (await session.execute(select(User).where(User.username == username))).scalar_one_or_none():
         return False
-    org = (await session.execute(select(Organization).where(Organization.name == org_name))).scalar_one_or_none()
+    org = (
+        await session.execute(select(Organization).where(Organization.name == org_name))
+    ).scalar_one_or_none()
     if org is None:
         org = Organization(name=org_name, kind=OrgKind.government)
         session.add(org)
         await session.flush()
-    session.add(User(org_id=org.id, username=username, display_name="Platform administrator",
-                     password_hash=await ctx.passwords.hash(password), roles=["platform_admin"]))
+    session.add(
+        User(
+            org_id=org.id,
+            username=username,
+            display_name="Platform administrator",
+            password_hash=await ctx.passwords.hash(password),
+            roles=["platform_admin"],
+        )
+    )
     await commit(session)
     log.info("created platform admin %s", username)
     return True

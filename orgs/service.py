@@ -1,7 +1,7 @@
 """Organizations and their users; admins of one org manage that org's users and nothing else."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -27,12 +27,16 @@ async def create_org(session: AsyncSession, *, actor: Actor, name: str, kind: st
     """Create an organization (platform admins only, checked by the route)."""
     org = Organization(name=name, kind=kind)
     session.add(org)
-    await record(session, actor=actor, action="org.create", org_id=org.id, resource_type="org", resource_id=org.id)
+    await record(
+        session, actor=actor, action="org.create", org_id=org.id, resource_type="org", resource_id=org.id
+    )
     await _commit_unique(session, "An organization with that name exists")
     return org
 
 
-async def list_orgs(session: AsyncSession, *, actor: Actor, kind: str | None, page: PageParams) -> list[Organization]:
+async def list_orgs(
+    session: AsyncSession, *, actor: Actor, kind: str | None, page: PageParams
+) -> list[Organization]:
     """The directory of organizations, so admins can find partners for agreements."""
     query = select(Organization).order_by(Organization.name)
     if kind:
@@ -48,40 +52,70 @@ async def get_org(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> 
     org = await session.get(Organization, org_id)
     if org is None:
         raise Hidden()
-    await record(session, actor=actor, action="org.read", org_id=org.id, resource_type="org", resource_id=org.id)
+    await record(
+        session, actor=actor, action="org.read", org_id=org.id, resource_type="org", resource_id=org.id
+    )
     await commit(session)
     return org
 
 
-async def create_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, org_id: uuid.UUID, username: str,
-                      password: str | None, display_name: str, roles: list[str]) -> User:
+async def create_user(
+    session: AsyncSession,
+    *,
+    ctx: AuthContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    username: str,
+    password: str | None,
+    display_name: str,
+    roles: list[str],
+) -> User:
     """Add a user to an org (its admin, or the platform admin bootstrapping a new org)."""
     ensure_own_org(actor, org_id, platform_admin_ok=True)
     if await session.get(Organization, org_id) is None:
         raise Hidden()
-    user = User(org_id=org_id, username=username, display_name=display_name, roles=_grantable(roles),
-                password_hash=await ctx.passwords.hash(password) if password else None)
+    user = User(
+        org_id=org_id,
+        username=username,
+        display_name=display_name,
+        roles=_grantable(roles),
+        password_hash=await ctx.passwords.hash(password) if password else None,
+    )
     session.add(user)
-    await record(session, actor=actor, action="user.create", org_id=org_id, resource_type="user", resource_id=user.id)
+    await record(
+        session, actor=actor, action="user.create", org_id=org_id, resource_type="user", resource_id=user.id
+    )
     await _commit_unique(session, "That username is taken")
     return user
 
 
-async def list_users(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, role: str | None,
-                     page: PageParams) -> list[User]:
+async def list_users(
+    session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, role: str | None, page: PageParams
+) -> list[User]:
     """The org's users, optionally those holding one role."""
     ensure_own_org(actor, org_id, platform_admin_ok=True)
     if await session.get(Organization, org_id) is None:  # the platform admin asking for a missing org
         raise Hidden()
-    rows = (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username))).scalars().all()
+    rows = (
+        (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username)))
+        .scalars()
+        .all()
+    )
     matching = [u for u in rows if role is None or role in u.roles]  # roles live in a JSON list
     await record(session, actor=actor, action="user.list", org_id=org_id, resource_type="user")
     await commit(session)
-    return matching[page.offset: page.offset + page.limit + 1]
+    return matching[page.offset : page.offset + page.limit + 1]
 
 
-async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, org_id: uuid.UUID,
-                      user_id: uuid.UUID, patch: UserPatch) -> User:
+async def update_user(
+    session: AsyncSession,
+    *,
+    ctx: AuthContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    user_id: uuid.UUID,
+    patch: UserPatch,
+) -> User:
     """Change a user's name, password, roles or status; disabling also ends their sign-ins."""
     ensure_own_org(actor, org_id, platform_admin_ok=True)
     user = await session.get(User, user_id)
@@ -99,8 +133,10 @@ async def update_user(session: AsyncSession, *, ctx: AuthContext, actor: Actor, 
         user_disabled(session, user_id=user.id)
     if patch.is_active is not None:
         user.is_active = patch.is_active
-    user.updated_at = datetime.now(timezone.utc)
-    await record(session, actor=actor, action="user.update", org_id=org_id, resource_type="user", resource_id=user.id)
+    user.updated_at = datetime.now(UTC)
+    await record(
+        session, actor=actor, action="user.update", org_id=org_id, resource_type="user", resource_id=user.id
+    )
     await commit(session)
     return user
 
@@ -112,7 +148,9 @@ async def escalation_windows(session: AsyncSession, org_id: uuid.UUID) -> dict[s
     return org.escalation_windows or {}
 
 
-async def set_escalation_windows(session: AsyncSession, org_id: uuid.UUID, windows: dict[str, int]) -> dict[str, int]:
+async def set_escalation_windows(
+    session: AsyncSession, org_id: uuid.UUID, windows: dict[str, int]
+) -> dict[str, int]:
     """Replace the org's escalation windows, in the caller's transaction; what is stored."""
     org = await session.get(Organization, org_id)
     org.escalation_windows = dict(windows)

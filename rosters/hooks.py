@@ -19,7 +19,9 @@ def on_call(hook: OnCallHook) -> None:
         _on_call.append(hook)
 
 
-async def came_on_call(session: AsyncSession, *, specialist_id: uuid.UUID, org_id: uuid.UUID, at: datetime) -> None:
+async def came_on_call(
+    session: AsyncSession, *, specialist_id: uuid.UUID, org_id: uuid.UUID, at: datetime
+) -> None:
     """Run every hook inside the caller's transaction; `at`: from when (now, or a shift's start)."""
     for hook in _on_call:
         await hook(session, specialist_id=specialist_id, org_id=org_id, at=at)

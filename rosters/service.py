@@ -1,11 +1,12 @@
 """Profiles, availability, rosters, shifts and who is on call."""
 
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.exceptions import Hidden
@@ -16,10 +17,11 @@ from rosters.exceptions import NoProfile, NotASpecialist
 from rosters.hooks import came_on_call
 from rosters.models import Availability, Roster, Shift, SpecialistProfile
 from rosters.schemas import OnCallOut, ProfileIn, ShiftIn
-from api.db import commit
 
 
-async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID, data: ProfileIn) -> SpecialistProfile:
+async def put_profile(
+    session: AsyncSession, *, actor: Actor, user_id: uuid.UUID, data: ProfileIn
+) -> SpecialistProfile:
     """Set a specialist's profile: the specialist themself, or their org's roster managers."""
     if actor.id != user_id and not actor.can(Perm.rosters_manage):
         raise Hidden()
@@ -28,11 +30,18 @@ async def put_profile(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID
     profile = prior or SpecialistProfile(user_id=user_id, org_id=actor.org_id)
     more = prior is None or data.max_concurrent > prior.max_concurrent  # read before it changes below
     profile.specialties, profile.languages = sorted(set(data.specialties)), sorted(set(data.languages))
-    profile.max_concurrent, profile.updated_at = data.max_concurrent, datetime.now(timezone.utc)
+    profile.max_concurrent, profile.updated_at = data.max_concurrent, datetime.now(UTC)
     session.add(profile)
     if more:  # routing counts only specialists with a profile, each under their limit
         await came_on_call(session, specialist_id=user_id, org_id=actor.org_id, at=profile.updated_at)
-    await record(session, actor=actor, action="profile.update", org_id=actor.org_id, resource_type="user", resource_id=user_id)
+    await record(
+        session,
+        actor=actor,
+        action="profile.update",
+        org_id=actor.org_id,
+        resource_type="user",
+        resource_id=user_id,
+    )
     await commit(session)
     return profile
 
@@ -42,11 +51,18 @@ async def set_availability(session: AsyncSession, *, actor: Actor, availability:
     profile = await session.get(SpecialistProfile, actor.id)
     if profile is None:
         raise NoProfile()
-    profile.availability, profile.updated_at = availability, datetime.now(timezone.utc)
+    profile.availability, profile.updated_at = availability, datetime.now(UTC)
     if availability == Availability.available:
         await came_on_call(session, specialist_id=actor.id, org_id=profile.org_id, at=profile.updated_at)
-    await record(session, actor=actor, action="availability.update", org_id=actor.org_id, resource_type="user",
-                 resource_id=actor.id, reason=availability)
+    await record(
+        session,
+        actor=actor,
+        action="availability.update",
+        org_id=actor.org_id,
+        resource_type="user",
+        resource_id=actor.id,
+        reason=availability,
+    )
     await commit(session)
     return profile
 
@@ -55,12 +71,21 @@ async def create_roster(session: AsyncSession, *, actor: Actor, specialty: str, 
     """A roster of the caller's org for one specialty."""
     roster = Roster(org_id=actor.org_id, specialty=specialty, name=name)
     session.add(roster)
-    await record(session, actor=actor, action="roster.create", org_id=actor.org_id, resource_type="roster", resource_id=roster.id)
+    await record(
+        session,
+        actor=actor,
+        action="roster.create",
+        org_id=actor.org_id,
+        resource_type="roster",
+        resource_id=roster.id,
+    )
     await commit(session)
     return roster
 
 
-async def list_rosters(session: AsyncSession, *, actor: Actor, specialty: str | None, page: PageParams) -> list[Roster]:
+async def list_rosters(
+    session: AsyncSession, *, actor: Actor, specialty: str | None, page: PageParams
+) -> list[Roster]:
     """The caller's org's rosters."""
     query = select(Roster).where(Roster.org_id == actor.org_id).order_by(Roster.specialty, Roster.name)
     if specialty:
@@ -77,26 +102,57 @@ async def add_shift(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID
     await _specialist_of(session, roster.org_id, data.specialist_id)
     shift = Shift(roster_id=roster.id, org_id=roster.org_id, **data.model_dump())
     session.add(shift)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     if shift.ends_at > now:  # covering now, or from its start
-        await came_on_call(session, specialist_id=shift.specialist_id, org_id=roster.org_id, at=max(shift.starts_at, now))
-    await record(session, actor=actor, action="shift.create", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
+        await came_on_call(
+            session, specialist_id=shift.specialist_id, org_id=roster.org_id, at=max(shift.starts_at, now)
+        )
+    await record(
+        session,
+        actor=actor,
+        action="shift.create",
+        org_id=roster.org_id,
+        resource_type="roster",
+        resource_id=roster.id,
+    )
     await commit(session)
     return shift
 
 
-async def on_call(session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID, at: datetime | None) -> list[OnCallOut]:
+async def on_call(
+    session: AsyncSession, *, actor: Actor, roster_id: uuid.UUID, at: datetime | None
+) -> list[OnCallOut]:
     """Shifts of the roster covering instant `at` (now by default), lowest tier first."""
     roster = await _roster(session, actor, roster_id)
-    at = at or datetime.now(timezone.utc)
-    rows = (await session.execute(
-        select(Shift, SpecialistProfile).join(SpecialistProfile, SpecialistProfile.user_id == Shift.specialist_id, isouter=True)
-        .where(Shift.roster_id == roster.id, Shift.starts_at <= at, Shift.ends_at > at).order_by(Shift.tier, Shift.starts_at)
-    )).all()
-    await record(session, actor=actor, action="roster.on_call", org_id=roster.org_id, resource_type="roster", resource_id=roster.id)
+    at = at or datetime.now(UTC)
+    rows = (
+        await session.execute(
+            select(Shift, SpecialistProfile)
+            .join(SpecialistProfile, SpecialistProfile.user_id == Shift.specialist_id, isouter=True)
+            .where(Shift.roster_id == roster.id, Shift.starts_at <= at, Shift.ends_at > at)
+            .order_by(Shift.tier, Shift.starts_at)
+        )
+    ).all()
+    await record(
+        session,
+        actor=actor,
+        action="roster.on_call",
+        org_id=roster.org_id,
+        resource_type="roster",
+        resource_id=roster.id,
+    )
     await commit(session)
-    return [OnCallOut(shift_id=s.id, specialist_id=s.specialist_id, tier=s.tier, ends_at=s.ends_at,
-                      availability=p.availability if p else None, languages=p.languages if p else []) for s, p in rows]
+    return [
+        OnCallOut(
+            shift_id=s.id,
+            specialist_id=s.specialist_id,
+            tier=s.tier,
+            ends_at=s.ends_at,
+            availability=p.availability if p else None,
+            languages=p.languages if p else [],
+        )
+        for s, p in rows
+    ]
 
 
 async def _roster(session: AsyncSession, actor: Actor, roster_id: uuid.UUID) -> Roster:

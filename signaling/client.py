@@ -23,7 +23,7 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from signaling.webrtc import ColorTrack, Link, Mesh, json_object, frame_color
+from signaling.webrtc import ColorTrack, Link, Mesh, frame_color, json_object
 
 log = logging.getLogger("liaison.client")
 
@@ -37,8 +37,16 @@ class SignalingError(Exception):
 class CallClient:
     """One participant of a call, with one RTCPeerConnection per other peer (see signaling.webrtc)."""
 
-    def __init__(self, url: str, token: str, *, video=ColorTrack, keepalive: float = 25.0,
-                 resume_window: float = 30.0, resume_delay: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str,
+        *,
+        video=ColorTrack,
+        keepalive: float = 25.0,
+        resume_window: float = 30.0,
+        resume_delay: float = 0.0,
+    ) -> None:
         self.url, self.token, self.keepalive = url, token, keepalive
         self.resume_window, self.resume_delay = resume_window, resume_delay
         self.mesh = Mesh(self._send, video=video)
@@ -68,8 +76,10 @@ class CallClient:
         """Join with the call token, then call every peer already present."""
         joined = await self._open({"type": "join", "token": self.token})
         self.mesh.ice_servers, self.mesh.peer_id = joined["ice_servers"], joined["peer_id"]
-        self._tasks = [asyncio.create_task(self._read(), name="call-reader"),
-                       asyncio.create_task(self._keep_alive(), name="call-keepalive")]
+        self._tasks = [
+            asyncio.create_task(self._read(), name="call-reader"),
+            asyncio.create_task(self._keep_alive(), name="call-keepalive"),
+        ]
         for peer in joined["peers"]:
             await self.mesh.offer(peer)
         return joined
@@ -84,7 +94,12 @@ class CallClient:
         except BaseException:
             await ws.close()
             raise
-        self.ws, self.peer_id, self.secret, self.room = ws, answer["peer_id"], answer["resume"], answer["room"]
+        self.ws, self.peer_id, self.secret, self.room = (
+            ws,
+            answer["peer_id"],
+            answer["resume"],
+            answer["room"],
+        )
         self.seen.append(answer)
         return answer
 
@@ -129,7 +144,7 @@ class CallClient:
             except SignalingError as exc:
                 if exc.code == "resume_failed":
                     return False
-            except (OSError, asyncio.TimeoutError, WebSocketException):
+            except (TimeoutError, OSError, WebSocketException):
                 pass
             else:
                 self.resumes += 1
@@ -178,10 +193,12 @@ class CallClient:
 
     async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> list[Link]:
         """Until at least `count` peer connections are `connected`; those links."""
+
         async def ready() -> list[Link]:
-            while len(links := [k for k in self.links.values() if k.connected.is_set()]) < count:
+            while len(links := [k for k in self.links.values() if k.connected.is_set()]) < count:  # noqa: ASYNC110 -- links change state in aiortc callbacks, no one event to wait on
                 await asyncio.sleep(0.02)
             return links
+
         return await asyncio.wait_for(ready(), timeout)
 
     async def leave(self) -> None:
@@ -217,8 +234,9 @@ def complete(stats: dict) -> bool:
     return stats.get("dc_rtt_ms") is not None and stats.get("rtt_ms") is not None
 
 
-async def precall_check(grant: dict, *, seconds: float = 3.0, timeout: float = 20.0,
-                        color: tuple[int, int, int] = (200, 60, 180)) -> dict:
+async def precall_check(
+    grant: dict, *, seconds: float = 3.0, timeout: float = 20.0, color: tuple[int, int, int] = (200, 60, 180)
+) -> dict:
     """Meet the server's echo peer: time to connect, whether our frames and messages come back,
     and its last report (rtt_ms, dc_rtt_ms, loss_up, loss_down, bitrate_up_kbps, ...)."""
     loop = asyncio.get_running_loop()
@@ -236,14 +254,26 @@ async def precall_check(grant: dict, *, seconds: float = 3.0, timeout: float = 2
                 stats = msg if msg.get("type") == "stats" else stats
                 echoed = echoed or data == "echo-check"
         color_back = frame_color(link.last_frame) if link.last_frame is not None else None
-        own = color_back is not None and all(abs(a - b) <= 24 for a, b in zip(color_back, color))
-        return {"connected_ms": connected_ms, "echoed_message": echoed, "frames_back": link.frames,
-                "own_frames": own, **{k: v for k, v in stats.items() if k != "type"}}
+        own = color_back is not None and all(
+            abs(a - b) <= 24 for a, b in zip(color_back, color, strict=False)
+        )
+        return {
+            "connected_ms": connected_ms,
+            "echoed_message": echoed,
+            "frames_back": link.frames,
+            "own_frames": own,
+            **{k: v for k, v in stats.items() if k != "type"},
+        }
 
 
 async def _run(args: argparse.Namespace) -> dict:
-    grant = ({"signaling_url": args.url, "token": args.token} if args.url
-             else await fetch_grant(args.base, args.username, args.password, None if args.precall else args.consult))
+    grant = (
+        {"signaling_url": args.url, "token": args.token}
+        if args.url
+        else await fetch_grant(
+            args.base, args.username, args.password, None if args.precall else args.consult
+        )
+    )
     if args.precall:
         return await precall_check(grant, seconds=args.seconds)
     video = None if args.no_video else ColorTrack
@@ -256,18 +286,27 @@ async def _run(args: argparse.Namespace) -> dict:
                 if link.channel_open.is_set() and args.message:
                     link.send(args.message)
                 while not link.inbox.empty():
-                    print(json.dumps({"from": link.peer_id, "message": str(link.inbox.get_nowait())}), flush=True)
+                    print(
+                        json.dumps({"from": link.peer_id, "message": str(link.inbox.get_nowait())}),
+                        flush=True,
+                    )
             await asyncio.sleep(1)
-        return {"peers": {p: {"state": k.pc.connectionState, "frames": k.frames} for p, k in call.links.items()},
-                "resumes": call.resumes}
+        return {
+            "peers": {p: {"state": k.pc.connectionState, "frames": k.frames} for p, k in call.links.items()},
+            "resumes": call.resumes,
+        }
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m signaling.client",
-                                     description="Join a Liaison call (or a pre-call check) with aiortc.")
+    parser = argparse.ArgumentParser(
+        prog="python -m signaling.client",
+        description="Join a Liaison call (or a pre-call check) with aiortc.",
+    )
     parser.add_argument("--url", help="signaling WebSocket URL (with --token)")
     parser.add_argument("--token", help="a call token from POST /api/v1/consults/{id}/call-token")
-    parser.add_argument("--base", help="Liaison base URL, to sign in and fetch a token, e.g. http://127.0.0.1:8000")
+    parser.add_argument(
+        "--base", help="Liaison base URL, to sign in and fetch a token, e.g. http://127.0.0.1:8000"
+    )
     parser.add_argument("--username")
     parser.add_argument("--password", default=os.environ.get("LIAISON_PASSWORD"), help="or LIAISON_PASSWORD")
     parser.add_argument("--consult", help="consult id whose call to join")

@@ -27,8 +27,11 @@ def close_room(session: AsyncSession, consult_id: uuid.UUID, reason: str) -> Non
 def remove_from_room(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID, reason: str) -> None:
     """One person's place in the consult's calls ends (a reassigned specialist)."""
     _mark(session, rooms=(room_of(consult_id),))
-    order(session, CHANNEL, {"action": "close_user", "room": room_of(consult_id), "user_id": str(user_id),
-                             "reason": reason})
+    order(
+        session,
+        CHANNEL,
+        {"action": "close_user", "room": room_of(consult_id), "user_id": str(user_id), "reason": reason},
+    )
 
 
 def user_calls_end(session: AsyncSession, user_id: uuid.UUID) -> None:

@@ -57,8 +57,14 @@ class EchoPeer:
         """Join the room (before the client, who will then call us)."""
         peer, self.feed = await self.server.attach_local(self.room, self.socket, user_id=ECHO_USER)
         servers = ice_servers(self.server.s, ECHO_USER, int(time.time()))
-        self.mesh = Mesh(self._send, servers, video=None, on_track=self._track, on_channel=self._channel,
-                         on_state=self._state)
+        self.mesh = Mesh(
+            self._send,
+            servers,
+            video=None,
+            on_track=self._track,
+            on_channel=self._channel,
+            on_state=self._state,
+        )
         self.mesh.peer_id = peer.peer_id
 
     async def run(self) -> None:
@@ -128,10 +134,13 @@ class EchoPeer:
         last_in, last_out, then = self._counters.get(peer_id, (0, 0, now - 1.0))
         self._counters[peer_id] = (bytes_in, bytes_out, now)
         span = max(now - then, 1e-3)
-        return {"type": "stats", "rtt_ms": round(max(rtts) * 1000, 2) if rtts else None,
-                "loss_down": round(max(s.fractionLost for s in remote) / 256, 4) if remote else None,
-                "loss_up": round(lost / (received + lost), 4) if received + lost else None,
-                "packets_received": received,
-                "bitrate_up_kbps": round((bytes_in - last_in) * 8 / span / 1000, 1),
-                "bitrate_down_kbps": round((bytes_out - last_out) * 8 / span / 1000, 1),
-                "dc_rtt_ms": self.dc_rtt_ms}
+        return {
+            "type": "stats",
+            "rtt_ms": round(max(rtts) * 1000, 2) if rtts else None,
+            "loss_down": round(max(s.fractionLost for s in remote) / 256, 4) if remote else None,
+            "loss_up": round(lost / (received + lost), 4) if received + lost else None,
+            "packets_received": received,
+            "bitrate_up_kbps": round((bytes_in - last_in) * 8 / span / 1000, 1),
+            "bitrate_down_kbps": round((bytes_out - last_out) * 8 / span / 1000, 1),
+            "dc_rtt_ms": self.dc_rtt_ms,
+        }

@@ -36,12 +36,16 @@ class LocalFabric:
     async def admit(self, grant: CallGrant, peer: dict, *, max_peers: int, enter: bool) -> Admission:
         """Spend a call token unless the room is full, say whether the database must decide, and name
         the room's remote peers; with `enter`, a fresh token's peer enters the room in the same step."""
-        return Admission(await self.ledger.admit(grant), [])  # its peers are all local: the server counts them
+        return Admission(
+            await self.ledger.admit(grant), []
+        )  # its peers are all local: the server counts them
 
     async def remote_peers(self, room: str) -> list[dict]:
         return []
 
-    async def joined(self, room: str, peer: dict, known: list[dict] | None = None, entered: Any = None) -> None:
+    async def joined(
+        self, room: str, peer: dict, known: list[dict] | None = None, entered: Any = None
+    ) -> None:
         """A local peer joined the room, having been told `known` (the remote peers when it asked)."""
         return None
 

@@ -108,7 +108,9 @@ class RedisLedger:
             seconds, _ = await self._redis.time()
             await self._redis.set(self.since_key, seconds, nx=True)
         except RedisError as exc:
-            log.warning("call ledger: Redis is not answering at start (%s); joins wait for it", type(exc).__name__)
+            log.warning(
+                "call ledger: Redis is not answering at start (%s); joins wait for it", type(exc).__name__
+            )
 
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
         try:
@@ -117,13 +119,20 @@ class RedisLedger:
                     pipe.set(self.PREFIX + key, b"1", ex=self.horizon)
                 await pipe.execute()
         except RedisError:
-            raise Unavailable("Ending calls needs the signaling store (Redis), which is not answering; "
-                              "nothing was changed", store="redis") from None
+            raise Unavailable(
+                "Ending calls needs the signaling store (Redis), which is not answering; nothing was changed",
+                store="redis",
+            ) from None
 
     def keys(self, grant: CallGrant) -> list[str]:
         """The KEYS of ADMIT for this token."""
         p = self.PREFIX
-        return [p + "spent:" + grant.jti, p + "room:" + grant.room, p + "user:" + grant.user_id, self.since_key]
+        return [
+            p + "spent:" + grant.jti,
+            p + "room:" + grant.room,
+            p + "user:" + grant.user_id,
+            self.since_key,
+        ]
 
     def args(self, grant: CallGrant) -> list[int]:
         """The ARGV of ADMIT for this token."""

@@ -40,8 +40,11 @@ class Socket:
         except ConnectionClosed as closed:
             self.application_state = WebSocketState.DISCONNECTED
             return {"type": "websocket.disconnect", "code": closed.rcvd.code if closed.rcvd else 1006}
-        return {"type": "websocket.receive", "text": data} if isinstance(data, str) else {
-            "type": "websocket.receive", "bytes": data}
+        return (
+            {"type": "websocket.receive", "text": data}
+            if isinstance(data, str)
+            else {"type": "websocket.receive", "bytes": data}
+        )
 
     async def send_text(self, data: str) -> None:
         try:
@@ -74,9 +77,17 @@ async def start(server, *, host: str, port: int) -> Server:
 
     server.disconnects += (ConnectionClosed,)
     # Keepalive pings come from one task for all connections, not a task per connection (2 KiB each).
-    listener = await serve(handler, host, port, process_request=admit, compression=None,
-                           max_size=settings.signaling_max_message_bytes, ping_interval=None,
-                           reuse_port=True, server_header=None)
+    listener = await serve(
+        handler,
+        host,
+        port,
+        process_request=admit,
+        compression=None,
+        max_size=settings.signaling_max_message_bytes,
+        ping_interval=None,
+        reuse_port=True,
+        server_header=None,
+    )
     listener.keepalive = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
     return listener
 

@@ -4,9 +4,10 @@ Hand-written checks rather than a schema library: this is the relay's hot path, 
 here is a type test and a length test. orjson parses and writes about 3x faster than the stdlib.
 """
 
-import orjson
 from dataclasses import dataclass
 from typing import Any
+
+import orjson
 
 MAX_SDP = 60_000
 MAX_CANDIDATE = 2_000
@@ -96,19 +97,34 @@ def _sdp(data: dict) -> Relay:
 def _candidate(data: dict) -> Relay:
     # An empty candidate string is the end-of-candidates marker browsers send.
     candidate = data.get("candidate")
-    if not isinstance(candidate, str) or len(candidate) > MAX_CANDIDATE or (candidate and not candidate.startswith("candidate:")):
-        raise ProtocolError("bad_candidate", "'candidate' is an ICE candidate line starting with 'candidate:'")
+    if (
+        not isinstance(candidate, str)
+        or len(candidate) > MAX_CANDIDATE
+        or (candidate and not candidate.startswith("candidate:"))
+    ):
+        raise ProtocolError(
+            "bad_candidate", "'candidate' is an ICE candidate line starting with 'candidate:'"
+        )
     mid, index = data.get("sdpMid"), data.get("sdpMLineIndex")
     if mid is not None and (not isinstance(mid, str) or len(mid) > MAX_ID):
         raise ProtocolError("bad_candidate", "'sdpMid' is a short string")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024):
         raise ProtocolError("bad_candidate", "'sdpMLineIndex' is a small integer")
-    return Relay("candidate", _string(data, "to", MAX_ID), {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index})
+    return Relay(
+        "candidate",
+        _string(data, "to", MAX_ID),
+        {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index},
+    )
 
 
 _PARSERS = {
-    "join": _join, "resume": _resume, "offer": _sdp, "answer": _sdp, "candidate": _candidate,
-    "leave": lambda _: Leave(), "ping": lambda _: Ping(),
+    "join": _join,
+    "resume": _resume,
+    "offer": _sdp,
+    "answer": _sdp,
+    "candidate": _candidate,
+    "leave": lambda _: Leave(),
+    "ping": lambda _: Ping(),
 }
 
 

@@ -29,12 +29,15 @@ class PrecallRooms:
     async def expect(self, room: str, user_id: str | None = None) -> None:
         """Put an echo peer in the room (before the client joins it)."""
         if len(self.echoes) >= self.max_rooms:
-            raise TooManyRequests(int(self.timeout), "Too many pre-call checks are running; try again shortly")
+            raise TooManyRequests(
+                int(self.timeout), "Too many pre-call checks are running; try again shortly"
+            )
         mine = [r for r, owner in self.owners.items() if user_id is not None and owner == user_id]
-        for old in mine[:max(0, len(mine) - self.per_user + 1)]:  # a new check replaces the user's oldest
+        for old in mine[: max(0, len(mine) - self.per_user + 1)]:  # a new check replaces the user's oldest
             self.owners.pop(old)
             self.echoes[old][0].socket.inbox.put_nowait(None)
         from signaling.echo import EchoPeer  # aiortc is loaded on the first pre-call check only
+
         echo = EchoPeer(self.server, room, timeout=self.timeout)
         await echo.attach()
         task = asyncio.create_task(echo.run(), name=f"precall-{room}")

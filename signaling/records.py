@@ -9,14 +9,14 @@ import contextlib
 import logging
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
-from api.tasks import cancel
 from api.errors import log_failure
+from api.tasks import cancel
 from consults import calls
 from consults.models import Consult
 from consults.notify import people
@@ -28,7 +28,7 @@ log = logging.getLogger("liaison.signaling")
 
 
 def _now() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,40 +50,66 @@ async def record_attendance(session: AsyncSession, *, changes: list[Joined | Lef
     """Apply joins and departures in the order they happened; one commit for all of them."""
     for change in changes:
         consult = await calls.lock(session, change.consult_id)
-        await (_joined(session, consult, change) if isinstance(change, Joined) else _left(session, consult, change))
+        await (
+            _joined(session, consult, change)
+            if isinstance(change, Joined)
+            else _left(session, consult, change)
+        )
     await commit(session)
 
 
 async def _joined(session: AsyncSession, consult: Consult, change: Joined) -> None:
     """The first peer in starts a call (and puts the consult in session)."""
-    call = (await session.execute(select(Call).where(Call.consult_id == consult.id,
-                                                     Call.ended_at.is_(None)))).scalar_one_or_none()
+    call = (
+        await session.execute(select(Call).where(Call.consult_id == consult.id, Call.ended_at.is_(None)))
+    ).scalar_one_or_none()
     if call is None:
         call = Call(consult_id=consult.id, room=room_of(consult.id), started_at=change.at)
         session.add(call)
         await session.flush()
-        await emit(session, user_ids=people(consult), type="call.started", consult_id=consult.id,
-                   data={"call_id": str(call.id)})
-    session.add(Attendance(call_id=call.id, user_id=change.user_id, peer_id=change.peer_id, joined_at=change.at))
+        await emit(
+            session,
+            user_ids=people(consult),
+            type="call.started",
+            consult_id=consult.id,
+            data={"call_id": str(call.id)},
+        )
+    session.add(
+        Attendance(call_id=call.id, user_id=change.user_id, peer_id=change.peer_id, joined_at=change.at)
+    )
     await session.flush()
     calls.joined(consult, change.user_id, change.at)
 
 
 async def _left(session: AsyncSession, consult: Consult, change: Left) -> None:
     """Close the peer's attendance; the last one out ends the call."""
-    row = (await session.execute(select(Attendance).where(Attendance.peer_id == change.peer_id,
-                                                          Attendance.left_at.is_(None)))).scalar_one_or_none()
+    row = (
+        await session.execute(
+            select(Attendance).where(Attendance.peer_id == change.peer_id, Attendance.left_at.is_(None))
+        )
+    ).scalar_one_or_none()
     if row is None:
         return
     row.left_at = change.at
     await session.flush()
-    still_in = (await session.execute(select(Attendance.id).where(Attendance.call_id == row.call_id,
-                                                                  Attendance.left_at.is_(None)))).first()
+    still_in = (
+        await session.execute(
+            select(Attendance.id).where(Attendance.call_id == row.call_id, Attendance.left_at.is_(None))
+        )
+    ).first()
     if still_in is None:
         call = await session.get(Call, row.call_id)
         call.ended_at = change.at
-        await emit(session, user_ids=people(consult), type="call.ended", consult_id=consult.id,
-                   data={"call_id": str(call.id), "seconds": round((change.at - call.started_at).total_seconds(), 1)})
+        await emit(
+            session,
+            user_ids=people(consult),
+            type="call.ended",
+            consult_id=consult.id,
+            data={
+                "call_id": str(call.id),
+                "seconds": round((change.at - call.started_at).total_seconds(), 1),
+            },
+        )
 
 
 class RecordWriter:

@@ -40,7 +40,7 @@ from redis.exceptions import NoScriptError, RedisError
 from api.tasks import cancel
 from signaling import redis_scripts as scripts
 from signaling.fabric import Admission, Deliver
-from signaling.ledger import RedisLedger, Verdict
+from signaling.ledger import RedisLedger
 from signaling.messages import ProtocolError
 from signaling.redis_lane import Lane
 from signaling.rooms import room_full
@@ -71,8 +71,9 @@ def _public(entry: dict) -> dict:
 class RedisFabric:
     """The fabric of a node that shares rooms with other nodes through Redis."""
 
-    def __init__(self, redis: Redis, *, ledger: RedisLedger, presence_ttl: float = 10.0,
-                 heartbeat: float | None = None) -> None:
+    def __init__(
+        self, redis: Redis, *, ledger: RedisLedger, presence_ttl: float = 10.0, heartbeat: float | None = None
+    ) -> None:
         self._redis, self.ledger = redis, ledger
         self.node = secrets.token_hex(8)
         self.ttl_ms = int(presence_ttl * 1000)
@@ -83,9 +84,17 @@ class RedisFabric:
         self._node_prefix = f"liaison:sig:{db}:node:"
         self._events = f"liaison:sig:{db}:events"
         self._node_channel = self._node_prefix + self.node
-        self._scripts = {name: redis.register_script(src) for name, src in
-                         (("join", scripts.JOIN), ("leave", scripts.LEAVE), ("heartbeat", scripts.HEARTBEAT),
-                          ("peers", scripts.PEERS), ("forward", scripts.FORWARD), ("admit", scripts.ADMIT))}
+        self._scripts = {
+            name: redis.register_script(src)
+            for name, src in (
+                ("join", scripts.JOIN),
+                ("leave", scripts.LEAVE),
+                ("heartbeat", scripts.HEARTBEAT),
+                ("peers", scripts.PEERS),
+                ("forward", scripts.FORWARD),
+                ("admit", scripts.ADMIT),
+            )
+        }
         self._lane = Lane(redis)  # joins and relays; the heartbeat's pipelines go through the client
         self._views: dict[str, _View] = {}
         self._deliver: Deliver | None = None
@@ -98,8 +107,10 @@ class RedisFabric:
 
     async def start(self, deliver: Deliver) -> None:
         self._deliver = deliver
-        self._tasks = [asyncio.create_task(self._listen(), name=f"signaling-fabric-listen-{self.node}"),
-                       asyncio.create_task(self._beat(), name=f"signaling-fabric-heartbeat-{self.node}")]
+        self._tasks = [
+            asyncio.create_task(self._listen(), name=f"signaling-fabric-listen-{self.node}"),
+            asyncio.create_task(self._beat(), name=f"signaling-fabric-heartbeat-{self.node}"),
+        ]
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._settled.wait(), timeout=5)
         if not self._ready.is_set():  # Redis is away: serve; joins answer fabric_unavailable until it is back
@@ -125,9 +136,12 @@ class RedisFabric:
         view = self._views.setdefault(room, _View()) if enter else None
         entry = self._enter(view, peer) if view is not None else ""
         try:
-            answer = await self._lane.run(self._scripts["admit"], ledger.keys(grant) + [self._room_prefix + room],
-                                          ledger.args(grant) + [self.node, max_peers, self.ttl_ms, self.key_ttl_ms,
-                                                                self._events, room, entry])
+            answer = await self._lane.run(
+                self._scripts["admit"],
+                ledger.keys(grant) + [self._room_prefix + room],
+                ledger.args(grant)
+                + [self.node, max_peers, self.ttl_ms, self.key_ttl_ms, self._events, room, entry],
+            )
         except BaseException as exc:
             self._forget(room, peer["peer_id"])
             if isinstance(exc, RedisError):
@@ -135,7 +149,9 @@ class RedisFabric:
             raise
         code = int(answer[0])
         if not code or code == 3 or not answer[1]:
-            self._forget(room, peer["peer_id"])  # refused, or left to a later JOIN (the database decides first)
+            self._forget(
+                room, peer["peer_id"]
+            )  # refused, or left to a later JOIN (the database decides first)
         if code == 3:
             raise room_full(max_peers)
         verdict = ledger.verdict(code)
@@ -158,14 +174,21 @@ class RedisFabric:
             entry = self._enter(view, peer)
             view.told[peer_id] = told
             try:
-                entered = self._decode(await self._run("join", room, self.node, self.ttl_ms, self.key_ttl_ms,
-                                                       self._events, room, entry))
+                entered = self._decode(
+                    await self._run(
+                        "join", room, self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, entry
+                    )
+                )
             except RedisError:
-                log.warning("could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True)
+                log.warning(
+                    "could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True
+                )
                 view.pending.pop(peer_id, None)
                 return
         view = self._views.get(room)
-        if view is None or peer_id not in view.local:  # it left meanwhile, and the leave may have reached Redis first
+        if (
+            view is None or peer_id not in view.local
+        ):  # it left meanwhile, and the leave may have reached Redis first
             await self.left(room, peer)
             return
         view.told[peer_id] = told
@@ -175,8 +198,9 @@ class RedisFabric:
     def _enter(self, view: _View, peer: dict) -> str:
         """Count a joining peer in its room's view: events for the room are kept from now on, and
         none reach the peer until its join is done (`pending`)."""
-        entry = json.dumps({"peer_id": peer["peer_id"], "user_id": peer["user_id"], "node": self.node},
-                           separators=(",", ":"))
+        entry = json.dumps(
+            {"peer_id": peer["peer_id"], "user_id": peer["user_id"], "node": self.node}, separators=(",", ":")
+        )
         view.local[peer["peer_id"]] = entry
         view.told[peer["peer_id"]] = {}
         view.pending[peer["peer_id"]] = None
@@ -226,7 +250,9 @@ class RedisFabric:
             view.members.pop(peer_id, None)
         return self._sync(room, view)
 
-    def _apply_snapshot(self, room: str, view: _View, seq: int, entries: list[dict]) -> list[tuple[str, str, dict]]:
+    def _apply_snapshot(
+        self, room: str, view: _View, seq: int, entries: list[dict]
+    ) -> list[tuple[str, str, dict]]:
         """Bring the view up to a snapshot (the membership at `seq`). A member the snapshot lacks,
         with no event saying it left, is dropped only if still absent a heartbeat and a half later:
         after Redis loses its data (a restart, a failover) the members' nodes put them back first."""
@@ -320,15 +346,24 @@ class RedisFabric:
 
     async def _heartbeat(self) -> None:
         """Refresh our peers, sweep the expired peers of other nodes, and reconcile every view."""
-        work = [(room, view, [e for p, e in view.local.items() if p not in view.pending])
-                for room, view in self._views.items()]
+        work = [
+            (room, view, [e for p, e in view.local.items() if p not in view.pending])
+            for room, view in self._views.items()
+        ]
         work = [w for w in work if w[2]]
         for start in range(0, len(work), PIPELINE_CHUNK):
-            chunk = work[start:start + PIPELINE_CHUNK]
-            answers = await self._pipeline([
-                ("heartbeat", room, (self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, *entries))
-                for room, _, entries in chunk])
-            for (room, view, _), answer in zip(chunk, answers):
+            chunk = work[start : start + PIPELINE_CHUNK]
+            answers = await self._pipeline(
+                [
+                    (
+                        "heartbeat",
+                        room,
+                        (self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, *entries),
+                    )
+                    for room, _, entries in chunk
+                ]
+            )
+            for (room, view, _), answer in zip(chunk, answers, strict=False):
                 if self._views.get(room) is view:
                     await self._send(self._apply_snapshot(room, view, *self._decode(answer)))
 

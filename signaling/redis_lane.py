@@ -10,6 +10,7 @@ deadline.
 """
 
 import asyncio
+import builtins
 from collections import deque
 
 from redis.asyncio import Redis
@@ -29,8 +30,11 @@ class Lane:
         pool = redis.connection_pool
         # The deadline is ours (asyncio.timeout, no task); a stale connection is retried, not pinged;
         # a Redis that refuses connections is reported at once, not after redis-py's backoff.
-        self._options = pool.connection_kwargs | {"socket_timeout": None, "health_check_interval": 0,
-                                                  "retry": Retry(NoBackoff(), 0)}
+        self._options = pool.connection_kwargs | {
+            "socket_timeout": None,
+            "health_check_interval": 0,
+            "retry": Retry(NoBackoff(), 0),
+        }
         self._connection_class = pool.connection_class
         self._idle: deque[Connection] = deque()
         self._slots = asyncio.Semaphore(limit)
@@ -58,7 +62,9 @@ class Lane:
             except ResponseError:
                 await self._keep(conn)  # Redis answered: the connection is sound
                 raise
-            except asyncio.TimeoutError:  # before OSError, its base: the reply may still come, so drop the link
+            except (
+                builtins.TimeoutError
+            ):  # before OSError, its base: the reply may still come, so drop the link
                 await conn.disconnect(nowait=True)
                 raise TimeoutError(f"Redis did not answer within {self.timeout} s") from None
             except (ConnectionError, OSError) as exc:

@@ -50,24 +50,32 @@ end
 """
 
 # KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json
-JOIN = PRELUDE + """
+JOIN = (
+    PRELUDE
+    + """
 local now = now_ms()
 local out = members(KEYS[1], now, ARGV[1])
 out[1] = enter(KEYS[1], now, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], #out - 1)
 return out
 """
+)
 
 # KEYS[1] room hash; ARGV: events channel, room, peer id
-LEAVE = PRELUDE + """
+LEAVE = (
+    PRELUDE
+    + """
 local v = redis.call('HGET', KEYS[1], ARGV[3])
 if not v then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[3])
 announce(ARGV[1], ARGV[2], bump(KEYS[1], now_ms()), 'peer-left', cjson.decode(v))
 return 1
 """
+)
 
 # KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json...
-HEARTBEAT = PRELUDE + """
+HEARTBEAT = (
+    PRELUDE
+    + """
 local now = now_ms()
 local expires = now + tonumber(ARGV[2])
 for i = 6, #ARGV do
@@ -90,22 +98,30 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return snapshot(KEYS[1], now, ARGV[1])
 """
+)
 
 # KEYS[1] room hash; ARGV: me
-PEERS = PRELUDE + """
+PEERS = (
+    PRELUDE
+    + """
 return snapshot(KEYS[1], now_ms(), ARGV[1])
 """
+)
 
 # A join's one round trip. A full room is refused before the token is spent; then the ledger's step
 # (KEYS[1..4], ARGV[1..3]: signaling.ledger.ADMIT); then, for a fresh token with an entry to enter,
 # the peer enters the room as JOIN would. Answers {3} (full), {0} (spent already), or {verdict,
 # entered, seq, members...}. KEYS[5] room hash; ARGV[4..10]: me, max peers, ttl_ms, key_ttl_ms, events
 # channel, room, entry json ('' to leave entering to a later JOIN).
-ADMIT = PRELUDE + """
+ADMIT = (
+    PRELUDE
+    + """
 local now = now_ms()
 local out, live = members(KEYS[5], now, ARGV[4])
 if live >= tonumber(ARGV[5]) then return {3} end
-""" + LEDGER_ADMIT + """
+"""
+    + LEDGER_ADMIT
+    + """
 if verdict == 0 then return {0} end
 local entered = 0
 if verdict == 1 and ARGV[10] ~= '' then
@@ -116,6 +132,7 @@ table.insert(out, 1, entered)
 table.insert(out, 1, verdict)
 return out
 """
+)
 
 # KEYS[1] room hash; ARGV: me, node channel prefix, peer id, payload
 FORWARD = """

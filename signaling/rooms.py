@@ -60,13 +60,16 @@ class Rooms:
         if len(self.rooms.get(room, ())) + remote_count >= self.limits.max_peers:
             raise room_full(self.limits.max_peers)
 
-    def join(self, *, room: str, user_id: str, org_id: str, remote_count: int = 0,
-             peer_id: str | None = None) -> tuple[Peer, list[Send]]:
+    def join(
+        self, *, room: str, user_id: str, org_id: str, remote_count: int = 0, peer_id: str | None = None
+    ) -> tuple[Peer, list[Send]]:
         """A new peer in the room (with the id it was admitted under); the others hear `peer-joined`."""
         self.check_space(room, remote_count)
         present = self.rooms.setdefault(room, {})
         peer = Peer(peer_id or new_peer_id(), user_id, org_id, room, secrets.token_urlsafe(24))
-        announce = [Send(p.peer_id, {"type": "peer-joined", **peer.public()}) for p in present.values() if p.connected]
+        announce = [
+            Send(p.peer_id, {"type": "peer-joined", **peer.public()}) for p in present.values() if p.connected
+        ]
         present[peer.peer_id] = peer
         self._by_secret[peer.secret] = peer
         return peer, announce
@@ -102,7 +105,9 @@ class Rooms:
         """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
         it gets what was buffered meanwhile, in order."""
         peer = self._by_secret.get(secret)
-        if peer is None or (peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds):
+        if peer is None or (
+            peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds
+        ):
             raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
         peer.connected, peer.detached_at = True, None
         queued, peer.buffer = peer.buffer, []
@@ -116,10 +121,16 @@ class Rooms:
         self._by_secret.pop(peer.secret, None)
         if not present:
             del self.rooms[peer.room]
-        return [Send(p.peer_id, {"type": "peer-left", **peer.public()}) for p in present.values() if p.connected]
+        return [
+            Send(p.peer_id, {"type": "peer-left", **peer.public()}) for p in present.values() if p.connected
+        ]
 
     def expired(self, now: float) -> list[Peer]:
         """Detached peers whose grace period is over (the caller makes them leave)."""
         grace = self.limits.grace_seconds
-        return [p for room in self.rooms.values() for p in room.values()
-                if not p.connected and p.detached_at is not None and now - p.detached_at > grace]
+        return [
+            p
+            for room in self.rooms.values()
+            for p in room.values()
+            if not p.connected and p.detached_at is not None and now - p.detached_at > grace
+        ]

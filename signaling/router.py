@@ -24,15 +24,23 @@ def _signaling_url(request: Request) -> str:
 
 
 @router.post("/consults/{consult_id}/call-token", response_model=CallTokenOut)
-async def call_token(consult_id: uuid.UUID, request: Request, actor: Actor = Depends(require_user),
-                     session: AsyncSession = Depends(get_session), ctx: AuthContext = Depends(auth_context)):
+async def call_token(
+    consult_id: uuid.UUID,
+    request: Request,
+    actor: Actor = Depends(require_user),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+):
     """A short-lived, single-use token to join the consult's call, with the ICE servers to use."""
-    return await service.call_token(session, ctx=ctx, actor=actor, consult_id=consult_id,
-                                    signaling_url=_signaling_url(request))
+    return await service.call_token(
+        session, ctx=ctx, actor=actor, consult_id=consult_id, signaling_url=_signaling_url(request)
+    )
 
 
 @router.post("/precall", response_model=CallTokenOut)
-async def precall(request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)):
+async def precall(
+    request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)
+):
     """A token for an echo room where a server-side peer reports round-trip time, loss and bitrate."""
     answer = await service.precall_token(ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
     await request.app.state.precall.expect(answer["room"], user_id=str(actor.id))

@@ -31,14 +31,21 @@ class SignalingServer:
 
     def __init__(self, *, settings, auth, sessions, fabric) -> None:
         self.s, self.auth, self.sessions = settings, auth, sessions
-        self.rooms = Rooms(Limits(settings.signaling_max_peers, settings.signaling_grace_seconds,
-                                  settings.signaling_buffer_messages))
+        self.rooms = Rooms(
+            Limits(
+                settings.signaling_max_peers,
+                settings.signaling_grace_seconds,
+                settings.signaling_buffer_messages,
+            )
+        )
         self.sockets: dict[str, WebSocket] = {}
         self.per_user: Counter[str] = Counter()
         # When this node last heard a close order per "room:<room>" / "user:<id>" (monotonic): a
         # join that a close order may have raced is checked against the database.
         self.ended: dict[str, float] = {}
-        self.arriving: dict[str, list[dict]] = {}  # peer id -> messages for it that came while it was admitted
+        self.arriving: dict[
+            str, list[dict]
+        ] = {}  # peer id -> messages for it that came while it was admitted
         self.fabric = fabric
         self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
@@ -100,14 +107,16 @@ class SignalingServer:
             raise ProtocolError("join_first", "The first message is join (with a call token) or resume")
         except ProtocolError as exc:
             await self._refuse(ws, exc.code, exc.message)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self._refuse(ws, "join_timeout", "No join within the time allowed")
         except (*self.disconnects, RuntimeError):
             pass
         except Exception as exc:
             if (answer := unavailable(exc)) is None:
                 raise
-            log.warning("join refused: the %s is not answering (%s)", answer.extra["store"], type(exc).__name__)
+            log.warning(
+                "join refused: the %s is not answering (%s)", answer.extra["store"], type(exc).__name__
+            )
             await self._refuse(ws, answer.code, answer.detail, CLOSE_TRY_AGAIN)
         return None
 
@@ -133,8 +142,13 @@ class SignalingServer:
         try:
             admission = await self._clear(grant, public)
             try:
-                peer, announce = self.rooms.join(room=grant.room, user_id=grant.user_id, org_id=grant.org_id,
-                                                 remote_count=len(admission.remote), peer_id=public["peer_id"])
+                peer, announce = self.rooms.join(
+                    room=grant.room,
+                    user_id=grant.user_id,
+                    org_id=grant.org_id,
+                    remote_count=len(admission.remote),
+                    peer_id=public["peer_id"],
+                )
             except ProtocolError:
                 await self.fabric.left(grant.room, public)
                 raise
@@ -147,8 +161,18 @@ class SignalingServer:
         """`joined`, then the backlog; a client gone before it heard them holds no place and no connection."""
         others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         try:
-            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
-                                       "peers": others, "ice_servers": ice_servers(self.s, user_id, int(time.time()))}))
+            await ws.send_text(
+                encode(
+                    {
+                        "type": "joined",
+                        "peer_id": peer.peer_id,
+                        "resume": peer.secret,
+                        "room": peer.room,
+                        "peers": others,
+                        "ice_servers": ice_servers(self.s, user_id, int(time.time())),
+                    }
+                )
+            )
             await self._flush(ws, peer)
         except Exception:
             await self._lost(ws, peer)
@@ -203,13 +227,25 @@ class SignalingServer:
         others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         sent = 0
         try:
-            await ws.send_text(encode({"type": "joined", "peer_id": peer.peer_id, "resume": peer.secret, "room": peer.room,
-                                           "peers": others, "resumed": True, "ice_servers": ice_servers(
-                                               self.s, peer.user_id, int(time.time()))}))
+            await ws.send_text(
+                encode(
+                    {
+                        "type": "joined",
+                        "peer_id": peer.peer_id,
+                        "resume": peer.secret,
+                        "room": peer.room,
+                        "peers": others,
+                        "resumed": True,
+                        "ice_servers": ice_servers(self.s, peer.user_id, int(time.time())),
+                    }
+                )
+            )
             for message in queued:
                 await ws.send_text(encode(message))
                 sent += 1
-        except Exception:  # gone again: detached (not stuck 'connected'), what it missed kept for the next resume
+        except (
+            Exception
+        ):  # gone again: detached (not stuck 'connected'), what it missed kept for the next resume
             await self._lost(ws, peer)
             peer.buffer[:0] = queued[sent:]
             raise
@@ -240,10 +276,14 @@ class SignalingServer:
                 return True
             await self._lost(conn, peer)
             return False
+
         return peer, feed
 
     async def _serve(self, ws: WebSocket, peer: Peer) -> None:
-        bucket, limit = Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst), self.s.signaling_max_message_bytes
+        bucket, limit = (
+            Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst),
+            self.s.signaling_max_message_bytes,
+        )
         dropped, idle, task = 0, self.idle, asyncio.current_task()
         # A socket may offer `recv` (text or bytes) itself: one coroutine frame less per connection.
         recv = getattr(ws, "recv", None) or functools.partial(self._receive, ws)
@@ -260,14 +300,18 @@ class SignalingServer:
                 finally:
                     idle.end(task)
                 if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
-                    await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
+                    await self._refuse(
+                        ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG
+                    )
                     return
                 if not bucket.take():
                     dropped += 1
                     if dropped > self.s.signaling_rate_burst:
                         await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
                         return
-                    await ws.send_text(encode(error("rate_limited", "Too many messages; this one was dropped")))
+                    await ws.send_text(
+                        encode(error("rate_limited", "Too many messages; this one was dropped"))
+                    )
                     continue
                 dropped = 0
                 if not await self._on_message(ws, peer, raw):
@@ -306,7 +350,7 @@ class SignalingServer:
         for send in sends:
             ws = self.sockets.get(send.peer_id)
             if ws is not None:
-                try:  # not contextlib.suppress: this is the relay's hot path, once per message
+                try:  # noqa: SIM105 -- not contextlib.suppress: this is the relay's hot path, once per message
                     await ws.send_text(encode(send.message))
                 except Exception:
                     pass

@@ -2,7 +2,7 @@
 
 import time
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,19 +25,34 @@ from signaling.ice import ice_servers
 CALLABLE = (Status.accepted, Status.in_session)
 
 
-async def call_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, consult_id: uuid.UUID,
-                     signaling_url: str) -> dict:
+async def call_token(
+    session: AsyncSession, *, ctx: AuthContext, actor: Actor, consult_id: uuid.UUID, signaling_url: str
+) -> dict:
     """A participant of a consult that may hold a call gets a token for its room, with ICE servers."""
     consult, _ = await access.load(session, actor, consult_id)
     if not await _participant(session, consult, actor):
         raise PermissionDenied("Only the consult's participants join its calls")
     not_after = await _agreement_end(session, consult, actor.org_id)
     if consult.status not in CALLABLE:
-        raise InvalidTransition(consult.status, "Calls are held once a consult is accepted and until it closes")
-    token, exp = tokens.issue(ctx, user_id=actor.id, org_id=actor.org_id, room=room_of(consult.id), consult_id=consult.id,
-                              not_after=not_after)
-    await record(session, actor=actor, action="call.token", org_id=consult.org_id, resource_type="consult",
-                 resource_id=consult.id)
+        raise InvalidTransition(
+            consult.status, "Calls are held once a consult is accepted and until it closes"
+        )
+    token, exp = tokens.issue(
+        ctx,
+        user_id=actor.id,
+        org_id=actor.org_id,
+        room=room_of(consult.id),
+        consult_id=consult.id,
+        not_after=not_after,
+    )
+    await record(
+        session,
+        actor=actor,
+        action="call.token",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
     await commit(session)
     return _answer(ctx, actor, token, room_of(consult.id), signaling_url, exp)
 
@@ -50,13 +65,19 @@ async def precall_token(*, ctx: AuthContext, actor: Actor, signaling_url: str) -
 
 
 def _answer(ctx: AuthContext, actor: Actor, token: str, room: str, url: str, exp: int) -> dict:
-    return {"token": token, "room": room, "signaling_url": ctx.settings.signaling_url or url,
-            "ice_servers": ice_servers(ctx.settings, str(actor.id), int(time.time())),
-            "expires_at": datetime.fromtimestamp(exp, timezone.utc)}
+    return {
+        "token": token,
+        "room": room,
+        "signaling_url": ctx.settings.signaling_url or url,
+        "ice_servers": ice_servers(ctx.settings, str(actor.id), int(time.time())),
+        "expires_at": datetime.fromtimestamp(exp, UTC),
+    }
 
 
 async def _participant(session: AsyncSession, consult: Consult, actor: Actor) -> bool:
-    return actor.id in (consult.requester_id, consult.assigned_to) or await is_invited(session, consult.id, actor.id)
+    return actor.id in (consult.requester_id, consult.assigned_to) or await is_invited(
+        session, consult.id, actor.id
+    )
 
 
 async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
@@ -67,9 +88,21 @@ async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
         return True
     cid, uid = uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id)
     invited = select(Participant.id).where(Participant.consult_id == cid, Participant.user_id == uid).exists()
-    query = (select(Consult.status, Consult.org_id, Consult.specialty, Consult.requester_id, Consult.assigned_to,
-                    User.is_active, User.org_id, invited)
-             .select_from(Consult).join(User, User.id == uid).where(Consult.id == cid))
+    query = (
+        select(
+            Consult.status,
+            Consult.org_id,
+            Consult.specialty,
+            Consult.requester_id,
+            Consult.assigned_to,
+            User.is_active,
+            User.org_id,
+            invited,
+        )
+        .select_from(Consult)
+        .join(User, User.id == uid)
+        .where(Consult.id == cid)
+    )
     conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     row = (await conn.execute(query)).first()
     if row is None:
@@ -77,8 +110,9 @@ async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
     status, org_id, specialty, requester, assignee, active, user_org, is_invited = row
     if not active or status not in CALLABLE or uid not in (requester, assignee) and not is_invited:
         return False
-    return user_org == org_id or await may_send(session, requesting_org_id=org_id, providing_org_id=user_org,
-                                                specialty=specialty)
+    return user_org == org_id or await may_send(
+        session, requesting_org_id=org_id, providing_org_id=user_org, specialty=specialty
+    )
 
 
 async def _agreement_end(session: AsyncSession, consult: Consult, org_id: uuid.UUID) -> int | None:
@@ -87,8 +121,9 @@ async def _agreement_end(session: AsyncSession, consult: Consult, org_id: uuid.U
     run out."""
     if org_id == consult.org_id:
         return None
-    until = await covered_until(session, requesting_org_id=consult.org_id, providing_org_id=org_id,
-                                specialty=consult.specialty)
+    until = await covered_until(
+        session, requesting_org_id=consult.org_id, providing_org_id=org_id, specialty=consult.specialty
+    )
     if until is None:
         raise PermissionDenied("No active agreement lets your organization join this consult's calls")
     return int(until.timestamp())

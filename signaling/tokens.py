@@ -20,14 +20,31 @@ class CallGrant:
     exp: int
 
 
-def issue(ctx: AuthContext, *, user_id: uuid.UUID, org_id: uuid.UUID, room: str,
-          consult_id: uuid.UUID | None, not_after: int | None = None) -> tuple[str, int]:
+def issue(
+    ctx: AuthContext,
+    *,
+    user_id: uuid.UUID,
+    org_id: uuid.UUID,
+    room: str,
+    consult_id: uuid.UUID | None,
+    not_after: int | None = None,
+) -> tuple[str, int]:
     """A signed call token and its expiry (epoch seconds), at most `not_after` (an agreement's end)."""
     s, now = ctx.settings, int(time.time())
     exp = min(now + s.call_token_ttl, not_after) if not_after is not None else now + s.call_token_ttl
-    claims = {"iss": s.jwt_issuer, "aud": s.signaling_audience, "sub": str(user_id), "org": str(org_id), "room": room,
-              "cid": str(consult_id) if consult_id else None, "iat": now, "nbf": now, "exp": exp, "jti": new_jti(),
-              "typ": "call"}
+    claims = {
+        "iss": s.jwt_issuer,
+        "aud": s.signaling_audience,
+        "sub": str(user_id),
+        "org": str(org_id),
+        "room": room,
+        "cid": str(consult_id) if consult_id else None,
+        "iat": now,
+        "nbf": now,
+        "exp": exp,
+        "jti": new_jti(),
+        "typ": "call",
+    }
     return ctx.signer.sign(claims), exp
 
 
@@ -35,7 +52,14 @@ def check(ctx: AuthContext, token: str) -> CallGrant:
     """Signature, audience, expiry and type; single use is the ledger's (signaling.ledger)."""
     s = ctx.settings
     try:
-        c = verify(token, ctx.keyring, audience=s.signaling_audience, issuer=s.jwt_issuer, typ="call", leeway=s.clock_leeway)
+        c = verify(
+            token,
+            ctx.keyring,
+            audience=s.signaling_audience,
+            issuer=s.jwt_issuer,
+            typ="call",
+            leeway=s.clock_leeway,
+        )
     except InvalidToken:
         raise ProtocolError("invalid_token", "The call token is invalid or expired") from None
     if not isinstance(c.get("room"), str) or not isinstance(c.get("org"), str):

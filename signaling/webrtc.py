@@ -13,8 +13,15 @@ import json
 import logging
 from collections.abc import Awaitable, Callable
 
-from aiortc import (MediaStreamTrack, RTCConfiguration, RTCDataChannel, RTCIceServer, RTCPeerConnection,
-                    RTCSessionDescription, VideoStreamTrack)
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCDataChannel,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+    VideoStreamTrack,
+)
 from aiortc.mediastreams import MediaStreamError
 from aiortc.sdp import candidate_from_sdp
 from av import VideoFrame
@@ -25,8 +32,10 @@ Send = Callable[[dict], Awaitable[None]]
 
 def rtc_configuration(ice_servers: list[dict] | None) -> RTCConfiguration:
     """Only the ICE servers Liaison names (none by default): never aiortc's public default STUN."""
-    servers = [RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
-               for s in ice_servers or []]
+    servers = [
+        RTCIceServer(urls=s["urls"], username=s.get("username"), credential=s.get("credential"))
+        for s in ice_servers or []
+    ]
     return RTCConfiguration(iceServers=servers)
 
 
@@ -62,14 +71,16 @@ class ColorTrack(VideoStreamTrack):
     """A synthetic 30 fps video track of one flat colour (Y, U, V), so a receiver can tell whose
     frames it got."""
 
-    def __init__(self, color: tuple[int, int, int] = (128, 128, 128), size: tuple[int, int] = (160, 120)) -> None:
+    def __init__(
+        self, color: tuple[int, int, int] = (128, 128, 128), size: tuple[int, int] = (160, 120)
+    ) -> None:
         super().__init__()
         self.color, self.size = color, size
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
         frame = VideoFrame(width=self.size[0], height=self.size[1])
-        for plane, value in zip(frame.planes, self.color):
+        for plane, value in zip(frame.planes, self.color, strict=False):
             plane.update(bytes([value]) * plane.buffer_size)
         frame.pts, frame.time_base = pts, time_base
         return frame
@@ -110,9 +121,16 @@ class Mesh:
     `on_track` / `on_channel` / `on_state` let a caller replace what happens to remote media,
     data channels and connection states (the echo peer sends them back)."""
 
-    def __init__(self, send: Send, ice_servers: list[dict] | None = None, *,
-                 video: Callable[[], MediaStreamTrack] | None = ColorTrack,
-                 on_track=None, on_channel=None, on_state=None) -> None:
+    def __init__(
+        self,
+        send: Send,
+        ice_servers: list[dict] | None = None,
+        *,
+        video: Callable[[], MediaStreamTrack] | None = ColorTrack,
+        on_track=None,
+        on_channel=None,
+        on_state=None,
+    ) -> None:
         self.send, self.ice_servers, self.video = send, ice_servers or [], video
         self.on_track = on_track or self._consume
         self.on_channel = on_channel or self._wire
@@ -124,7 +142,9 @@ class Mesh:
     def _link(self, peer_id: str, user_id: str | None = None) -> Link:
         if peer_id in self.links:
             return self.links[peer_id]
-        link = self.links[peer_id] = Link(peer_id, user_id, RTCPeerConnection(rtc_configuration(self.ice_servers)))
+        link = self.links[peer_id] = Link(
+            peer_id, user_id, RTCPeerConnection(rtc_configuration(self.ice_servers))
+        )
         if self.video is not None:
             link.pc.addTrack(self.video())
 
@@ -203,6 +223,7 @@ class Mesh:
                     frame = await track.recv()
                     if track.kind == "video":
                         link.frames, link.last_frame = link.frames + 1, frame
+
         link.tasks.append(asyncio.create_task(frames()))
 
     def _wire(self, link: Link, channel: RTCDataChannel) -> None:

@@ -11,7 +11,7 @@ import sys
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -22,15 +22,17 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agreements.models import Agreement
-from liaison.app import create_app
+from api.db import commit
 from api.migrate import upgrade
 from api.settings import Settings
 from auth.models import User
 from auth.passwords import Passwords
+from liaison.app import create_app
 from orgs.models import Organization
-from api.db import commit
 
-PG_ADMIN_URL = os.environ.get("LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "test-password-1"
@@ -39,8 +41,14 @@ TEST_SECRET = "test-secret-" + "x" * 40
 
 
 def make_settings(database_url: str, redis_url: str | None, **overrides) -> Settings:
-    base = dict(environment="test", database_url=database_url, redis_url=redis_url, jwt_secret=TEST_SECRET,
-                argon2_time_cost=1, argon2_memory_kib=1024)
+    base = dict(
+        environment="test",
+        database_url=database_url,
+        redis_url=redis_url,
+        jwt_secret=TEST_SECRET,
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+    )
     return Settings(**(base | overrides))
 
 
@@ -98,8 +106,13 @@ async def redis_url():
 async def reset_pg(url: str) -> None:
     engine = create_async_engine(url)
     async with engine.begin() as conn:
-        tables = (await conn.execute(text(
-            "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"))).scalars()
+        tables = (
+            await conn.execute(
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                )
+            )
+        ).scalars()
         # The audit tables refuse TRUNCATE through triggers; a test reset runs without them.
         await conn.execute(text("SET LOCAL session_replication_role = replica"))
         await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
@@ -115,8 +128,11 @@ def env(request, tmp_path, sqlite_template) -> dict:
         db = tmp_path / "liaison.db"
         shutil.copy(sqlite_template, db)
         return {"name": "embedded", "database_url": f"sqlite+aiosqlite:///{db}", "redis_url": None}
-    return {"name": "scaled", "database_url": request.getfixturevalue("pg_url"),
-            "redis_url": request.getfixturevalue("redis_url")}
+    return {
+        "name": "scaled",
+        "database_url": request.getfixturevalue("pg_url"),
+        "redis_url": request.getfixturevalue("redis_url"),
+    }
 
 
 async def reset_env(env: dict) -> None:
@@ -193,17 +209,21 @@ async def seed_world(app, client: httpx.AsyncClient) -> World:
     """Orgs A, B, C and ops, a user of every role in each, and the active A→B agreement."""
     w = World(client=client)
     digest = await Passwords(time_cost=1, memory_kib=1024).hash(PASSWORD)
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with app.state.sessionmaker() as session:
         ops = Organization(name="Ops", kind="government")
-        orgs = {key: Organization(name=f"Org {key}", kind=kind)
-                for key, kind in (("A", "civilian"), ("B", "military"), ("C", "ngo"))}
+        orgs = {
+            key: Organization(name=f"Org {key}", kind=kind)
+            for key, kind in (("A", "civilian"), ("B", "military"), ("C", "ngo"))
+        }
         session.add_all([ops, *orgs.values()])
         await session.flush()  # no relationship() links the tables, so rows go in FK order by hand
         for key, org in orgs.items():
             w.orgs[key] = org.id
             for role in ROLES:
-                user = User(org_id=org.id, username=f"{key.lower()}-{role}", roles=[role], password_hash=digest)
+                user = User(
+                    org_id=org.id, username=f"{key.lower()}-{role}", roles=[role], password_hash=digest
+                )
                 session.add(user)
                 w.users[user.username] = user.id
         await session.flush()
@@ -211,9 +231,16 @@ async def seed_world(app, client: httpx.AsyncClient) -> World:
         session.add(root)
         w.users["root"] = root.id
         w.orgs["ops"] = ops.id
-        agreement = Agreement(requesting_org_id=w.orgs["A"], providing_org_id=w.orgs["B"], specialties=["trauma-surgery"],
-                              valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30), status="active",
-                              proposed_by_org_id=w.orgs["A"], created_by=w.users["a-org_admin"])
+        agreement = Agreement(
+            requesting_org_id=w.orgs["A"],
+            providing_org_id=w.orgs["B"],
+            specialties=["trauma-surgery"],
+            valid_from=now - timedelta(days=1),
+            valid_until=now + timedelta(days=30),
+            status="active",
+            proposed_by_org_id=w.orgs["A"],
+            created_by=w.users["a-org_admin"],
+        )
         session.add(agreement)
         await commit(session)
         w.agreement_id = agreement.id

@@ -27,8 +27,13 @@ async def seeded(url: str):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as client:
             world = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=world.orgs["B"], user_ids=[world.users["b-specialist"]],
-                              specialty=CONSULT["specialty"], max_concurrent=1000)
+            await put_on_call(
+                app.state.sessionmaker,
+                org_id=world.orgs["B"],
+                user_ids=[world.users["b-specialist"]],
+                specialty=CONSULT["specialty"],
+                max_concurrent=1000,
+            )
             yield app, world
 
 
@@ -40,7 +45,9 @@ def node_for(url: str, tmp_path, redis_url: str | None = None, **overrides) -> N
 async def sign_in(node: Node, *users: str) -> list[dict[str, str]]:
     """Authorization headers of `users`, signed in through the node."""
     async with http(node.host) as c:
-        answers = [await c.post("/api/v1/auth/login", json={"username": u, "password": PASSWORD}) for u in users]
+        answers = [
+            await c.post("/api/v1/auth/login", json={"username": u, "password": PASSWORD}) for u in users
+        ]
     assert all(a.status_code == 200 for a in answers), [a.text for a in answers]
     return [{"Authorization": f"Bearer {a.json()['access_token']}"} for a in answers]
 
@@ -70,8 +77,21 @@ class PrivateRedis:
         self.proc: subprocess.Popen | None = None
 
     async def start(self) -> "PrivateRedis":
-        self.proc = subprocess.Popen(["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-                                      "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         probe = Redis.from_url(self.url, socket_connect_timeout=0.5)
         try:
             for _ in range(100):
@@ -119,8 +139,10 @@ class CuttingProxy:
         except OSError:
             client_w.close()
             return
-        legs = [asyncio.create_task(self._pump(client_r, up_w, client_w, born)),
-                asyncio.create_task(self._pump(up_r, client_w, None, born))]
+        legs = [
+            asyncio.create_task(self._pump(client_r, up_w, client_w, born)),
+            asyncio.create_task(self._pump(up_r, client_w, None, born)),
+        ]
         await asyncio.wait(legs, return_when=asyncio.FIRST_COMPLETED)
         for leg in legs:
             leg.cancel()

@@ -5,16 +5,16 @@ import json
 import re
 import uuid
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import uvicorn
 import websockets
 
+from api.db import commit
 from liaison.app import create_app, uvicorn_options
 from rosters.models import Roster, Shift, SpecialistProfile
 from signaling.ledger import RedisLedger
-from api.db import commit
 
 
 @asynccontextmanager
@@ -22,8 +22,9 @@ async def serve(settings, *, settled: bool = True):
     """Start the app under uvicorn on a free port; yield (app, base_url). `settled`: as a node that
     has run for a while (see settle)."""
     app = create_app(settings)
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, lifespan="on", log_level="warning",
-                            **uvicorn_options(settings))
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=0, lifespan="on", log_level="warning", **uvicorn_options(settings)
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(200):
@@ -38,6 +39,7 @@ async def serve(settings, *, settled: bool = True):
     finally:
         server.should_exit = True
         from tests.conftest import _report_stuck_shutdown
+
         watchdog = asyncio.create_task(_report_stuck_shutdown(8))  # before the wait below gives up
         await asyncio.wait_for(task, timeout=10)
         watchdog.cancel()
@@ -53,20 +55,46 @@ async def settle(app) -> None:
         ledger.since = 0.0
 
 
-async def put_on_call(sessions, *, org_id: uuid.UUID, user_ids: list[uuid.UUID], specialty: str, tier: int = 1,
-                      languages: list[str] | None = None, max_concurrent: int = 5) -> None:
+async def put_on_call(
+    sessions,
+    *,
+    org_id: uuid.UUID,
+    user_ids: list[uuid.UUID],
+    specialty: str,
+    tier: int = 1,
+    languages: list[str] | None = None,
+    max_concurrent: int = 5,
+) -> None:
     """Give each specialist a profile and a shift covering now on the org's roster for the specialty."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     async with sessions() as session:
         roster = Roster(org_id=org_id, specialty=specialty, name=f"{specialty} tier {tier}")
         session.add(roster)
         for uid in user_ids:
             if await session.get(SpecialistProfile, uid) is None:
-                session.add(SpecialistProfile(user_id=uid, org_id=org_id, specialties=[specialty],
-                                              languages=languages or ["en"], max_concurrent=max_concurrent))
+                session.add(
+                    SpecialistProfile(
+                        user_id=uid,
+                        org_id=org_id,
+                        specialties=[specialty],
+                        languages=languages or ["en"],
+                        max_concurrent=max_concurrent,
+                    )
+                )
         await session.flush()
-        session.add_all([Shift(roster_id=roster.id, org_id=org_id, specialist_id=uid, tier=tier,
-                               starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)) for uid in user_ids])
+        session.add_all(
+            [
+                Shift(
+                    roster_id=roster.id,
+                    org_id=org_id,
+                    specialist_id=uid,
+                    tier=tier,
+                    starts_at=now - timedelta(hours=1),
+                    ends_at=now + timedelta(hours=8),
+                )
+                for uid in user_ids
+            ]
+        )
         await commit(session)
 
 
@@ -81,7 +109,9 @@ class EventClient:
     @asynccontextmanager
     async def connect(cls, host: str, token: str, last_event_id: int | None = None):
         async with websockets.connect(f"ws://{host}/api/v1/events", compression=None) as ws:
-            hello = {"type": "auth", "token": token} | ({"last_event_id": last_event_id} if last_event_id is not None else {})
+            hello = {"type": "auth", "token": token} | (
+                {"last_event_id": last_event_id} if last_event_id is not None else {}
+            )
             await ws.send(json.dumps(hello))
             ready = json.loads(await asyncio.wait_for(ws.recv(), 5))
             assert ready["type"] == "ready", ready
@@ -92,14 +122,18 @@ class EventClient:
         deadline = asyncio.get_running_loop().time() + timeout
         while True:
             for e in self.events:
-                if e.get("event") == event and all(e.get(k) == v or e["data"].get(k) == v for k, v in match.items()):
+                if e.get("event") == event and all(
+                    e.get(k) == v or e["data"].get(k) == v for k, v in match.items()
+                ):
                     return e
             left = deadline - asyncio.get_running_loop().time()
             if left <= 0:
-                raise AssertionError(f"no {event} {match} within {timeout}s; got {[e.get('event') for e in self.events]}")
+                raise AssertionError(
+                    f"no {event} {match} within {timeout}s; got {[e.get('event') for e in self.events]}"
+                )
             try:
                 self.events.append(json.loads(await asyncio.wait_for(self.ws.recv(), left)))
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
 
 
@@ -109,6 +143,7 @@ def http(host: str) -> httpx.AsyncClient:
 
 def free_port() -> int:
     import socket
+
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -120,13 +155,23 @@ class Node:
     def __init__(self, settings, *, port: int | None = None, workers: int = 1, log=None) -> None:
         import os
         import sys
+
         self.port = port or free_port()
         self.host = f"127.0.0.1:{self.port}"
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
         for name, value in settings.model_dump().items():
             if value is not None:
                 env[f"LIAISON_{name.upper()}"] = str(value)
-        self._cmd = [sys.executable, "-m", "liaison", "serve", "--port", str(self.port), "--workers", str(workers)]
+        self._cmd = [
+            sys.executable,
+            "-m",
+            "liaison",
+            "serve",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(workers),
+        ]
         self._env = env
         self.log = log  # a path: the node's stderr (its log) goes there, to be read with log_text()
         self.proc = None
@@ -138,9 +183,14 @@ class Node:
         """Start the process without waiting for it (nodes spawned back to back start together)."""
         import os
         import subprocess
+
         with open(self.log or os.devnull, "ab") as log:  # the child keeps its own copy of the file
-            self.proc = subprocess.Popen(self._cmd, env=self._env, stdout=subprocess.DEVNULL,
-                                         stderr=log if self.log else subprocess.PIPE)
+            self.proc = subprocess.Popen(
+                self._cmd,
+                env=self._env,
+                stdout=subprocess.DEVNULL,
+                stderr=log if self.log else subprocess.PIPE,
+            )
         return self
 
     async def ready(self) -> "Node":
@@ -148,16 +198,21 @@ class Node:
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
             for _ in range(300):
                 if self.proc.poll() is not None:
-                    raise AssertionError(f"node on {self.port} exited {self.proc.returncode}: {self.stderr()!r}")
+                    raise AssertionError(
+                        f"node on {self.port} exited {self.proc.returncode}: {self.stderr()!r}"
+                    )
                 try:
                     if (await c.get("/healthz")).status_code == 200:
                         return self
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
-        raise AssertionError(f"node on {self.port} did not start: {self.log_text()[-4000:] if self.log else self.proc.stderr.read(4000)!r}")
+        raise AssertionError(
+            f"node on {self.port} did not start: {self.log_text()[-4000:] if self.log else self.proc.stderr.read(4000)!r}"
+        )
 
     def log_text(self) -> str:
         from pathlib import Path
+
         return Path(self.log).read_text(errors="replace")
 
     def stderr(self) -> str:
@@ -167,6 +222,7 @@ class Node:
 
     def kill(self) -> None:
         import signal
+
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
 
@@ -185,16 +241,24 @@ async def live_world(env: dict, **overrides):
     from tests.conftest import make_settings, reset_env, seed_world
 
     await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"], **overrides)) as (app, host):
-        async with http(host) as client:
-            yield app, host, await seed_world(app, client)
+    settings = make_settings(env["database_url"], env["redis_url"], **overrides)
+    async with serve(settings) as (app, host), http(host) as client:
+        yield app, host, await seed_world(app, client)
 
 
 async def accepted_consult(app, world, body: dict) -> dict:
     """b-specialist on call (under the A→B agreement), a-clinician's consult, accepted by b-specialist."""
-    await put_on_call(app.state.sessionmaker, org_id=world.orgs["B"], user_ids=[world.users["b-specialist"]],
-                      specialty=body["specialty"])
-    consult = (await world.client.post("/api/v1/consults", json=body, headers=await world.headers("a-clinician"))).json()
-    accepted = await world.client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await world.headers("b-specialist"))
+    await put_on_call(
+        app.state.sessionmaker,
+        org_id=world.orgs["B"],
+        user_ids=[world.users["b-specialist"]],
+        specialty=body["specialty"],
+    )
+    consult = (
+        await world.client.post("/api/v1/consults", json=body, headers=await world.headers("a-clinician"))
+    ).json()
+    accepted = await world.client.post(
+        f"/api/v1/consults/{consult['id']}/accept", headers=await world.headers("b-specialist")
+    )
     assert accepted.status_code == 200, accepted.text
     return consult

@@ -40,10 +40,11 @@ import contextlib
 import itertools
 import json
 import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 
 import fastapi.routing
 import httpx
@@ -57,25 +58,38 @@ from starlette.routing import WebSocketRoute
 
 import events.router
 from agreements.models import Agreement
-from liaison.app import create_app
+from api.db import commit
 from auth.models import IdentityProvider
+from liaison.app import create_app
 from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings
 from tests.live import EventClient, http, put_on_call, serve
-from api.db import commit
 
 API = "/api/v1"
 
 # Routes that need no token, so have no authorization matrix. Everything else is in EXPECTATIONS.
-PUBLIC_ROUTES = frozenset({
-    "GET /openapi.json", "GET /docs", "GET /docs/oauth2-redirect", "GET /redoc",  # the OpenAPI document and its viewers
-    "GET /healthz", "GET /readyz", "GET /metrics",  # operations
-    f"POST {API}/auth/login", f"POST {API}/auth/refresh", f"POST {API}/auth/token",  # how one gets a token
-})
+PUBLIC_ROUTES = frozenset(
+    {
+        "GET /openapi.json",
+        "GET /docs",
+        "GET /docs/oauth2-redirect",
+        "GET /redoc",  # the OpenAPI document and its viewers
+        "GET /healthz",
+        "GET /readyz",
+        "GET /metrics",  # operations
+        f"POST {API}/auth/login",
+        f"POST {API}/auth/refresh",
+        f"POST {API}/auth/token",  # how one gets a token
+    }
+)
 
 CALLERS = {  # role -> username (all of org A but root, who is in org Ops)
-    "clinician": "a-clinician", "specialist": "a-specialist", "coordinator": "a-coordinator",
-    "org_admin": "a-org_admin", "platform_admin": "root", "anonymous": None,
+    "clinician": "a-clinician",
+    "specialist": "a-specialist",
+    "coordinator": "a-coordinator",
+    "org_admin": "a-org_admin",
+    "platform_admin": "root",
+    "anonymous": None,
 }
 TARGETED = ("same", "partner", "other", "missing")
 UNTARGETED = ("-",)
@@ -84,7 +98,13 @@ ORG_OF = {"same": "A", "partner": "B", "other": "C"}
 # The code each refusal carries unless an entry says otherwise.
 DEFAULT_CODES = {401: "invalid_token", 403: "permission_denied", 404: "not_found"}
 # Another org's resource answers exactly as a missing one does (auth.exceptions.Hidden).
-HIDDEN = {"type": "/problems/not_found", "title": "Not found", "status": 404, "detail": "Not found", "code": "not_found"}
+HIDDEN = {
+    "type": "/problems/not_found",
+    "title": "Not found",
+    "status": 404,
+    "detail": "Not found",
+    "code": "not_found",
+}
 
 Outcome = int | tuple[int, str]  # a status, or a status and the problem `code`
 
@@ -100,7 +120,18 @@ def jwks() -> dict:
     def b64(n: int) -> str:
         return base64.urlsafe_b64encode(n.to_bytes((n.bit_length() + 7) // 8, "big")).rstrip(b"=").decode()
 
-    return {"keys": [{"kty": "RSA", "kid": "matrix-1", "alg": "RS256", "use": "sig", "n": b64(numbers.n), "e": b64(numbers.e)}]}
+    return {
+        "keys": [
+            {
+                "kty": "RSA",
+                "kid": "matrix-1",
+                "alg": "RS256",
+                "use": "sig",
+                "n": b64(numbers.n),
+                "e": b64(numbers.e),
+            }
+        ]
+    }
 
 
 @dataclass
@@ -112,7 +143,9 @@ class Matrix:
     bc_agreement: uuid.UUID | None = None  # B -> C, active: A is not a party
     _n: itertools.count = field(default_factory=itertools.count)
     on_call: set[str] = field(default_factory=set)  # usernames put on call for ROUTED in their org
-    rosters: dict[str, uuid.UUID] = field(default_factory=dict)  # org key -> a roster with its specialist on shift now
+    rosters: dict[str, uuid.UUID] = field(
+        default_factory=dict
+    )  # org key -> a roster with its specialist on shift now
     offers: dict[str, set[str]] = field(default_factory=dict)  # username -> consult ids offered to them
     seeded: set[str] = field(default_factory=set)  # once-per-route setups done
     consults: dict[str, Any] = field(default_factory=dict)  # relation -> a consult no case changes
@@ -132,22 +165,38 @@ class Matrix:
 
     async def add_idp(self, org_key: str) -> uuid.UUID:
         async with self.app.state.sessionmaker() as session:
-            idp = IdentityProvider(org_id=self.world.orgs[org_key], issuer=f"https://{self.unique('idp')}.example",
-                                   audience="liaison-matrix", jwks=jwks())
+            idp = IdentityProvider(
+                org_id=self.world.orgs[org_key],
+                issuer=f"https://{self.unique('idp')}.example",
+                audience="liaison-matrix",
+                jwks=jwks(),
+            )
             session.add(idp)
             await commit(session)
             return idp.id
 
-    async def add_agreement(self, requesting: str, providing: str, *, status: str, proposed_by: str,
-                            suspended_by: str | None = None) -> uuid.UUID:
-        now = datetime.now(timezone.utc)
+    async def add_agreement(
+        self,
+        requesting: str,
+        providing: str,
+        *,
+        status: str,
+        proposed_by: str,
+        suspended_by: str | None = None,
+    ) -> uuid.UUID:
+        now = datetime.now(UTC)
         async with self.app.state.sessionmaker() as session:
             agreement = Agreement(
-                requesting_org_id=self.world.orgs[requesting], providing_org_id=self.world.orgs[providing],
-                specialties=["trauma-surgery"], valid_from=now - timedelta(days=1), valid_until=now + timedelta(days=30),
-                status=status, proposed_by_org_id=self.world.orgs[proposed_by],
+                requesting_org_id=self.world.orgs[requesting],
+                providing_org_id=self.world.orgs[providing],
+                specialties=["trauma-surgery"],
+                valid_from=now - timedelta(days=1),
+                valid_until=now + timedelta(days=30),
+                status=status,
+                proposed_by_org_id=self.world.orgs[proposed_by],
                 suspended_by_org_id=self.world.orgs[suspended_by] if suspended_by else None,
-                created_by=self.world.users[f"{proposed_by.lower()}-org_admin"])
+                created_by=self.world.users[f"{proposed_by.lower()}-org_admin"],
+            )
             session.add(agreement)
             await commit(session)
             return agreement.id
@@ -159,8 +208,13 @@ class Matrix:
         if rel not in parties:
             return uuid.uuid4()
         requesting, providing = parties[rel]
-        return await self.add_agreement(requesting, providing, status=status, proposed_by=requesting,
-                                        suspended_by=requesting if status == "suspended" else None)
+        return await self.add_agreement(
+            requesting,
+            providing,
+            status=status,
+            proposed_by=requesting,
+            suspended_by=requesting if status == "suspended" else None,
+        )
 
 
 @pytest.fixture
@@ -186,13 +240,17 @@ class Call:
 
 
 Builder = Callable[[Matrix, str, str], Awaitable[Call]]
-Check = Callable[[Matrix, str, str, Call, Any], str | None]  # a successful answer's leak check: a complaint or None
+Check = Callable[
+    [Matrix, str, str, Call, Any], str | None
+]  # a successful answer's leak check: a complaint or None
 
 
 @dataclass(frozen=True)
 class Entry:
     build: Builder
-    expect: dict[str, Outcome | dict[str, Outcome]]  # role (or "*") -> outcome, or relation (or "*") -> outcome
+    expect: dict[
+        str, Outcome | dict[str, Outcome]
+    ]  # role (or "*") -> outcome, or relation (or "*") -> outcome
     relations: tuple[str, ...] = TARGETED
     check: Check | None = None
 
@@ -203,6 +261,7 @@ def own_org(ok: Outcome) -> dict[str, Outcome]:
 
 
 # Builders: (matrix, role, relation) -> the call's path parameters and body, with fresh state.
+
 
 async def nothing(m: Matrix, role: str, rel: str) -> Call:
     return Call()
@@ -221,8 +280,10 @@ async def new_client(m: Matrix, role: str, rel: str) -> Call:
 
 
 async def new_idp(m: Matrix, role: str, rel: str) -> Call:
-    return Call({"org_id": m.org(rel)}, {"issuer": f"https://{m.unique('issuer')}.example", "audience": "liaison-matrix",
-                                         "jwks": jwks()})
+    return Call(
+        {"org_id": m.org(rel)},
+        {"issuer": f"https://{m.unique('issuer')}.example", "audience": "liaison-matrix", "jwks": jwks()},
+    )
 
 
 LINK_RELATIONS = TARGETED + ("mixed-idp", "mixed-user")
@@ -242,23 +303,33 @@ async def new_org(m: Matrix, role: str, rel: str) -> Call:
 
 
 async def new_user(m: Matrix, role: str, rel: str) -> Call:
-    return Call({"org_id": m.org(rel)}, {"username": m.unique("user"), "password": "matrix-password-1",
-                                         "roles": ["clinician"]})
+    return Call(
+        {"org_id": m.org(rel)},
+        {"username": m.unique("user"), "password": "matrix-password-1", "roles": ["clinician"]},
+    )
 
 
 async def rename_user(m: Matrix, role: str, rel: str) -> Call:
     if rel == "mixed":  # A's org id, B's user
-        return Call({"org_id": m.org("same"), "user_id": m.user("partner")}, {"display_name": m.unique("name")})
+        return Call(
+            {"org_id": m.org("same"), "user_id": m.user("partner")}, {"display_name": m.unique("name")}
+        )
     return Call({"org_id": m.org(rel), "user_id": m.user(rel)}, {"display_name": m.unique("name")})
 
 
 async def new_proposal(m: Matrix, role: str, rel: str) -> Call:
     """`same`: A asks B; `partner`: B asks A (A as the provider); `other`: B asks C (A is no party)."""
     requesting, providing = {"same": ("A", "B"), "partner": ("B", "A"), "other": ("B", "C")}[rel]
-    now = datetime.now(timezone.utc)
-    return Call(json={"requesting_org_id": str(m.world.orgs[requesting]), "providing_org_id": str(m.world.orgs[providing]),
-                      "specialties": ["cardiology"], "valid_from": now.isoformat(),
-                      "valid_until": (now + timedelta(days=30)).isoformat()})
+    now = datetime.now(UTC)
+    return Call(
+        json={
+            "requesting_org_id": str(m.world.orgs[requesting]),
+            "providing_org_id": str(m.world.orgs[providing]),
+            "specialties": ["cardiology"],
+            "valid_from": now.isoformat(),
+            "valid_until": (now + timedelta(days=30)).isoformat(),
+        }
+    )
 
 
 async def existing_agreement(m: Matrix, role: str, rel: str) -> Call:
@@ -269,6 +340,7 @@ async def existing_agreement(m: Matrix, role: str, rel: str) -> Call:
 def agreement_in(status: str) -> Builder:
     async def build(m: Matrix, role: str, rel: str) -> Call:
         return Call({"agreement_id": await m.agreement(rel, status)})
+
     return build
 
 
@@ -282,6 +354,7 @@ async def audit_after_other_orgs_acted(m: Matrix, role: str, rel: str) -> Call:
 
 
 # Checks of successful answers: no row of an org the caller may not see.
+
 
 def caller_org(m: Matrix, role: str) -> uuid.UUID:
     return m.world.orgs["ops" if role == "platform_admin" else "A"]
@@ -302,6 +375,7 @@ def is_target(name: str, key: str | None = None) -> Check:
     def check(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
         got, want = body.get(key or "id"), str(call.path[name])
         return None if got == want else f"answered {key or 'id'} {got}, asked for {want}"
+
     return check
 
 
@@ -319,7 +393,11 @@ def audit_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> st
     if role == "platform_admin":  # the operator reads the whole trail
         return None
     mine = str(caller_org(m, role))
-    wrong = [(e["seq"], e["action"], e["org_id"]) for e in body["items"] if mine not in (e["org_id"], e["actor_org_id"])]
+    wrong = [
+        (e["seq"], e["action"], e["org_id"])
+        for e in body["items"]
+        if mine not in (e["org_id"], e["actor_org_id"])
+    ]
     return f"events of other orgs: {wrong[:3]}" if wrong else None
 
 
@@ -342,15 +420,22 @@ A_CONSULTS = ("same", "offered", "assigned")  # open consults of A requested by 
 
 async def act(m: Matrix, username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
     """A setup request, as `username`, that must succeed."""
-    resp = await m.world.client.request(method, f"{API}{path}", json=body, headers=await m.world.headers(username))
+    resp = await m.world.client.request(
+        method, f"{API}{path}", json=body, headers=await m.world.headers(username)
+    )
     assert resp.status_code == want, f"setup {method} {path} as {username}: {resp.status_code} {resp.text}"
     return resp.json() if resp.content else None
 
 
 async def put_user_on_call(m: Matrix, username: str) -> None:
     if username not in m.on_call:
-        await put_on_call(m.app.state.sessionmaker, org_id=m.world.orgs[username[0].upper()],
-                          user_ids=[m.world.users[username]], specialty=ROUTED, max_concurrent=50)
+        await put_on_call(
+            m.app.state.sessionmaker,
+            org_id=m.world.orgs[username[0].upper()],
+            user_ids=[m.world.users[username]],
+            specialty=ROUTED,
+            max_concurrent=50,
+        )
         m.on_call.add(username)
 
 
@@ -372,13 +457,20 @@ async def consult_in(m: Matrix, rel: str) -> uuid.UUID | str:
     if rel == "completed":
         await act(m, "a-specialist", "POST", f"/consults/{consult['id']}/complete", COMPLETE_BODY)
     if rel == "participant":
-        await act(m, "a-clinician", "POST", f"/consults/{consult['id']}/participants",
-                  {"user_id": str(m.world.users[INVITEE]), "role": "interpreter"}, 201)
+        await act(
+            m,
+            "a-clinician",
+            "POST",
+            f"/consults/{consult['id']}/participants",
+            {"user_id": str(m.world.users[INVITEE]), "role": "interpreter"},
+            201,
+        )
     return consult["id"]
 
 
-async def consult_for(m: Matrix, rel: str, *, fresh: bool,
-                      prepare: Callable[[Matrix, str, Any], Awaitable[None]] | None = None) -> Any:
+async def consult_for(
+    m: Matrix, rel: str, *, fresh: bool, prepare: Callable[[Matrix, str, Any], Awaitable[None]] | None = None
+) -> Any:
     """A fresh consult for a case that changes it; otherwise one kept per relation for the route's
     cases, since refusals and reads change no consult."""
     if fresh or rel not in m.consults:
@@ -399,15 +491,25 @@ def succeeds(build: Builder, role: str, rel: str) -> bool:
 
 def on_consult(body: Any = None, *, changes: bool = True) -> Builder:
     """The relation's consult; a fresh one for each case expected to change it."""
+
     async def build(m: Matrix, role: str, rel: str) -> Call:
-        return Call({"consult_id": await consult_for(m, rel, fresh=changes and succeeds(build, role, rel))}, body)
+        return Call(
+            {"consult_id": await consult_for(m, rel, fresh=changes and succeeds(build, role, rel))}, body
+        )
+
     return build
 
 
 async def first_message(m: Matrix, rel: str, consult_id: Any) -> None:
     if rel != "missing":  # its requester writes in its thread
-        await act(m, f"{ORG_OF.get(rel, 'A').lower()}-clinician", "POST", f"/consults/{consult_id}/messages",
-                  {"body": "first"}, 201)
+        await act(
+            m,
+            f"{ORG_OF.get(rel, 'A').lower()}-clinician",
+            "POST",
+            f"/consults/{consult_id}/messages",
+            {"body": "first"},
+            201,
+        )
 
 
 async def consult_with_message(m: Matrix, role: str, rel: str) -> Call:
@@ -417,14 +519,18 @@ async def consult_with_message(m: Matrix, role: str, rel: str) -> Call:
 async def assignment(m: Matrix, role: str, rel: str) -> Call:
     """Assign to a-specialist; `ineligible`: A's consult to C's specialist (no agreement)."""
     specialist = m.world.users["c-specialist" if rel == "ineligible" else "a-specialist"]
-    consult_id = await consult_for(m, "same" if rel == "ineligible" else rel, fresh=succeeds(assignment, role, rel))
+    consult_id = await consult_for(
+        m, "same" if rel == "ineligible" else rel, fresh=succeeds(assignment, role, rel)
+    )
     return Call({"consult_id": consult_id}, {"specialist_id": str(specialist)})
 
 
 async def invitation(m: Matrix, role: str, rel: str) -> Call:
     """Invite INVITEE; `ineligible`: A's consult, C's clinician (no agreement, nobody of C assigned)."""
     invitee = m.world.users["c-clinician" if rel == "ineligible" else INVITEE]
-    consult_id = await consult_for(m, "same" if rel == "ineligible" else rel, fresh=succeeds(invitation, role, rel))
+    consult_id = await consult_for(
+        m, "same" if rel == "ineligible" else rel, fresh=succeeds(invitation, role, rel)
+    )
     return Call({"consult_id": consult_id}, {"user_id": str(invitee), "role": "interpreter"})
 
 
@@ -459,6 +565,7 @@ async def new_consult_call(m: Matrix, role: str, rel: str) -> Call:
 
 # rosters and profiles
 
+
 def specialist_of(m: Matrix, role: str, rel: str) -> uuid.UUID:
     if rel == "self":
         return m.world.users[CALLERS[role]] if CALLERS[role] else uuid.uuid4()
@@ -466,8 +573,10 @@ def specialist_of(m: Matrix, role: str, rel: str) -> uuid.UUID:
 
 
 async def profile_of(m: Matrix, role: str, rel: str) -> Call:
-    return Call({"user_id": specialist_of(m, role, rel)},
-                {"specialties": [ROUTED], "languages": ["en"], "max_concurrent": 3})
+    return Call(
+        {"user_id": specialist_of(m, role, rel)},
+        {"specialties": [ROUTED], "languages": ["en"], "max_concurrent": 3},
+    )
 
 
 async def availability(m: Matrix, role: str, rel: str) -> Call:
@@ -477,8 +586,11 @@ async def availability(m: Matrix, role: str, rel: str) -> Call:
         async with m.app.state.sessionmaker() as session:
             profile = await session.get(SpecialistProfile, user_id)
             if rel == "-" and profile is None:
-                session.add(SpecialistProfile(user_id=user_id, org_id=caller_org(m, role), specialties=[ROUTED],
-                                              languages=["en"]))
+                session.add(
+                    SpecialistProfile(
+                        user_id=user_id, org_id=caller_org(m, role), specialties=[ROUTED], languages=["en"]
+                    )
+                )
             elif rel == "no-profile" and profile is not None:
                 await session.delete(profile)
             await commit(session)
@@ -488,14 +600,20 @@ async def availability(m: Matrix, role: str, rel: str) -> Call:
 async def roster_of(m: Matrix, org_key: str) -> uuid.UUID:
     """Once per route and org: a roster of the org with its specialist on shift now."""
     if org_key not in m.rosters:
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         async with m.app.state.sessionmaker() as session:
             roster = Roster(org_id=m.world.orgs[org_key], specialty=QUIET, name=m.unique("roster"))
             session.add(roster)
             await session.flush()
-            session.add(Shift(roster_id=roster.id, org_id=roster.org_id,
-                              specialist_id=m.world.users[f"{org_key.lower()}-specialist"],
-                              starts_at=now - timedelta(hours=1), ends_at=now + timedelta(hours=8)))
+            session.add(
+                Shift(
+                    roster_id=roster.id,
+                    org_id=roster.org_id,
+                    specialist_id=m.world.users[f"{org_key.lower()}-specialist"],
+                    starts_at=now - timedelta(hours=1),
+                    ends_at=now + timedelta(hours=8),
+                )
+            )
             await commit(session)
             m.rosters[org_key] = roster.id
     return m.rosters[org_key]
@@ -526,10 +644,16 @@ async def new_shift(m: Matrix, role: str, rel: str) -> Call:
         roster_rel, user = "same", m.world.users["b-specialist"]
     elif rel == "not-specialist":
         roster_rel, user = "same", m.world.users["a-clinician"]
-    now = datetime.now(timezone.utc)
-    return Call({"roster_id": (await a_roster(m, role, roster_rel)).path["roster_id"]},
-                {"specialist_id": str(user), "starts_at": now.isoformat(),
-                 "ends_at": (now + timedelta(hours=4)).isoformat(), "tier": 2})
+    now = datetime.now(UTC)
+    return Call(
+        {"roster_id": (await a_roster(m, role, roster_rel)).path["roster_id"]},
+        {
+            "specialist_id": str(user),
+            "starts_at": now.isoformat(),
+            "ends_at": (now + timedelta(hours=4)).isoformat(),
+            "tier": 2,
+        },
+    )
 
 
 async def new_policy(m: Matrix, role: str, rel: str) -> Call:
@@ -537,6 +661,7 @@ async def new_policy(m: Matrix, role: str, rel: str) -> Call:
 
 
 # Checks of consult, roster and offer answers.
+
 
 def consult_seen(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     """The consult asked for, and only its triage summary for a specialist merely offered it."""
@@ -550,15 +675,25 @@ def consult_seen(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str |
 def consults_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     me, org = str(m.world.users[CALLERS[role]]), str(caller_org(m, role))
     queue = role == "coordinator"  # the org's queue
-    wrong = [(c["id"], c["org_id"]) for c in body["items"]
-             if c.get("assigned_to") != me and not (c["org_id"] == org if queue else c.get("requester_id") == me)]
-    return f"consults neither requested by, assigned to nor queued for the caller: {wrong[:3]}" if wrong else None
+    wrong = [
+        (c["id"], c["org_id"])
+        for c in body["items"]
+        if c.get("assigned_to") != me and not (c["org_id"] == org if queue else c.get("requester_id") == me)
+    ]
+    return (
+        f"consults neither requested by, assigned to nor queued for the caller: {wrong[:3]}"
+        if wrong
+        else None
+    )
 
 
 def requested_by_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     me, org = str(m.world.users[CALLERS[role]]), str(caller_org(m, role))
-    return None if (body.get("requester_id"), body.get("org_id")) == (me, org) else \
-        f"created for {body.get('requester_id')} of org {body.get('org_id')}"
+    return (
+        None
+        if (body.get("requester_id"), body.get("org_id")) == (me, org)
+        else f"created for {body.get('requester_id')} of org {body.get('org_id')}"
+    )
 
 
 def offers_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
@@ -586,7 +721,12 @@ def call_token_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) 
 
 def precall_token_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     claims = jwt.get_unverified_claims(body["token"])
-    got = (claims.get("sub"), claims.get("cid"), claims.get("room") == body.get("room"), body.get("room", "")[:8])
+    got = (
+        claims.get("sub"),
+        claims.get("cid"),
+        claims.get("room") == body.get("room"),
+        body.get("room", "")[:8],
+    )
     want = (str(m.world.users[CALLERS[role]]), None, True, "precall-")
     return None if got == want else f"pre-call token {got}, expected {want}"
 
@@ -605,13 +745,17 @@ def message_by_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> 
 
 def assigned_as_asked(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     return is_target("consult_id")(m, role, rel, call, body) or (
-        None if body.get("assigned_to") == call.json["specialist_id"] else f"assigned to {body.get('assigned_to')}")
+        None
+        if body.get("assigned_to") == call.json["specialist_id"]
+        else f"assigned to {body.get('assigned_to')}"
+    )
 
 
 def assigned_to_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     me = str(m.world.users[CALLERS[role]])
     return is_target("consult_id")(m, role, rel, call, body) or (
-        None if body.get("assigned_to") == me else f"assigned to {body.get('assigned_to')}, not the caller")
+        None if body.get("assigned_to") == me else f"assigned to {body.get('assigned_to')}, not the caller"
+    )
 
 
 def stats_of_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
@@ -658,10 +802,13 @@ EVENTS_TIMEOUT = 8.0  # longer than any server-side timeout (the sockets' auth o
 QUIET_TIME = 0.3  # how long a socket that should get nothing is listened to
 
 
-async def ws_first_answer(host: str, first: str | None, *, closes: bool = True,
-                          path: str = "/events") -> tuple[dict | None, int | None]:
+async def ws_first_answer(
+    host: str, first: str | None, *, closes: bool = True, path: str = "/events"
+) -> tuple[dict | None, int | None]:
     """Send `first` (or nothing at all); the server's first message and, if it `closes`, the close code."""
-    async with websockets.connect(f"ws://{host}{API}{path}", compression=None, open_timeout=EVENTS_TIMEOUT) as ws:
+    async with websockets.connect(
+        f"ws://{host}{API}{path}", compression=None, open_timeout=EVENTS_TIMEOUT
+    ) as ws:
         if first is not None:
             await ws.send(first)
         answer = None
@@ -684,7 +831,9 @@ async def events_socket(m: Matrix) -> list[str]:
     rows: list[str] = []
     w = m.world
     signed_out = await w.login("a-clinician")
-    await w.client.post(f"{API}/auth/logout", headers={"Authorization": f"Bearer {signed_out['access_token']}"})
+    await w.client.post(
+        f"{API}/auth/logout", headers={"Authorization": f"Bearer {signed_out['access_token']}"}
+    )
     refresh = (await w.login("a-clinician"))["refresh_token"]
     refused = {  # what a socket says first -> the error code it must get before the close
         "no first message": (None, "auth_required"),
@@ -693,10 +842,14 @@ async def events_socket(m: Matrix) -> list[str]:
         "auth without a token": (json.dumps({"type": "auth"}), "auth_required"),
         "a malformed token": (json.dumps({"type": "auth", "token": "not-a-jwt"}), "invalid_token"),
         "a refresh token": (json.dumps({"type": "auth", "token": refresh}), "invalid_token"),
-        "a signed-out session's token": (json.dumps({"type": "auth", "token": signed_out["access_token"]}),
-                                         "invalid_token"),
+        "a signed-out session's token": (
+            json.dumps({"type": "auth", "token": signed_out["access_token"]}),
+            "invalid_token",
+        ),
     }
-    settings = m.app.state.settings.model_copy(update={"escalation_worker": False})  # the matrix's app runs one
+    settings = m.app.state.settings.model_copy(
+        update={"escalation_worker": False}
+    )  # the matrix's app runs one
     patience = getattr(events.router, "AUTH_TIMEOUT", None)
     if patience is not None:
         events.router.AUTH_TIMEOUT = 0.5  # so that "no first message" is answered sooner
@@ -704,18 +857,24 @@ async def events_socket(m: Matrix) -> list[str]:
         async with serve(settings) as (_, host), http(host) as client:
             for case, (first, code) in refused.items():
                 answer, closed = await ws_first_answer(host, first)
-                if not (isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code):
+                if not (
+                    isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code
+                ):
                     rows.append(f"{case}: first answer {answer}, expected an error {code!r}")
                 if closed != 1008:
                     rows.append(f"{case}: close code {closed}, expected 1008")
             for role, username in CALLERS.items():
                 if username is None:
                     continue
-                answer, _ = await ws_first_answer(host, json.dumps({"type": "auth", "token": await w.token(username)}),
-                                               closes=False)
-                if not (isinstance(answer, dict) and answer.get("type") == "ready"
-                        and answer.get("user_id") == str(w.users[username])
-                        and set(answer.get("channels", ())) <= channels_of(w, username)):
+                answer, _ = await ws_first_answer(
+                    host, json.dumps({"type": "auth", "token": await w.token(username)}), closes=False
+                )
+                if not (
+                    isinstance(answer, dict)
+                    and answer.get("type") == "ready"
+                    and answer.get("user_id") == str(w.users[username])
+                    and set(answer.get("channels", ())) <= channels_of(w, username)
+                ):
                     rows.append(f"valid {role} token: first answer {answer}, expected ready for {username}")
             rows += await events_reach_only_their_users(m, host, client)
     finally:
@@ -730,8 +889,17 @@ async def events_reach_only_their_users(m: Matrix, host: str, client: httpx.Asyn
     triage summary; a replay from the start (last_event_id 0) likewise."""
     w, rows = m.world, []
     await put_user_on_call(m, "a-specialist")
-    listeners = ("a-clinician", "a-specialist", "a-coordinator", "a-org_admin", "root", "b-clinician", "b-specialist",
-                 "b-coordinator", "c-coordinator")
+    listeners = (
+        "a-clinician",
+        "a-specialist",
+        "a-coordinator",
+        "a-org_admin",
+        "root",
+        "b-clinician",
+        "b-specialist",
+        "b-coordinator",
+        "c-coordinator",
+    )
 
     async def call(username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
         resp = await client.request(method, f"{API}{path}", json=body, headers=await w.headers(username))
@@ -739,7 +907,9 @@ async def events_reach_only_their_users(m: Matrix, host: str, client: httpx.Asyn
         return resp.json()
 
     async with contextlib.AsyncExitStack() as stack:
-        sockets = {u: await stack.enter_async_context(EventClient.connect(host, await w.token(u))) for u in listeners}
+        sockets = {
+            u: await stack.enter_async_context(EventClient.connect(host, await w.token(u))) for u in listeners
+        }
         a = (await call("a-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": ROUTED}, 201))["id"]
         await sockets["a-specialist"].wait_for("offer.created", EVENTS_TIMEOUT, consult_id=a)
         await call("a-specialist", "POST", f"/consults/{a}/accept")
@@ -760,14 +930,21 @@ async def events_reach_only_their_users(m: Matrix, host: str, client: httpx.Asyn
                 except AssertionError as exc:
                     rows.append(f"{username} missed an event: {exc}")
         await asyncio.gather(*(drain(s) for s in sockets.values()))
-        concerns = {"a-clinician": {a}, "a-specialist": {a}, "a-coordinator": {a}, "b-clinician": {b},
-                    "b-coordinator": {b}}
+        concerns = {
+            "a-clinician": {a},
+            "a-specialist": {a},
+            "a-coordinator": {a},
+            "b-clinician": {b},
+            "b-coordinator": {b},
+        }
         for username, socket in sockets.items():
             rows += foreign_events(w, username, socket.events, concerns.get(username, set()), "live")
 
         async def replayed(username: str) -> list[str]:  # everything stored for them, from the start
             async with EventClient.connect(host, await w.token(username), last_event_id=0) as replay:
-                return foreign_events(w, username, await drain(replay), concerns.get(username, set()), "replayed")
+                return foreign_events(
+                    w, username, await drain(replay), concerns.get(username, set()), "replayed"
+                )
 
         for found in await asyncio.gather(*(replayed(u) for u in listeners)):
             rows += found
@@ -788,11 +965,17 @@ def foreign_events(w: World, username: str, got: list[dict], concerns: set[str],
     def addressed_to_me(e: dict) -> bool:
         return e.get("user_id") == me if "user_id" in e else e.get("channel") in mine
 
-    rows = [f"{username} got {how} {e.get('event')} for {e.get('user_id', e.get('channel'))} about consult "
-            f"{e.get('consult_id')}" for e in got
-            if e.get("type") != "pong" and (not addressed_to_me(e) or e.get("consult_id") not in concerns)]
-    rows += [f"{username} got {how} an offer with more than the triage summary" for e in got
-             if e.get("event") == "offer.created" and "patient_ref" in e.get("data", {}).get("consult", {})]
+    rows = [
+        f"{username} got {how} {e.get('event')} for {e.get('user_id', e.get('channel'))} about consult "
+        f"{e.get('consult_id')}"
+        for e in got
+        if e.get("type") != "pong" and (not addressed_to_me(e) or e.get("consult_id") not in concerns)
+    ]
+    rows += [
+        f"{username} got {how} an offer with more than the triage summary"
+        for e in got
+        if e.get("event") == "offer.created" and "patient_ref" in e.get("data", {}).get("consult", {})
+    ]
     return rows
 
 
@@ -800,18 +983,24 @@ def foreign_events(w: World, username: str, got: list[dict], concerns: set[str],
 # resumes), else an error and close 1008; a call token is single-use, bound to one consult's room, and
 # good only while its holder still takes part in a consult that allows calls; rooms do not mix.
 
+
 async def signaling_socket(m: Matrix) -> list[str]:
     w, rows = m.world, []
     await put_user_on_call(m, "a-specialist")
-    settings = m.app.state.settings.model_copy(update={"escalation_worker": False, "signaling_join_timeout": 0.5})
+    settings = m.app.state.settings.model_copy(
+        update={"escalation_worker": False, "signaling_join_timeout": 0.5}
+    )
     async with serve(settings) as (_, host), http(host) as client:
+
         async def call(username: str, method: str, path: str, body: Any = None, want: int = 200) -> Any:
             resp = await client.request(method, f"{API}{path}", json=body, headers=await w.headers(username))
             assert resp.status_code == want, f"{method} {path} as {username}: {resp.status_code} {resp.text}"
             return resp.json()
 
         async def assigned() -> str:
-            consult = await call("a-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": ROUTED}, 201)
+            consult = await call(
+                "a-clinician", "POST", "/consults", CONSULT_BODY | {"specialty": ROUTED}, 201
+            )
             await call("a-specialist", "POST", f"/consults/{consult['id']}/accept")
             return consult["id"]
 
@@ -819,7 +1008,9 @@ async def signaling_socket(m: Matrix) -> list[str]:
             return (await call(username, "POST", f"/consults/{consult_id}/call-token"))["token"]
 
         one, two, closing = await assigned(), await assigned(), await assigned()
-        await call("a-clinician", "POST", f"/consults/{one}/participants", {"user_id": str(w.users[INVITEE])}, 201)
+        await call(
+            "a-clinician", "POST", f"/consults/{one}/participants", {"user_id": str(w.users[INVITEE])}, 201
+        )
         lapsed = await token("a-clinician", closing)
         await call("a-specialist", "POST", f"/consults/{closing}/complete", COMPLETE_BODY)
         login = await w.login("a-clinician")
@@ -833,11 +1024,17 @@ async def signaling_socket(m: Matrix) -> list[str]:
             in_two = first["peer_id"]  # held for a resume within the grace period: still in room two
         join = lambda t: json.dumps({"type": "join", "token": t})  # noqa: E731
         refused = {  # what a socket says first -> the error code it must get before the close
-            "a spent call token": (join(spent), "token_used"),  # first: spent tokens live in Redis when scaled
-            "no first message": (None, "join_timeout"), "not JSON": ("hello", "bad_json"),
+            "a spent call token": (
+                join(spent),
+                "token_used",
+            ),  # first: spent tokens live in Redis when scaled
+            "no first message": (None, "join_timeout"),
+            "not JSON": ("hello", "bad_json"),
             "a non-join first message": (json.dumps({"type": "ping"}), "join_first"),
-            "an events-socket auth message": (json.dumps({"type": "auth", "token": login["access_token"]}),
-                                              "unknown_type"),
+            "an events-socket auth message": (
+                json.dumps({"type": "auth", "token": login["access_token"]}),
+                "unknown_type",
+            ),
             "a malformed token": (join("not-a-jwt"), "invalid_token"),
             "an access token": (join(login["access_token"]), "invalid_token"),
             "a refresh token": (join(login["refresh_token"]), "invalid_token"),
@@ -845,7 +1042,9 @@ async def signaling_socket(m: Matrix) -> list[str]:
         }
         for case, (first, code) in refused.items():
             answer, closed = await ws_first_answer(host, first, path="/signaling")
-            if not (isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code):
+            if not (
+                isinstance(answer, dict) and answer.get("type") == "error" and answer.get("code") == code
+            ):
                 rows.append(f"{case}: first answer {answer}, expected an error {code!r}")
             if closed != 1008:
                 rows.append(f"{case}: close code {closed}, expected 1008")
@@ -854,15 +1053,18 @@ async def signaling_socket(m: Matrix) -> list[str]:
     return rows
 
 
-async def rooms_do_not_mix(host: str, w: World, tokens_one: dict[str, str], one: str, token_two: str,
-                           two: str, in_two: str) -> list[str]:
+async def rooms_do_not_mix(
+    host: str, w: World, tokens_one: dict[str, str], one: str, token_two: str, two: str, in_two: str
+) -> list[str]:
     """The participants of consult `one` join its room and see each other; a-clinician's peer in the room
     of `two` (where only `in_two` is) sees none of them, and cannot reach them."""
     rows: list[str] = []
     async with contextlib.AsyncExitStack() as stack:
         peers: dict[str, tuple[Any, dict]] = {}
         for who, tok in [*tokens_one.items(), ("room two", token_two)]:
-            ws = await stack.enter_async_context(websockets.connect(f"ws://{host}{API}/signaling", compression=None))
+            ws = await stack.enter_async_context(
+                websockets.connect(f"ws://{host}{API}/signaling", compression=None)
+            )
             await ws.send(json.dumps({"type": "join", "token": tok}))
             joined = json.loads(await asyncio.wait_for(ws.recv(), EVENTS_TIMEOUT))
             room = f"consult-{two if who == 'room two' else one}"
@@ -882,7 +1084,7 @@ async def rooms_do_not_mix(host: str, w: World, tokens_one: dict[str, str], one:
         stranger, _ = peers["room two"]
         target = peers["a-clinician"][1]["peer_id"]
         await stranger.send(json.dumps({"type": "offer", "to": target, "sdp": "v=0\r\n"}))
-        for who, (ws, joined) in peers.items():
+        for who, (ws, _) in peers.items():
             got = []
             with contextlib.suppress(asyncio.TimeoutError, websockets.ConnectionClosed):
                 while True:
@@ -891,7 +1093,9 @@ async def rooms_do_not_mix(host: str, w: World, tokens_one: dict[str, str], one:
                 about = msg.get("peer_id") or msg.get("from")
                 if who == "room two" and msg.get("type") != "error":
                     rows.append(f"the peer in another consult's room got {msg.get('type')} about {about}")
-                elif who != "room two" and (msg.get("type") not in ("peer-joined", "peer-left") or about not in ids_one):
+                elif who != "room two" and (
+                    msg.get("type") not in ("peer-joined", "peer-left") or about not in ids_one
+                ):
                     rows.append(f"{who} got {msg.get('type')} from {about}, not of its room")
     return rows
 
@@ -901,161 +1105,287 @@ EXPECTATIONS: dict[str, Entry] = {
     f"POST {API}/auth/logout": Entry(sign_out, {"*": 204}, UNTARGETED),
     f"GET {API}/me": Entry(nothing, {"*": 200}, UNTARGETED, check=is_caller),
     # an org's integration clients and identity providers: its own admin only (not the platform admin)
-    f"POST {API}/orgs/{{org_id}}/clients": Entry(new_client, {"org_admin": own_org(201), "*": 403},
-                                                 check=created_in_target_org),
-    f"GET {API}/orgs/{{org_id}}/clients": Entry(org_only, {"org_admin": own_org(200), "*": 403}, check=rows_of_target_org),
-    f"POST {API}/orgs/{{org_id}}/identity-providers": Entry(new_idp, {"org_admin": own_org(201), "*": 403},
-                                                            check=created_in_target_org),
-    f"GET {API}/orgs/{{org_id}}/identity-providers": Entry(org_only, {"org_admin": own_org(200), "*": 403},
-                                                           check=rows_of_target_org),
+    f"POST {API}/orgs/{{org_id}}/clients": Entry(
+        new_client, {"org_admin": own_org(201), "*": 403}, check=created_in_target_org
+    ),
+    f"GET {API}/orgs/{{org_id}}/clients": Entry(
+        org_only, {"org_admin": own_org(200), "*": 403}, check=rows_of_target_org
+    ),
+    f"POST {API}/orgs/{{org_id}}/identity-providers": Entry(
+        new_idp, {"org_admin": own_org(201), "*": 403}, check=created_in_target_org
+    ),
+    f"GET {API}/orgs/{{org_id}}/identity-providers": Entry(
+        org_only, {"org_admin": own_org(200), "*": 403}, check=rows_of_target_org
+    ),
     f"POST {API}/orgs/{{org_id}}/identity-providers/{{idp_id}}/links": Entry(
-        new_link, {"org_admin": own_org(201), "*": 403}, LINK_RELATIONS, check=is_target("idp_id", "idp_id")),
+        new_link, {"org_admin": own_org(201), "*": 403}, LINK_RELATIONS, check=is_target("idp_id", "idp_id")
+    ),
     # organizations: the platform admin creates them; the directory is open to every signed-in caller
     f"POST {API}/orgs": Entry(new_org, {"platform_admin": 201, "*": 403}, UNTARGETED),
     f"GET {API}/orgs": Entry(nothing, {"*": 200}, UNTARGETED),
-    f"GET {API}/orgs/{{org_id}}": Entry(org_only, {"*": {"missing": 404, "*": 200}}, check=is_target("org_id")),
+    f"GET {API}/orgs/{{org_id}}": Entry(
+        org_only, {"*": {"missing": 404, "*": 200}}, check=is_target("org_id")
+    ),
     # users: the org's own admin (coordinators read), and the platform admin for any org
     f"POST {API}/orgs/{{org_id}}/users": Entry(
-        new_user, {"org_admin": own_org(201), "platform_admin": {"missing": 404, "*": 201}, "*": 403},
-        check=created_in_target_org),
+        new_user,
+        {"org_admin": own_org(201), "platform_admin": {"missing": 404, "*": 201}, "*": 403},
+        check=created_in_target_org,
+    ),
     f"GET {API}/orgs/{{org_id}}/users": Entry(
-        org_only, {"org_admin": own_org(200), "coordinator": own_org(200), "platform_admin": {"missing": 404, "*": 200},
-                   "*": 403}, check=rows_of_target_org),
+        org_only,
+        {
+            "org_admin": own_org(200),
+            "coordinator": own_org(200),
+            "platform_admin": {"missing": 404, "*": 200},
+            "*": 403,
+        },
+        check=rows_of_target_org,
+    ),
     f"PATCH {API}/orgs/{{org_id}}/users/{{user_id}}": Entry(
-        rename_user, {"org_admin": own_org(200), "*": 403,
-                      "platform_admin": {"missing": 404, "mixed": 404, "*": 200}},
-        TARGETED + ("mixed",), check=is_target("user_id")),
+        rename_user,
+        {"org_admin": own_org(200), "*": 403, "platform_admin": {"missing": 404, "mixed": 404, "*": 200}},
+        TARGETED + ("mixed",),
+        check=is_target("user_id"),
+    ),
     # agreements: an org admin of a party manages, coordinators read; nobody else, not even the platform admin
     f"POST {API}/agreements": Entry(
-        new_proposal, {"org_admin": {"same": 201, "partner": 201, "other": (422, "not_a_party")}, "*": 403},
-        ("same", "partner", "other"), check=lambda m, role, rel, call, body: agreements_of_caller(
-            m, role, rel, call, {"items": [body]})),
-    f"GET {API}/agreements": Entry(nothing, {"org_admin": 200, "coordinator": 200, "*": 403}, UNTARGETED,
-                                   check=agreements_of_caller),
+        new_proposal,
+        {"org_admin": {"same": 201, "partner": 201, "other": (422, "not_a_party")}, "*": 403},
+        ("same", "partner", "other"),
+        check=lambda m, role, rel, call, body: agreements_of_caller(m, role, rel, call, {"items": [body]}),
+    ),
+    f"GET {API}/agreements": Entry(
+        nothing, {"org_admin": 200, "coordinator": 200, "*": 403}, UNTARGETED, check=agreements_of_caller
+    ),
     f"GET {API}/agreements/{{agreement_id}}": Entry(
-        existing_agreement, {"org_admin": {"same": 200, "partner": 200, "*": 404},
-                             "coordinator": {"same": 200, "partner": 200, "*": 404}, "*": 403},
-        check=is_target("agreement_id")),
+        existing_agreement,
+        {
+            "org_admin": {"same": 200, "partner": 200, "*": 404},
+            "coordinator": {"same": 200, "partner": 200, "*": 404},
+            "*": 403,
+        },
+        check=is_target("agreement_id"),
+    ),
     # accept a proposal: the other party only, so A's own proposal is a conflict
     f"POST {API}/agreements/{{agreement_id}}/accept": Entry(
-        agreement_in("proposed"), {"org_admin": {"same": (409, "wrong_party"), "partner": 200, "*": 404}, "*": 403},
-        check=is_target("agreement_id")),
+        agreement_in("proposed"),
+        {"org_admin": {"same": (409, "wrong_party"), "partner": 200, "*": 404}, "*": 403},
+        check=is_target("agreement_id"),
+    ),
     f"POST {API}/agreements/{{agreement_id}}/suspend": Entry(
-        agreement_in("active"), {"org_admin": {"same": 200, "partner": 200, "*": 404}, "*": 403},
-        check=is_target("agreement_id")),
+        agreement_in("active"),
+        {"org_admin": {"same": 200, "partner": 200, "*": 404}, "*": 403},
+        check=is_target("agreement_id"),
+    ),
     # resume: only the party that suspended (here: the proposer), so B's suspension is a conflict for A
     f"POST {API}/agreements/{{agreement_id}}/resume": Entry(
-        agreement_in("suspended"), {"org_admin": {"same": 200, "partner": (409, "wrong_party"), "*": 404}, "*": 403},
-        check=is_target("agreement_id")),
+        agreement_in("suspended"),
+        {"org_admin": {"same": 200, "partner": (409, "wrong_party"), "*": 404}, "*": 403},
+        check=is_target("agreement_id"),
+    ),
     f"POST {API}/agreements/{{agreement_id}}/revoke": Entry(
-        agreement_in("active"), {"org_admin": {"same": 200, "partner": 200, "*": 404}, "*": 403},
-        check=is_target("agreement_id")),
+        agreement_in("active"),
+        {"org_admin": {"same": 200, "partner": 200, "*": 404}, "*": 403},
+        check=is_target("agreement_id"),
+    ),
     # audit: the org admin reads their org's events, the platform admin all
-    f"GET {API}/audit": Entry(audit_after_other_orgs_acted, {"org_admin": 200, "platform_admin": 200, "*": 403},
-                              UNTARGETED, check=audit_of_caller),
+    f"GET {API}/audit": Entry(
+        audit_after_other_orgs_acted,
+        {"org_admin": 200, "platform_admin": 200, "*": 403},
+        UNTARGETED,
+        check=audit_of_caller,
+    ),
     # specialist profiles: the specialist themself, or a roster manager (coordinator) of their org; anyone
     # else is answered as if the user did not exist. `self` names the caller, who may not be a specialist.
     f"PUT {API}/specialists/{{user_id}}": Entry(
-        profile_of, {"specialist": {"same": 200, "self": 200, "*": 404},
-                     "coordinator": {"same": 200, "self": (422, "not_a_specialist"), "*": 404},
-                     "*": {"self": (422, "not_a_specialist"), "*": 404}},
-        TARGETED + ("self",), check=profile_of_target),
-    f"PUT {API}/me/availability": Entry(availability, {"specialist": {"-": 200, "no-profile": (422, "no_profile")},
-                                                       "*": 403}, ("-", "no-profile"), check=own_availability),
+        profile_of,
+        {
+            "specialist": {"same": 200, "self": 200, "*": 404},
+            "coordinator": {"same": 200, "self": (422, "not_a_specialist"), "*": 404},
+            "*": {"self": (422, "not_a_specialist"), "*": 404},
+        },
+        TARGETED + ("self",),
+        check=profile_of_target,
+    ),
+    f"PUT {API}/me/availability": Entry(
+        availability,
+        {"specialist": {"-": 200, "no-profile": (422, "no_profile")}, "*": 403},
+        ("-", "no-profile"),
+        check=own_availability,
+    ),
     # rosters: coordinators manage their org's, everyone of an org but the platform admin reads them
-    f"POST {API}/rosters": Entry(new_roster, {"coordinator": 201, "*": 403}, UNTARGETED, check=created_in_caller_org),
-    f"GET {API}/rosters": Entry(rosters_everywhere, {"platform_admin": 403, "*": 200}, UNTARGETED,
-                                check=rosters_of_caller),
+    f"POST {API}/rosters": Entry(
+        new_roster, {"coordinator": 201, "*": 403}, UNTARGETED, check=created_in_caller_org
+    ),
+    f"GET {API}/rosters": Entry(
+        rosters_everywhere, {"platform_admin": 403, "*": 200}, UNTARGETED, check=rosters_of_caller
+    ),
     f"POST {API}/rosters/{{roster_id}}/shifts": Entry(
-        new_shift, {"coordinator": {"same": 201, "not-specialist": (422, "not_a_specialist"), "*": 404}, "*": 403},
-        SHIFT_RELATIONS, check=shift_as_asked),
-    f"GET {API}/rosters/{{roster_id}}/on-call": Entry(a_roster, {"platform_admin": 403, "*": own_org(200)},
-                                                      check=on_call_of_target),
+        new_shift,
+        {"coordinator": {"same": 201, "not-specialist": (422, "not_a_specialist"), "*": 404}, "*": 403},
+        SHIFT_RELATIONS,
+        check=shift_as_asked,
+    ),
+    f"GET {API}/rosters/{{roster_id}}/on-call": Entry(
+        a_roster, {"platform_admin": 403, "*": own_org(200)}, check=on_call_of_target
+    ),
     # consults: clinicians request them; every signed-in caller lists what concerns them
-    f"POST {API}/consults": Entry(new_consult_call, {"clinician": 201, "*": 403}, UNTARGETED, check=requested_by_caller),
+    f"POST {API}/consults": Entry(
+        new_consult_call, {"clinician": 201, "*": 403}, UNTARGETED, check=requested_by_caller
+    ),
     f"GET {API}/consults": Entry(consults_everywhere, {"*": 200}, UNTARGETED, check=consults_of_caller),
     # one consult: requester and the requesting org's coordinators see all, the assignee too, a specialist
     # offered it the triage summary; to anyone else it does not exist
     f"GET {API}/consults/{{consult_id}}": Entry(
-        on_consult(changes=False), {"clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
-                                    "specialist": {"offered": 200, "assigned": 200, "participant": 200, "*": 404},
-                                    "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
-                                    "org_admin": {"participant": 200, "*": 404}, "*": 404},
-        CONSULT_RELATIONS + ("participant",), check=consult_seen),
-    f"GET {API}/offers": Entry(offers_everywhere, {"specialist": 200, "*": 403}, UNTARGETED, check=offers_of_caller),
+        on_consult(changes=False),
+        {
+            "clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "specialist": {"offered": 200, "assigned": 200, "participant": 200, "*": 404},
+            "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CONSULT_RELATIONS + ("participant",),
+        check=consult_seen,
+    ),
+    f"GET {API}/offers": Entry(
+        offers_everywhere, {"specialist": 200, "*": 403}, UNTARGETED, check=offers_of_caller
+    ),
     # offers: only the specialist offered it answers; the one who won it, asking again, gets it again (a
     # retry whose first answer was lost), anyone else a conflict
     f"POST {API}/consults/{{consult_id}}/accept": Entry(
-        on_consult(), {"specialist": {"offered": 200, "assigned": 200, "*": 404}, "*": 403},
-        CONSULT_RELATIONS, check=assigned_to_caller),
+        on_consult(),
+        {"specialist": {"offered": 200, "assigned": 200, "*": 404}, "*": 403},
+        CONSULT_RELATIONS,
+        check=assigned_to_caller,
+    ),
     f"POST {API}/consults/{{consult_id}}/decline": Entry(
-        on_consult(), {"specialist": {"offered": 204, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
-        CONSULT_RELATIONS),
+        on_consult(),
+        {"specialist": {"offered": 204, "assigned": (409, "invalid_transition"), "*": 404}, "*": 403},
+        CONSULT_RELATIONS,
+    ),
     # cancel: the requester or the requesting org's coordinators; the assignee sees it but may not
     f"POST {API}/consults/{{consult_id}}/cancel": Entry(
-        on_consult(), {"clinician": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
-                                                                    "*": 404},
-                       "coordinator": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
-                                                                      "*": 404},
-                       "specialist": {"assigned": 403, "completed": 403, "*": 404}, "*": 404},
-        CLOSING_RELATIONS, check=is_target("consult_id")),
+        on_consult(),
+        {
+            "clinician": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
+            "coordinator": {a: 200 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "*": 404},
+            "specialist": {"assigned": 403, "completed": 403, "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS,
+        check=is_target("consult_id"),
+    ),
     # assign by hand: the requesting org's coordinators, to a specialist the org may send to
     f"POST {API}/consults/{{consult_id}}/assign": Entry(
-        assignment, {"coordinator": {a: 200 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
-                                                                    "ineligible": (422, "not_eligible"), "*": 404},
-                     "*": 403}, CLOSING_RELATIONS + ("ineligible",), check=assigned_as_asked),
+        assignment,
+        {
+            "coordinator": {a: 200 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "ineligible": (422, "not_eligible"), "*": 404},
+            "*": 403,
+        },
+        CLOSING_RELATIONS + ("ineligible",),
+        check=assigned_as_asked,
+    ),
     f"POST {API}/consults/{{consult_id}}/complete": Entry(
-        on_consult(COMPLETE_BODY), {"specialist": {"assigned": 200, "completed": (409, "invalid_transition"), "*": 404},
-                                    "*": 403}, CLOSING_RELATIONS, check=assigned_to_caller),
+        on_consult(COMPLETE_BODY),
+        {"specialist": {"assigned": 200, "completed": (409, "invalid_transition"), "*": 404}, "*": 403},
+        CLOSING_RELATIONS,
+        check=assigned_to_caller,
+    ),
     # rating: the requester, once completed; others who see the consult are refused, the rest 404
     f"POST {API}/consults/{{consult_id}}/rating": Entry(
         on_consult({"helpful": True}),
-        {"clinician": {a: (409, "invalid_transition") for a in A_CONSULTS} | {"completed": 200, "*": 404},
-         "coordinator": {a: 403 for a in (*A_CONSULTS, "completed")} | {"*": 404},
-         "specialist": {"assigned": 403, "completed": 403, "*": 404}, "*": 404},
-        CLOSING_RELATIONS, check=is_target("consult_id")),
+        {
+            "clinician": {a: (409, "invalid_transition") for a in A_CONSULTS} | {"completed": 200, "*": 404},
+            "coordinator": {a: 403 for a in (*A_CONSULTS, "completed")} | {"*": 404},
+            "specialist": {"assigned": 403, "completed": 403, "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS,
+        check=is_target("consult_id"),
+    ),
     # the thread: whoever sees the whole consult; read-only once it is closed
     f"POST {API}/consults/{{consult_id}}/messages": Entry(
         on_consult({"body": "hello"}),
-        {"clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
-         "coordinator": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
-         "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404}, "*": 404},
-        CLOSING_RELATIONS, check=message_by_caller),
+        {
+            "clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
+            "coordinator": {a: 201 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "*": 404},
+            "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS,
+        check=message_by_caller,
+    ),
     f"GET {API}/consults/{{consult_id}}/messages": Entry(
-        consult_with_message, {"clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
-                               "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
-                               "specialist": {"assigned": 200, "participant": 200, "*": 404},
-                               "org_admin": {"participant": 200, "*": 404}, "*": 404},
-        CONSULT_RELATIONS + ("participant",), check=thread_of_target),
+        consult_with_message,
+        {
+            "clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "specialist": {"assigned": 200, "participant": 200, "*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CONSULT_RELATIONS + ("participant",),
+        check=thread_of_target,
+    ),
     # invite into the consult's calls: the requester, the assignee or the requesting org's coordinators, a
     # user of the requesting org or of the assignee's
     f"POST {API}/consults/{{consult_id}}/participants": Entry(
-        invitation, {"clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
-                                                                  "ineligible": (422, "not_eligible"), "*": 404},
-                     "coordinator": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"),
-                                                                    "ineligible": (422, "not_eligible"), "*": 404},
-                     "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404}, "*": 404},
-        CLOSING_RELATIONS + ("ineligible",), check=invited_as_asked),
+        invitation,
+        {
+            "clinician": {a: 201 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "ineligible": (422, "not_eligible"), "*": 404},
+            "coordinator": {a: 201 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "ineligible": (422, "not_eligible"), "*": 404},
+            "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS + ("ineligible",),
+        check=invited_as_asked,
+    ),
     # call tokens: the consult's participants (requester, assignee, invited), once it is accepted; a
     # coordinator sees the consult but is no participant
     f"POST {API}/consults/{{consult_id}}/call-token": Entry(
         on_consult(changes=False),
-        {"clinician": {"assigned": 200, "participant": 200, "same": (409, "invalid_transition"),
-                       "offered": (409, "invalid_transition"), "completed": (409, "invalid_transition"), "*": 404},
-         "specialist": {"assigned": 200, "participant": 200, "completed": (409, "invalid_transition"), "*": 404},
-         "coordinator": {a: 403 for a in (*A_CONSULTS, "completed", "participant")} | {"*": 404},
-         "org_admin": {"participant": 200, "*": 404}, "*": 404},
-        CLOSING_RELATIONS + ("participant",), check=call_token_of_caller),
+        {
+            "clinician": {
+                "assigned": 200,
+                "participant": 200,
+                "same": (409, "invalid_transition"),
+                "offered": (409, "invalid_transition"),
+                "completed": (409, "invalid_transition"),
+                "*": 404,
+            },
+            "specialist": {
+                "assigned": 200,
+                "participant": 200,
+                "completed": (409, "invalid_transition"),
+                "*": 404,
+            },
+            "coordinator": {a: 403 for a in (*A_CONSULTS, "completed", "participant")} | {"*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS + ("participant",),
+        check=call_token_of_caller,
+    ),
     # a pre-call check's echo room: any signed-in user
     f"POST {API}/precall": Entry(nothing, {"*": 200}, UNTARGETED, check=precall_token_of_caller),
     # response-time clocks: of the caller's org only
-    f"GET {API}/stats/response-times": Entry(stats_everywhere, {"coordinator": 200, "org_admin": 200, "*": 403},
-                                             UNTARGETED, check=stats_of_caller),
+    f"GET {API}/stats/response-times": Entry(
+        stats_everywhere, {"coordinator": 200, "org_admin": 200, "*": 403}, UNTARGETED, check=stats_of_caller
+    ),
     # escalation policy: the org's coordinators and admin
     f"GET {API}/orgs/{{org_id}}/escalation-policy": Entry(
-        org_only, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}),
+        org_only, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}
+    ),
     f"PUT {API}/orgs/{{org_id}}/escalation-policy": Entry(
-        new_policy, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}),
+        new_policy, {"coordinator": own_org(200), "org_admin": own_org(200), "*": 403}
+    ),
 }
 
 # WebSocket routes (and mounts) under /api/v1, keyed "WS <path>": an async check (matrix) -> list of mismatch lines.
@@ -1071,9 +1401,11 @@ WEBSOCKET_CHECKS: dict[str, Callable[[Matrix], Awaitable[list[str]]]] = {
 
 
 def route_keys(app: FastAPI) -> list[str]:
-    """"METHOD /path" of every HTTP route the app serves, "WS /path" of every WebSocket route, and
+    """ "METHOD /path" of every HTTP route the app serves, "WS /path" of every WebSocket route, and
     "<KIND> /path" of anything else (a mount): included routers flattened."""
-    flatten = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.137.2 includes routers lazily
+    flatten = getattr(
+        fastapi.routing, "iter_route_contexts", None
+    )  # FastAPI >= 0.137.2 includes routers lazily
     routes = list(flatten(app.routes)) if flatten else list(app.routes)
     keys: list[str] = []
     for route in routes:
@@ -1104,8 +1436,10 @@ def test_route_table_is_covered():
     stale = [k for k in (*EXPECTATIONS, *WEBSOCKET_CHECKS, *PUBLIC_ROUTES) if k not in ALL_KEYS]
     both = [k for k in PUBLIC_ROUTES if k in EXPECTATIONS]
     unprefixed = [k for k in MATRIX_KEYS if not k.split(" ", 1)[1].startswith(API + "/")]
-    problems = [f"route without an authorization entry (add it to EXPECTATIONS, or PUBLIC_ROUTES if it needs no token): {k}"
-                for k in missing]
+    problems = [
+        f"route without an authorization entry (add it to EXPECTATIONS, or PUBLIC_ROUTES if it needs no token): {k}"
+        for k in missing
+    ]
     problems += [f"entry for a route the app does not serve: {k}" for k in stale]
     problems += [f"both public and in the matrix: {k}" for k in both]
     problems += [f"non-public route outside {API}: {k}" for k in unprefixed]
@@ -1189,12 +1523,13 @@ async def run_entry(m: Matrix, key: str, entry: Entry) -> tuple[list[tuple[str, 
                     headers = {"Authorization": f"Bearer {(await m.world.login(username))['access_token']}"}
                 else:
                     headers = await m.world.headers(username)
-            resp = await m.client.request(method, template.format(**call.path), json=call.json, params=call.query,
-                                        headers=headers)
+            resp = await m.client.request(
+                method, template.format(**call.path), json=call.json, params=call.query, headers=headers
+            )
             problems = judge(resp, want)
-            if not problems and 200 <= resp.status_code < 300 and entry.check and resp.content:
-                if complaint := entry.check(m, role, rel, call, resp.json()):
-                    problems.append(f"leak: {complaint}")
+            ok = not problems and 200 <= resp.status_code < 300 and entry.check and resp.content
+            if ok and (complaint := entry.check(m, role, rel, call, resp.json())):
+                problems.append(f"leak: {complaint}")
             if problems:
                 rows.append((case, _show(*want), _show(resp.status_code, _code(resp)), "; ".join(problems)))
     return rows, count
@@ -1203,7 +1538,10 @@ async def run_entry(m: Matrix, key: str, entry: Entry) -> tuple[list[tuple[str, 
 def table(rows: list[tuple[str, ...]]) -> str:
     header = ("case", "expected", "got", "problem")
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in [header, *rows]]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)).rstrip()
+        for row in [header, *rows]
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
@@ -1216,9 +1554,11 @@ async def test_authz_matrix(key, matrix):
             if rows:
                 pytest.fail(f"{key}:\n" + "\n".join(rows), pytrace=False)
             return
-        pytest.fail(f"{key} has no authorization entry: add its cases to EXPECTATIONS "
-                    f"(or WEBSOCKET_CHECKS for a WebSocket route), or to PUBLIC_ROUTES if it needs no token",
-                    pytrace=False)
+        pytest.fail(
+            f"{key} has no authorization entry: add its cases to EXPECTATIONS "
+            f"(or WEBSOCKET_CHECKS for a WebSocket route), or to PUBLIC_ROUTES if it needs no token",
+            pytrace=False,
+        )
     assert key in route_keys(matrix.app), f"{key} is not served by the app under test"
     rows, count = await run_entry(matrix, key, EXPECTATIONS[key])
     assert count == len(CALLERS) * len(EXPECTATIONS[key].relations)

@@ -12,9 +12,16 @@ from tests.conftest import make_settings
 
 def liaison(db_url: str, *args: str, **env) -> subprocess.CompletedProcess:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
-    environ |= {"LIAISON_DATABASE_URL": db_url, "LIAISON_ENVIRONMENT": "development",
-                "LIAISON_ARGON2_TIME_COST": "1", "LIAISON_ARGON2_MEMORY_KIB": "1024", **env}
-    return subprocess.run([sys.executable, "-m", "liaison", *args], env=environ, capture_output=True, text=True, timeout=60)
+    environ |= {
+        "LIAISON_DATABASE_URL": db_url,
+        "LIAISON_ENVIRONMENT": "development",
+        "LIAISON_ARGON2_TIME_COST": "1",
+        "LIAISON_ARGON2_MEMORY_KIB": "1024",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "liaison", *args], env=environ, capture_output=True, text=True, timeout=60
+    )
 
 
 async def test_migrate_demo_admin_verify(tmp_path):
@@ -29,8 +36,12 @@ async def test_migrate_demo_admin_verify(tmp_path):
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://cli.test") as c:
-            for user, password in (("civ-clinician", "liaison-demo-2026"), ("mil-specialist", "liaison-demo-2026"),
-                                   ("admin", "liaison-demo-2026"), ("ops-admin", "a-long-password")):
+            for user, password in (
+                ("civ-clinician", "liaison-demo-2026"),
+                ("mil-specialist", "liaison-demo-2026"),
+                ("admin", "liaison-demo-2026"),
+                ("ops-admin", "a-long-password"),
+            ):
                 resp = await c.post("/api/v1/auth/login", json={"username": user, "password": password})
                 assert resp.status_code == 200, (user, resp.text)
     verified = liaison(url, "audit", "verify")
@@ -41,10 +52,15 @@ async def test_admin_from_environment_at_start(tmp_path):
     url = f"sqlite+aiosqlite:///{tmp_path / 'boot.db'}"
     assert liaison(url, "migrate").returncode == 0
     app = create_app(make_settings(url, None, admin_username="boot-admin", admin_password="boot-password-1"))
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://cli.test") as c:
-            resp = await c.post("/api/v1/auth/login", json={"username": "boot-admin", "password": "boot-password-1"})
-            me = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {resp.json()['access_token']}"})
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://cli.test") as c,
+    ):
+        resp = await c.post(
+            "/api/v1/auth/login", json={"username": "boot-admin", "password": "boot-password-1"}
+        )
+        me = await c.get("/api/v1/me", headers={"Authorization": f"Bearer {resp.json()['access_token']}"})
     assert me.json()["roles"] == ["platform_admin"]
 
 

@@ -18,14 +18,14 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Lowest first; the packages of one layer do not import each other.
 LAYERS: list[set[str]] = [
-    {"api"},                    # the kernel: settings, database, errors, middleware, health, Redis, migrations
-    {"audit", "events"},        # the trail and the event log, which every domain above writes to
-    {"auth"},                   # who is calling, and may they
-    {"orgs"},                   # organizations and their users
+    {"api"},  # the kernel: settings, database, errors, middleware, health, Redis, migrations
+    {"audit", "events"},  # the trail and the event log, which every domain above writes to
+    {"auth"},  # who is calling, and may they
+    {"orgs"},  # organizations and their users
     {"agreements", "rosters"},  # who may send to whom; who is on call
-    {"consults"},               # consults, routing, escalation
-    {"signaling"},              # calls of a consult
-    {"liaison"},                # the composition root (liaison/app.py), the command line, the demo
+    {"consults"},  # consults, routing, escalation
+    {"signaling"},  # calls of a consult
+    {"liaison"},  # the composition root (liaison/app.py), the command line, the demo
 ]
 # Outside the layers: they use everything, and nothing layered may import them.
 UNLAYERED = {"tests", "bench"}
@@ -47,9 +47,13 @@ def imported(path: Path) -> Iterator[tuple[str, int]]:
             yield from ((alias.name, node.lineno) for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             yield node.module, node.lineno
-        elif (isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", None))
-              in ("import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant)
-              and isinstance(node.args[0].value, str)):
+        elif (
+            isinstance(node, ast.Call)
+            and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
             yield node.args[0].value, node.lineno
 
 
@@ -127,7 +131,10 @@ def shortest_cycle(edges: dict[str, dict[str, list[str]]], group: list[str]) -> 
         return []
 
     best = min((way_back(start) for start in group), key=len)
-    return " -> ".join(f"{a} ({edges[a][b][0]})" for a, b in zip(best, best[1:] + best[:1])) + f" -> {best[0]}"
+    return (
+        " -> ".join(f"{a} ({edges[a][b][0]})" for a, b in zip(best, best[1:] + best[:1], strict=False))
+        + f" -> {best[0]}"
+    )
 
 
 def test_every_package_has_a_layer():
@@ -163,15 +170,25 @@ def test_the_check_sees_every_kind_of_import(tmp_path):
         (tmp_path / name).parent.mkdir(exist_ok=True)
         (tmp_path / name).write_text(text)
     edges = graph(tmp_path, {"low", "mid", "high"})
-    assert {pkg: sorted(t) for pkg, t in edges.items()} == {"high": ["mid"], "low": ["high", "mid"], "mid": ["low"]}
+    assert {pkg: sorted(t) for pkg, t in edges.items()} == {
+        "high": ["mid"],
+        "low": ["high", "mid"],
+        "mid": ["low"],
+    }
     assert upward(edges, [{"low"}, {"mid"}, {"high"}]) == [
-        "low/a.py:2: low imports high, of a higher layer", "low/c.py:2: low imports high, of a higher layer",
-        "low/b.py:3: low imports mid, of a higher layer"]
+        "low/a.py:2: low imports high, of a higher layer",
+        "low/c.py:2: low imports high, of a higher layer",
+        "low/b.py:3: low imports mid, of a higher layer",
+    ]
     assert cycles(edges) == [["high", "low", "mid"]]
-    assert shortest_cycle(edges, ["high", "low", "mid"]) == "low (low/b.py:3) -> mid (mid/__init__.py:1) -> low"
+    assert (
+        shortest_cycle(edges, ["high", "low", "mid"]) == "low (low/b.py:3) -> mid (mid/__init__.py:1) -> low"
+    )
 
 
 if __name__ == "__main__":
     edges, rank = graph(), layer_of(LAYERS)
     for pkg in sorted(edges, key=lambda p: (rank.get(p, len(LAYERS)), p)):
-        print(f"{pkg} -> {', '.join(sorted(edges[pkg], key=lambda p: (rank.get(p, len(LAYERS)), p))) or '(nothing)'}")
+        print(
+            f"{pkg} -> {', '.join(sorted(edges[pkg], key=lambda p: (rank.get(p, len(LAYERS)), p))) or '(nothing)'}"
+        )

@@ -1,6 +1,6 @@
 """Upgrading a database that already holds events and an audit trail keeps both whole."""
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
@@ -29,18 +29,35 @@ async def test_events_and_a_sealed_chain_survive_the_upgrade(fresh_url):
     prev = GENESIS_HASH
     async with engine.begin() as conn:
         for seq in (1, 2):
-            row = AuditEvent(seq=seq, at=datetime(2026, 11, 1, tzinfo=timezone.utc), actor_type="user",
-                             action=f"old.{seq}", outcome="success", prev_hash=prev, hash="")
+            row = AuditEvent(
+                seq=seq,
+                at=datetime(2026, 11, 1, tzinfo=UTC),
+                actor_type="user",
+                action=f"old.{seq}",
+                outcome="success",
+                prev_hash=prev,
+                hash="",
+            )
             row.hash = event_hash(row, prev)
-            await conn.execute(text(
-                "INSERT INTO audit_events (seq, at, actor_type, action, outcome, prev_hash, hash) "
-                "VALUES (:seq, :at, :actor_type, :action, :outcome, :prev_hash, :hash)"),
-                {k: getattr(row, k) for k in ("seq", "at", "actor_type", "action", "outcome", "prev_hash", "hash")})
+            await conn.execute(
+                text(
+                    "INSERT INTO audit_events (seq, at, actor_type, action, outcome, prev_hash, hash) "
+                    "VALUES (:seq, :at, :actor_type, :action, :outcome, :prev_hash, :hash)"
+                ),
+                {
+                    k: getattr(row, k)
+                    for k in ("seq", "at", "actor_type", "action", "outcome", "prev_hash", "hash")
+                },
+            )
             prev = row.hash
         await conn.execute(text("UPDATE audit_head SET seq = 2, hash = :h WHERE id = 1"), {"h": prev})
-        for n in range(3):
-            await conn.execute(text("INSERT INTO events (channel, type, data, created_at) VALUES "
-                                    "('u:x', 'old', '{}', CURRENT_TIMESTAMP)"))
+        for _n in range(3):
+            await conn.execute(
+                text(
+                    "INSERT INTO events (channel, type, data, created_at) VALUES "
+                    "('u:x', 'old', '{}', CURRENT_TIMESTAMP)"
+                )
+            )
     await engine.dispose()
 
     await upgrade(fresh_url)

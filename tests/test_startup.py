@@ -80,8 +80,9 @@ async def test_nodes_started_together_make_one_admin(pg, redis_url, nodes, round
     """Every node comes up and is ready; the admin named by the environment, and its org, exist once."""
     for _ in range(rounds):
         async with fresh_database(pg, migrated=True) as url:
-            settings = make_settings(url, redis_url, admin_username=ADMIN, admin_password=ADMIN_PASSWORD,
-                                     **PRODUCTION_ARGON2)
+            settings = make_settings(
+                url, redis_url, admin_username=ADMIN, admin_password=ADMIN_PASSWORD, **PRODUCTION_ARGON2
+            )
             group = [Node(settings) for _ in range(nodes)]
             try:
                 await asyncio.gather(*(node.spawn().ready() for node in group))
@@ -91,29 +92,56 @@ async def test_nodes_started_together_make_one_admin(pg, redis_url, nodes, round
                         assert ready.status_code == 200, ready.text
             finally:
                 await asyncio.gather(*(asyncio.to_thread(node.stop) for node in group))
-            assert await counts(url, count(User), count(Organization), count(User, User.username == ADMIN),
-                                count(Organization, Organization.name == OPERATOR)) == [1, 1, 1, 1]
+            assert await counts(
+                url,
+                count(User),
+                count(Organization),
+                count(User, User.username == ADMIN),
+                count(Organization, Organization.name == OPERATOR),
+            ) == [1, 1, 1, 1]
 
 
 def together(n: int, url: str, *args: str) -> list[subprocess.CompletedProcess]:
     """`liaison ARGS` run `n` times at once (spawned back to back), each to its end."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
     # Plain tracebacks: the exception is then the last line a failed run writes.
-    env |= {"LIAISON_DATABASE_URL": url, "LIAISON_ENVIRONMENT": "development", "_TYPER_STANDARD_TRACEBACK": "1"}
-    procs = [subprocess.Popen([sys.executable, "-m", "liaison", *args], env=env, text=True,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(n)]
+    env |= {
+        "LIAISON_DATABASE_URL": url,
+        "LIAISON_ENVIRONMENT": "development",
+        "_TYPER_STANDARD_TRACEBACK": "1",
+    }
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "liaison", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for _ in range(n)
+    ]
     said = [p.communicate(timeout=90) for p in procs]  # reading as they run: a full pipe would stall one
-    return [subprocess.CompletedProcess(p.args, p.returncode, out, err) for p, (out, err) in zip(procs, said)]
+    return [
+        subprocess.CompletedProcess(p.args, p.returncode, out, err)
+        for p, (out, err) in zip(procs, said, strict=False)
+    ]
 
 
 def assert_all_ok(runs: list[subprocess.CompletedProcess]) -> None:
-    failed = [(r.returncode, re.findall(r"^[\w.]+(?:Error|Exception): .{0,300}", r.stderr, re.M)[-1:] or r.stderr[-500:])
-              for r in runs if r.returncode != 0]
+    failed = [
+        (
+            r.returncode,
+            re.findall(r"^[\w.]+(?:Error|Exception): .{0,300}", r.stderr, re.M)[-1:] or r.stderr[-500:],
+        )
+        for r in runs
+        if r.returncode != 0
+    ]
     assert not failed, failed
 
 
 async def assert_migrated_once(url: str) -> None:
     from alembic.script import ScriptDirectory
+
     from api.migrate import alembic_config
 
     heads = set(ScriptDirectory.from_config(alembic_config()).get_heads())
@@ -141,8 +169,22 @@ async def test_migrations_run_together_on_sqlite(tmp_path):
     await assert_migrated_once(url)
 
 
-DEMO = [count(Organization), count(User), count(Agreement), count(Roster), count(Shift), count(SpecialistProfile)]
-DEMO_ONCE = [3, 9, 2, 4, 4, 2]  # operator + civilian + military; admin + 8; both ways; trauma, burns, paediatrics, radiology
+DEMO = [
+    count(Organization),
+    count(User),
+    count(Agreement),
+    count(Roster),
+    count(Shift),
+    count(SpecialistProfile),
+]
+DEMO_ONCE = [
+    3,
+    9,
+    2,
+    4,
+    4,
+    2,
+]  # operator + civilian + military; admin + 8; both ways; trauma, burns, paediatrics, radiology
 
 
 async def _seed_together(url: str) -> None:

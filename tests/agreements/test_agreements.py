@@ -1,18 +1,24 @@
 """Cooperation agreements: who may do what to them, their lifecycle, and the boundary question they answer."""
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 from agreements.service import may_send, partner_orgs
 
 URL = "/api/v1/agreements"
 
 
-def body(world, requesting="A", providing="C", specialties=("burns",), start=None, days=30, **changes) -> dict:
-    start = start or datetime.now(timezone.utc) - timedelta(minutes=1)
-    data = {"requesting_org_id": str(world.orgs[requesting]), "providing_org_id": str(world.orgs[providing]),
-            "specialties": list(specialties), "valid_from": start.isoformat(),
-            "valid_until": (start + timedelta(days=days)).isoformat()}
+def body(
+    world, requesting="A", providing="C", specialties=("burns",), start=None, days=30, **changes
+) -> dict:
+    start = start or datetime.now(UTC) - timedelta(minutes=1)
+    data = {
+        "requesting_org_id": str(world.orgs[requesting]),
+        "providing_org_id": str(world.orgs[providing]),
+        "specialties": list(specialties),
+        "valid_from": start.isoformat(),
+        "valid_until": (start + timedelta(days=days)).isoformat(),
+    }
     return data | changes
 
 
@@ -31,15 +37,20 @@ def assert_conflict(resp, code: str, current: str | None = None) -> None:
 
 async def ask(app, requesting, providing, specialty, at=None) -> bool:
     async with app.state.sessionmaker() as session:
-        return await may_send(session, requesting_org_id=requesting, providing_org_id=providing,
-                              specialty=specialty, at=at)
+        return await may_send(
+            session, requesting_org_id=requesting, providing_org_id=providing, specialty=specialty, at=at
+        )
 
 
 # --- lifecycle -------------------------------------------------------------------------------------------------------
 
+
 async def test_propose_and_accept_by_the_other_party(world):
-    resp = await world.client.post(URL, json=body(world, specialties=["burns", "toxicology", "burns"]),
-                                   headers=await world.headers("a-org_admin"))
+    resp = await world.client.post(
+        URL,
+        json=body(world, specialties=["burns", "toxicology", "burns"]),
+        headers=await world.headers("a-org_admin"),
+    )
     assert resp.status_code == 201, resp.text
     proposed = resp.json()
     assert proposed["status"] == "proposed" and proposed["proposed_by_org_id"] == str(world.orgs["A"])
@@ -49,7 +60,9 @@ async def test_propose_and_accept_by_the_other_party(world):
     # The proposer cannot accept its own proposal, however many times it tries.
     assert_conflict(await act(world, "a-org_admin", aid, "accept"), "wrong_party")
     # C's coordinator can read it but not accept it; C's admin accepts.
-    assert (await world.client.get(f"{URL}/{aid}", headers=await world.headers("c-coordinator"))).status_code == 200
+    assert (
+        await world.client.get(f"{URL}/{aid}", headers=await world.headers("c-coordinator"))
+    ).status_code == 200
     denied = await act(world, "c-coordinator", aid, "accept")
     assert denied.status_code == 403 and denied.json()["code"] == "permission_denied"
     accepted = await act(world, "c-org_admin", aid, "accept")
@@ -60,8 +73,9 @@ async def test_propose_and_accept_by_the_other_party(world):
 
 
 async def test_the_providing_side_may_propose_too(world):
-    resp = await world.client.post(URL, json=body(world, "A", "B", ["radiology"]),
-                                   headers=await world.headers("b-org_admin"))
+    resp = await world.client.post(
+        URL, json=body(world, "A", "B", ["radiology"]), headers=await world.headers("b-org_admin")
+    )
     assert resp.status_code == 201, resp.text
     aid = resp.json()["id"]
     assert resp.json()["proposed_by_org_id"] == str(world.orgs["B"])
@@ -86,14 +100,21 @@ async def test_suspend_resume_revoke_rules(world):
     assert resumed.json()["status"] == "active" and resumed.json()["suspended_by_org_id"] is None
 
     # Either side may suspend; here A does, and then A (not B) resumes.
-    assert (await act(world, "a-org_admin", aid, "suspend")).json()["suspended_by_org_id"] == str(world.orgs["A"])
+    assert (await act(world, "a-org_admin", aid, "suspend")).json()["suspended_by_org_id"] == str(
+        world.orgs["A"]
+    )
     assert_conflict(await act(world, "b-org_admin", aid, "resume"), "wrong_party")
 
     # Either side may revoke, even while suspended; revoked is final.
     revoked = await act(world, "b-org_admin", aid, "revoke")
     assert revoked.status_code == 200 and revoked.json()["status"] == "revoked"
-    for user, action in (("a-org_admin", "resume"), ("b-org_admin", "resume"), ("a-org_admin", "accept"),
-                         ("a-org_admin", "suspend"), ("b-org_admin", "revoke")):
+    for user, action in (
+        ("a-org_admin", "resume"),
+        ("b-org_admin", "resume"),
+        ("a-org_admin", "accept"),
+        ("a-org_admin", "suspend"),
+        ("b-org_admin", "revoke"),
+    ):
         assert_conflict(await act(world, user, aid, action), "invalid_transition", "revoked")
     got = await world.client.get(f"{URL}/{aid}", headers=await world.headers("a-org_admin"))
     assert got.json()["status"] == "revoked"
@@ -126,12 +147,18 @@ async def test_coordinator_reads_but_cannot_propose_or_act(world):
 async def test_an_outsider_cannot_see_or_touch_an_agreement(world):
     c_admin = await world.headers("c-org_admin")
     one = f"{URL}/{world.agreement_id}"
-    for method, path in (("GET", one), *(("POST", f"{one}/{action}") for action in ("suspend", "revoke", "accept"))):
+    for method, path in (
+        ("GET", one),
+        *(("POST", f"{one}/{action}") for action in ("suspend", "revoke", "accept")),
+    ):
         resp = await world.client.request(method, path, headers=c_admin)
         assert resp.status_code == 404 and resp.json()["code"] == "not_found", (path, resp.text)
     # Exactly what an id that does not exist answers.
     missing = await world.client.get(f"{URL}/{uuid.uuid4()}", headers=c_admin)
-    assert missing.status_code == 404 and missing.json() == {**resp.json(), "detail": missing.json()["detail"]}
+    assert missing.status_code == 404 and missing.json() == {
+        **resp.json(),
+        "detail": missing.json()["detail"],
+    }
     assert (await world.client.get(URL, headers=c_admin)).json()["items"] == []
     # And the agreement is untouched.
     got = await world.client.get(f"{URL}/{world.agreement_id}", headers=await world.headers("a-org_admin"))
@@ -142,9 +169,12 @@ async def test_proposals_must_involve_the_proposer_and_a_real_org(world):
     admin = await world.headers("a-org_admin")
     resp = await world.client.post(URL, json=body(world, "B", "C"), headers=admin)
     assert resp.status_code == 422 and resp.json()["code"] == "not_a_party"
-    resp = await world.client.post(URL, json=body(world, providing="A") | {"requesting_org_id": str(uuid.uuid4()),
-                                                                          "providing_org_id": str(world.orgs["A"])},
-                                   headers=admin)
+    resp = await world.client.post(
+        URL,
+        json=body(world, providing="A")
+        | {"requesting_org_id": str(uuid.uuid4()), "providing_org_id": str(world.orgs["A"])},
+        headers=admin,
+    )
     assert resp.status_code == 404 and resp.json()["code"] == "not_found"
     # The platform admin administers orgs, not their agreements.
     resp = await world.client.post(URL, json=body(world), headers=await world.headers("root"))
@@ -187,7 +217,9 @@ async def test_invalid_proposals_are_422(world):
         assert resp.json()["code"] == "validation_error"
     listing = await world.client.get(URL, headers=admin)
     assert len(listing.json()["items"]) == 1  # nothing was stored
-    assert (await world.client.post(URL, json=body(world), headers=admin)).status_code == 201  # the base body is fine
+    assert (
+        await world.client.post(URL, json=body(world), headers=admin)
+    ).status_code == 201  # the base body is fine
 
 
 async def test_list_filters_by_status(world):
@@ -202,9 +234,10 @@ async def test_list_filters_by_status(world):
 
 # --- the boundary question -----------------------------------------------------------------------------------
 
+
 async def test_may_send_answers_the_boundary_question(app, world):
     a, b, c = world.orgs["A"], world.orgs["B"], world.orgs["C"]
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     assert await ask(app, a, b, "trauma-surgery") is True
     assert await ask(app, a, b, "burns") is False  # not a covered specialty
     assert await ask(app, b, a, "trauma-surgery") is False  # agreements have a direction
@@ -223,8 +256,12 @@ async def test_may_send_answers_the_boundary_question(app, world):
         assert await partner_orgs(session, requesting_org_id=a, specialty="trauma-surgery") == [b]
         assert await partner_orgs(session, requesting_org_id=a, specialty="burns") == []
         assert await partner_orgs(session, requesting_org_id=b, specialty="trauma-surgery") == []
-        assert await partner_orgs(session, requesting_org_id=a, specialty="trauma-surgery",
-                                  at=now + timedelta(days=60)) == []
+        assert (
+            await partner_orgs(
+                session, requesting_org_id=a, specialty="trauma-surgery", at=now + timedelta(days=60)
+            )
+            == []
+        )
 
 
 async def test_may_send_follows_the_lifecycle(app, world):
@@ -237,9 +274,12 @@ async def test_may_send_follows_the_lifecycle(app, world):
     assert await ask(app, a, b, "trauma-surgery") is False
 
     # A proposal counts only once accepted, and only from its valid_from on.
-    start = datetime.now(timezone.utc) + timedelta(days=2)
-    resp = await world.client.post(URL, json=body(world, "A", "C", ["burns", "toxicology"], start=start, days=10),
-                                   headers=await world.headers("a-org_admin"))
+    start = datetime.now(UTC) + timedelta(days=2)
+    resp = await world.client.post(
+        URL,
+        json=body(world, "A", "C", ["burns", "toxicology"], start=start, days=10),
+        headers=await world.headers("a-org_admin"),
+    )
     aid = resp.json()["id"]
     inside = start + timedelta(days=1)
     assert await ask(app, a, c, "burns", at=inside) is False
@@ -255,8 +295,9 @@ async def test_may_send_follows_the_lifecycle(app, world):
 
 async def test_several_partners_for_one_specialty(app, world):
     a, b, c = world.orgs["A"], world.orgs["B"], world.orgs["C"]
-    resp = await world.client.post(URL, json=body(world, "A", "C", ["trauma-surgery"]),
-                                   headers=await world.headers("a-org_admin"))
+    resp = await world.client.post(
+        URL, json=body(world, "A", "C", ["trauma-surgery"]), headers=await world.headers("a-org_admin")
+    )
     assert (await act(world, "c-org_admin", resp.json()["id"], "accept")).status_code == 200
     async with app.state.sessionmaker() as session:
         partners = await partner_orgs(session, requesting_org_id=a, specialty="trauma-surgery")

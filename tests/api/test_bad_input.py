@@ -5,16 +5,16 @@ Also the operational endpoints: /healthz, /readyz, /metrics and the served OpenA
 
 import json
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
 from sqlalchemy import func, select
 
 from agreements.models import Agreement
-from liaison.app import create_app
 from api.redis import make_redis
 from auth.models import User
+from liaison.app import create_app
 from orgs.models import Organization
 from tests.conftest import PASSWORD, make_settings
 
@@ -38,9 +38,11 @@ async def snapshot(app) -> dict:
         users = (await session.execute(select(User).order_by(User.username))).scalars().all()
         agreements = (await session.execute(select(Agreement))).scalars().all()
         orgs = (await session.execute(select(func.count()).select_from(Organization))).scalar_one()
-        return {"orgs": orgs,
-                "users": [(u.username, u.org_id, tuple(u.roles), u.is_active, u.password_hash) for u in users],
-                "agreements": [(a.id, a.status, tuple(a.specialties)) for a in agreements]}
+        return {
+            "orgs": orgs,
+            "users": [(u.username, u.org_id, tuple(u.roles), u.is_active, u.password_hash) for u in users],
+            "agreements": [(a.id, a.status, tuple(a.specialties)) for a in agreements],
+        }
 
 
 @pytest.fixture
@@ -54,10 +56,14 @@ async def still_intact(app, world, before) -> None:
 
 
 def agreement_body(world, **changes) -> dict:
-    now = datetime.now(timezone.utc)
-    body = {"requesting_org_id": str(world.orgs["A"]), "providing_org_id": str(world.orgs["C"]),
-            "specialties": ["burns"], "valid_from": now.isoformat(),
-            "valid_until": (now + timedelta(days=9)).isoformat()}
+    now = datetime.now(UTC)
+    body = {
+        "requesting_org_id": str(world.orgs["A"]),
+        "providing_org_id": str(world.orgs["C"]),
+        "specialties": ["burns"],
+        "valid_from": now.isoformat(),
+        "valid_until": (now + timedelta(days=9)).isoformat(),
+    }
     return body | changes
 
 
@@ -106,21 +112,43 @@ async def test_json_that_is_not_an_object(app, world, before):
 
 # --- schema violations ------------------------------------------------------------------------------------------
 
+
 async def test_unknown_fields_are_refused_not_dropped(app, world, before):
     admin = await world.headers("a-org_admin")
     cases = [
         ("POST", LOGIN, {"username": "a-clinician", "password": PASSWORD, "remember_me": True}, {}),
         ("POST", "/api/v1/auth/refresh", {"refresh_token": "x", "scope": "admin"}, {}),
-        ("POST", f"/api/v1/orgs/{world.orgs['A']}/users",
-         {"username": "sneaky", "password": "long-enough-pw", "roles": ["clinician"], "org_id": str(world.orgs["C"])},
-         admin),
-        ("POST", f"/api/v1/orgs/{world.orgs['A']}/users",
-         {"username": "sneaky2", "password": "long-enough-pw", "is_superuser": True}, admin),
-        ("PATCH", f"/api/v1/orgs/{world.orgs['A']}/users/{world.users['a-clinician']}",
-         {"display_name": "x", "org_id": str(world.orgs["C"])}, admin),
+        (
+            "POST",
+            f"/api/v1/orgs/{world.orgs['A']}/users",
+            {
+                "username": "sneaky",
+                "password": "long-enough-pw",
+                "roles": ["clinician"],
+                "org_id": str(world.orgs["C"]),
+            },
+            admin,
+        ),
+        (
+            "POST",
+            f"/api/v1/orgs/{world.orgs['A']}/users",
+            {"username": "sneaky2", "password": "long-enough-pw", "is_superuser": True},
+            admin,
+        ),
+        (
+            "PATCH",
+            f"/api/v1/orgs/{world.orgs['A']}/users/{world.users['a-clinician']}",
+            {"display_name": "x", "org_id": str(world.orgs["C"])},
+            admin,
+        ),
         ("POST", "/api/v1/agreements", agreement_body(world, status="active"), admin),
         ("POST", "/api/v1/agreements", agreement_body(world, proposed_by_org_id=str(world.orgs["C"])), admin),
-        ("POST", "/api/v1/orgs", {"name": "Org Z", "kind": "ngo", "id": MISSING}, await world.headers("root")),
+        (
+            "POST",
+            "/api/v1/orgs",
+            {"name": "Org Z", "kind": "ngo", "id": MISSING},
+            await world.headers("root"),
+        ),
     ]
     for method, url, payload, headers in cases:
         resp = await world.client.request(method, url, json=payload, headers=headers)
@@ -158,7 +186,11 @@ async def test_wrong_content_type_on_json_routes(app, world, before):
     new_user = json.dumps({"username": "formuser", "password": "long-enough-pw", "roles": ["clinician"]})
     cases = [
         (LOGIN, good_login, {"content-type": "text/plain"}),
-        (LOGIN, "username=a-clinician&password=test-password-1", {"content-type": "application/x-www-form-urlencoded"}),
+        (
+            LOGIN,
+            "username=a-clinician&password=test-password-1",
+            {"content-type": "application/x-www-form-urlencoded"},
+        ),
         (LOGIN, good_login, {"content-type": "application/xml"}),
         (LOGIN, good_login, {}),  # no content type at all
         (f"/api/v1/orgs/{world.orgs['A']}/users", new_user, admin | {"content-type": "text/plain"}),
@@ -173,11 +205,16 @@ async def test_wrong_content_type_on_json_routes(app, world, before):
 
 # --- size limits ---------------------------------------------------------------------------------------------------
 
+
 async def test_ten_megabyte_body_with_content_length(app, world, before):
     admin = await world.headers("a-org_admin")
-    payload = json.dumps({"username": "bigbody", "password": "long-enough-pw", "display_name": "x" * BIG}).encode()
+    payload = json.dumps(
+        {"username": "bigbody", "password": "long-enough-pw", "display_name": "x" * BIG}
+    ).encode()
     for url, headers in ((LOGIN, {}), (f"/api/v1/orgs/{world.orgs['A']}/users", admin)):
-        resp = await world.client.post(url, content=payload, headers=headers | {"content-type": "application/json"})
+        resp = await world.client.post(
+            url, content=payload, headers=headers | {"content-type": "application/json"}
+        )
         assert resp.request.headers["content-length"] == str(len(payload))
         assert_problem(resp, 413, "body_too_large")
     await still_intact(app, world, before)
@@ -198,7 +235,9 @@ async def test_ten_megabyte_body_streamed_without_content_length(app, world, bef
 
     for url, headers in ((LOGIN, {}), (f"/api/v1/orgs/{world.orgs['A']}/users", admin)):
         sent = 0
-        resp = await world.client.post(url, content=stream(), headers=headers | {"content-type": "application/json"})
+        resp = await world.client.post(
+            url, content=stream(), headers=headers | {"content-type": "application/json"}
+        )
         assert "content-length" not in resp.request.headers
         assert resp.request.headers.get("transfer-encoding") == "chunked"
         assert_problem(resp, 413, "body_too_large")
@@ -215,12 +254,20 @@ async def test_body_just_under_the_cap_is_read(world):
 
 # --- query and path parameters ---------------------------------------------------------------------------------------
 
+
 async def test_page_size_and_offset_bounds(app, world, before):
     admin = await world.headers("a-org_admin")
     routes = ["/api/v1/orgs", f"/api/v1/orgs/{world.orgs['A']}/users", "/api/v1/agreements", "/api/v1/audit"]
     for route in routes:
-        for query in ("limit=1000000", "limit=0", "limit=-5", "offset=-1", "limit=abc", "offset=1e3",
-                      "limit=99999999999999999999999999"):
+        for query in (
+            "limit=1000000",
+            "limit=0",
+            "limit=-5",
+            "offset=-1",
+            "limit=abc",
+            "offset=1e3",
+            "limit=99999999999999999999999999",
+        ):
             resp = await world.client.get(f"{route}?{query}", headers=admin)
             body = assert_problem(resp, 422, "validation_error")
             assert body["errors"][0]["loc"][0] == "query", body
@@ -232,14 +279,16 @@ async def test_page_size_and_offset_bounds(app, world, before):
 async def test_non_uuid_path_ids(app, world, before):
     admin = await world.headers("a-org_admin")
     a = world.orgs["A"]
-    for method, url, payload in [("GET", "/api/v1/orgs/not-a-uuid", None),
-                                 ("GET", "/api/v1/orgs/123/users", None),
-                                 ("POST", "/api/v1/orgs/%27%20OR%201=1--/users", {"username": "zz-top"}),
-                                 ("PATCH", f"/api/v1/orgs/{a}/users/12345", {"display_name": "x"}),
-                                 ("GET", "/api/v1/agreements/xyz", None),
-                                 ("POST", "/api/v1/agreements/xyz/accept", None),
-                                 ("POST", f"/api/v1/agreements/{world.agreement_id}x/revoke", None),
-                                 ("GET", f"/api/v1/agreements/{'9' * 400}", None)]:
+    for method, url, payload in [
+        ("GET", "/api/v1/orgs/not-a-uuid", None),
+        ("GET", "/api/v1/orgs/123/users", None),
+        ("POST", "/api/v1/orgs/%27%20OR%201=1--/users", {"username": "zz-top"}),
+        ("PATCH", f"/api/v1/orgs/{a}/users/12345", {"display_name": "x"}),
+        ("GET", "/api/v1/agreements/xyz", None),
+        ("POST", "/api/v1/agreements/xyz/accept", None),
+        ("POST", f"/api/v1/agreements/{world.agreement_id}x/revoke", None),
+        ("GET", f"/api/v1/agreements/{'9' * 400}", None),
+    ]:
         resp = await world.client.request(method, url, headers=admin, json=payload)
         body = assert_problem(resp, 422, "validation_error")
         assert body["errors"][0]["loc"][0] == "path", (url, body)
@@ -250,9 +299,14 @@ async def test_non_uuid_path_ids(app, world, before):
 
 async def test_unknown_query_enum_values(app, world, before):
     admin = await world.headers("a-org_admin")
-    for url in ("/api/v1/orgs?kind=pirates", "/api/v1/orgs?kind=CIVILIAN", "/api/v1/agreements?status=pending",
-                "/api/v1/agreements?status=", "/api/v1/audit?since=yesterday",
-                "/api/v1/audit?since=2026-01-01T00:00:00"):  # naive: which timezone would that be?
+    for url in (
+        "/api/v1/orgs?kind=pirates",
+        "/api/v1/orgs?kind=CIVILIAN",
+        "/api/v1/agreements?status=pending",
+        "/api/v1/agreements?status=",
+        "/api/v1/audit?since=yesterday",
+        "/api/v1/audit?since=2026-01-01T00:00:00",
+    ):  # naive: which timezone would that be?
         body = assert_problem(await world.client.get(url, headers=admin), 422, "validation_error")
         assert body["errors"][0]["loc"][0] == "query"
     good = await world.client.get("/api/v1/orgs?kind=ngo", headers=admin)
@@ -274,6 +328,7 @@ async def test_errors_never_echo_the_rejected_input(world):
 
 # --- operations --------------------------------------------------------------------------------------------------
 
+
 async def test_healthz_and_readyz(env, client):
     resp = await client.get("/healthz")
     assert resp.status_code == 200 and resp.json() == {"status": "ok"}
@@ -287,10 +342,12 @@ async def test_healthz_and_readyz(env, client):
 async def test_readyz_reports_a_dead_database(tmp_path):
     # A database file in a directory that does not exist: the process is alive but not ready.
     dead = create_app(make_settings(f"sqlite+aiosqlite:///{tmp_path}/missing/dir/x.db", None))
-    async with dead.router.lifespan_context(dead):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=dead), base_url="http://liaison.test") as c:
-            assert (await c.get("/healthz")).status_code == 200
-            resp = await c.get("/readyz")
+    async with (
+        dead.router.lifespan_context(dead),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=dead), base_url="http://liaison.test") as c,
+    ):
+        assert (await c.get("/healthz")).status_code == 200
+        resp = await c.get("/readyz")
     assert resp.status_code == 503
     body = resp.json()
     assert body["status"] == "unavailable" and body["checks"]["database"].startswith("error")
@@ -322,7 +379,9 @@ async def test_metrics_count_requests_by_route_template(world):
     assert "# TYPE liaison_http_requests_total counter" in text
     # Labelled by the full route template, never by the concrete path.
     for method, route in (("GET", r"/orgs/\{org_id\}"), ("POST", "/auth/login")):
-        pattern = rf'liaison_http_requests_total\{{method="{method}",route="/api/v1{route}",status="200"\}} [1-9]'
+        pattern = (
+            rf'liaison_http_requests_total\{{method="{method}",route="/api/v1{route}",status="200"\}} [1-9]'
+        )
         assert re.search(pattern, text), pattern
     assert str(world.orgs["A"]) not in text  # ids never become labels
 
@@ -332,6 +391,15 @@ async def test_openapi_is_served(client):
     assert resp.status_code == 200
     doc = resp.json()
     assert doc["openapi"].startswith("3.") and doc["info"]["title"] == "Liaison"
-    for path in ("/api/v1/auth/login", "/api/v1/orgs", "/api/v1/orgs/{org_id}/users", "/api/v1/agreements",
-                 "/api/v1/agreements/{agreement_id}/accept", "/api/v1/audit", "/healthz", "/readyz", "/metrics"):
+    for path in (
+        "/api/v1/auth/login",
+        "/api/v1/orgs",
+        "/api/v1/orgs/{org_id}/users",
+        "/api/v1/agreements",
+        "/api/v1/agreements/{agreement_id}/accept",
+        "/api/v1/audit",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+    ):
         assert path in doc["paths"], path

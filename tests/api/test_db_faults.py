@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 
 import asyncpg
 import httpx
@@ -24,6 +24,7 @@ from tests.conftest import PG_ADMIN_URL, REDIS_URL, make_settings
 from tests.consults.conftest import CONSULT
 from tests.faults import assert_clean_log, assert_unavailable, node_for, seeded, sign_in
 from tests.live import free_port, http
+
 CONSULTS = "/api/v1/consults"
 TRIES = 100  # a request refused with 503 is retried at most this often, 50 ms apart
 
@@ -38,11 +39,11 @@ async def terminate_backends(db: str, stop: asyncio.Event, *, every: float, roun
                 break
             killed += await conn.fetchval(
                 "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-                "WHERE datname = $1 AND pid <> pg_backend_pid()", db)
-            try:
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                db,
+            )
+            with suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), every)
-            except asyncio.TimeoutError:
-                pass
     finally:
         await conn.close()
     return killed
@@ -67,7 +68,9 @@ class Outcomes:
 async def create_until_stored(c: httpx.AsyncClient, headers: dict, key: str, out: Outcomes) -> str:
     """POST the consult with its Idempotency-Key until it is answered 201; its id."""
     for _ in range(TRIES):
-        resp = out.note("create", await c.post(CONSULTS, json=CONSULT, headers=headers | {"Idempotency-Key": key}))
+        resp = out.note(
+            "create", await c.post(CONSULTS, json=CONSULT, headers=headers | {"Idempotency-Key": key})
+        )
         if resp.status_code != 503:
             assert resp.status_code == 201, resp.text
             return resp.json()["id"]
@@ -116,8 +119,10 @@ async def test_backends_terminated_during_a_burst(scratch, tmp_path):
                 # The pool recovers by itself: the next requests succeed at the first try.
                 after = await c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "after"})
                 ready = await c.get("/readyz")
-            print(f"burst {burst:.1f} s, {killed} backends terminated, answers:",
-                  {s: out.count(s) for s in sorted({s for _, s in out.seen})})
+            print(
+                f"burst {burst:.1f} s, {killed} backends terminated, answers:",
+                {s: out.count(s) for s in sorted({s for _, s in out.seen})},
+            )
             assert after.status_code == 201, after.text
             assert ready.status_code == 200, ready.text
             assert {s for _, s in out.seen} <= {200, 201, 409, 503}
@@ -126,12 +131,23 @@ async def test_backends_terminated_during_a_burst(scratch, tmp_path):
             node.stop()
         assert_clean_log(node)
         async with app.state.sessionmaker() as session:
-            rows = (await session.execute(select(Consult).where(Consult.idempotency_key.in_(keys)))).scalars().all()
-            accepted = (await session.execute(select(Offer.consult_id, func.count()).where(
-                Offer.status == "accepted").group_by(Offer.consult_id))).all()
+            rows = (
+                (await session.execute(select(Consult).where(Consult.idempotency_key.in_(keys))))
+                .scalars()
+                .all()
+            )
+            accepted = (
+                await session.execute(
+                    select(Offer.consult_id, func.count())
+                    .where(Offer.status == "accepted")
+                    .group_by(Offer.consult_id)
+                )
+            ).all()
         assert sorted(r.idempotency_key for r in rows) == sorted(keys)  # one consult per key, none doubled
         assert {str(r.id) for r in rows} == set(created.values())  # every 201 is stored
-        assert {r.status for r in rows} == {"accepted"} and {r.assigned_to for r in rows} == {world.users["b-specialist"]}
+        assert {r.status for r in rows} == {"accepted"} and {r.assigned_to for r in rows} == {
+            world.users["b-specialist"]
+        }
         assert {str(cid) for cid, n in accepted if n == 1} >= set(created.values())
         report = await verify_audit(make_settings(url, None))
         assert report.ok, report  # no transaction was half-applied to the chain
@@ -196,18 +212,26 @@ async def test_an_exhausted_pool_answers_503_within_its_timeout(scratch, tmp_pat
             (clinician,) = await sign_in(node, "a-clinician")
             async with http(node.host) as c:
                 async with consults_locked(url):
-                    held = asyncio.create_task(c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"}))
+                    held = asyncio.create_task(
+                        c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"})
+                    )
                     await asyncio.sleep(0.3)  # it holds the node's one connection, waiting for the lock
                     started = time.monotonic()
-                    waiting = await c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"})
+                    waiting = await c.post(
+                        CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"}
+                    )
                     elapsed = time.monotonic() - started
                     ready = await c.get("/readyz")
                 assert (await held).status_code == 201
-                again = await c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"})
+                again = await c.post(
+                    CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "waiting"}
+                )
             assert_unavailable(waiting)
             assert 0.9 < elapsed < 2.5, elapsed
             assert ready.status_code == 503 and ready.json()["checks"]["database"].startswith("error")
-            assert again.status_code == 201 and again.headers.get("Idempotent-Replayed") is None  # not stored before
+            assert (
+                again.status_code == 201 and again.headers.get("Idempotent-Replayed") is None
+            )  # not stored before
         finally:
             node.stop()
         assert_clean_log(node)
@@ -221,11 +245,15 @@ async def test_a_request_whose_client_left_while_it_waited_does_nothing(scratch,
             (clinician,) = await sign_in(node, "a-clinician")
             async with http(node.host) as c:
                 async with consults_locked(url):
-                    held = asyncio.create_task(c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"}))
+                    held = asyncio.create_task(
+                        c.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "held"})
+                    )
                     await asyncio.sleep(0.3)
                     async with httpx.AsyncClient(base_url=f"http://{node.host}", timeout=0.5) as impatient:
                         with pytest.raises(httpx.ReadTimeout):  # it gives up and closes its connection
-                            await impatient.post(CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "gone"})
+                            await impatient.post(
+                                CONSULTS, json=CONSULT, headers=clinician | {"Idempotency-Key": "gone"}
+                            )
                 assert (await held).status_code == 201
                 for _ in range(50):  # the node takes the abandoned request up once the connection is free
                     if 'status="499"' in (await c.get("/metrics")).text:

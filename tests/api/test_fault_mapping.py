@@ -24,37 +24,49 @@ def dbapi(cls=sa.DBAPIError, sqlstate: str | None = None, *, invalidated: bool =
     return cls("SELECT 1", {}, DriverError(message, sqlstate), connection_invalidated=invalidated)
 
 
-@pytest.mark.parametrize("exc", [
-    sa.TimeoutError("QueuePool limit of size 1 overflow 0 reached"),
-    dbapi(sa.InterfaceError, invalidated=True, message="connection is closed"),
-    dbapi(sqlstate="08003"),  # connection does not exist (closed in the middle of an operation)
-    dbapi(sa.OperationalError, sqlstate="08001"),  # could not connect (api.db translates a refused connect to it)
-    dbapi(sqlstate="57P01"),  # admin shutdown: the backend was terminated
-    dbapi(sqlstate="57014"),  # query cancelled
-    dbapi(sqlstate="53300"),  # too many clients
-    dbapi(sqlstate="40P01"),  # deadlock detected: rolled back whole, a retry succeeds
-    dbapi(sqlstate="40001"),  # serialization failure: the same
-    dbapi(sa.OperationalError, message="database is locked"),  # SQLite past its busy timeout
-    redis_errors.ConnectionError("Error 111 connecting"),
-    redis_errors.TimeoutError("Timeout reading from socket"),
-    redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
-], ids=lambda e: f"{type(e).__name__}:{getattr(getattr(e, 'orig', None), 'sqlstate', None) or str(e)[:20]}")
+@pytest.mark.parametrize(
+    "exc",
+    [
+        sa.TimeoutError("QueuePool limit of size 1 overflow 0 reached"),
+        dbapi(sa.InterfaceError, invalidated=True, message="connection is closed"),
+        dbapi(sqlstate="08003"),  # connection does not exist (closed in the middle of an operation)
+        dbapi(
+            sa.OperationalError, sqlstate="08001"
+        ),  # could not connect (api.db translates a refused connect to it)
+        dbapi(sqlstate="57P01"),  # admin shutdown: the backend was terminated
+        dbapi(sqlstate="57014"),  # query cancelled
+        dbapi(sqlstate="53300"),  # too many clients
+        dbapi(sqlstate="40P01"),  # deadlock detected: rolled back whole, a retry succeeds
+        dbapi(sqlstate="40001"),  # serialization failure: the same
+        dbapi(sa.OperationalError, message="database is locked"),  # SQLite past its busy timeout
+        redis_errors.ConnectionError("Error 111 connecting"),
+        redis_errors.TimeoutError("Timeout reading from socket"),
+        redis_errors.BusyLoadingError("Redis is loading the dataset in memory"),
+    ],
+    ids=lambda e: f"{type(e).__name__}:{getattr(getattr(e, 'orig', None), 'sqlstate', None) or str(e)[:20]}",
+)
 def test_store_faults_are_503_with_retry_after(exc):
     answer = unavailable(exc)
     assert answer is not None and answer.status == 503 and answer.code == "unavailable"
     assert int(answer.headers["Retry-After"]) >= 1
 
 
-@pytest.mark.parametrize("exc", [
-    dbapi(sa.IntegrityError, sqlstate="23505"),  # a unique violation: the request's (or our) fault
-    dbapi(sa.ProgrammingError, sqlstate="42P01"),  # undefined table: a bug
-    dbapi(sa.OperationalError, message="no such table: consults"),  # the same on SQLite
-    dbapi(sa.InternalError, message="cannot perform operation: another operation is in progress"),  # on a live connection
-    sa.InvalidRequestError("This session is in 'prepared' state"),
-    redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
-    ConnectionRefusedError(111, "refused"),  # not from a store of ours (a store's is translated first)
-    ValueError("bug"),
-], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "exc",
+    [
+        dbapi(sa.IntegrityError, sqlstate="23505"),  # a unique violation: the request's (or our) fault
+        dbapi(sa.ProgrammingError, sqlstate="42P01"),  # undefined table: a bug
+        dbapi(sa.OperationalError, message="no such table: consults"),  # the same on SQLite
+        dbapi(
+            sa.InternalError, message="cannot perform operation: another operation is in progress"
+        ),  # on a live connection
+        sa.InvalidRequestError("This session is in 'prepared' state"),
+        redis_errors.ResponseError("WRONGTYPE Operation against a key holding the wrong kind of value"),
+        ConnectionRefusedError(111, "refused"),  # not from a store of ours (a store's is translated first)
+        ValueError("bug"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
 def test_anything_else_is_not_a_store_fault(exc):
     assert unavailable(exc) is None
 

@@ -15,7 +15,15 @@ from sqlalchemy import func, select
 from consults.models import Consult, Message
 from tests.conftest import PASSWORD
 from tests.consults.conftest import CONSULT
-from tests.faults import CuttingProxy, PrivateRedis, assert_clean_log, assert_unavailable, node_for, seeded, sign_in
+from tests.faults import (
+    CuttingProxy,
+    PrivateRedis,
+    assert_clean_log,
+    assert_unavailable,
+    node_for,
+    seeded,
+    sign_in,
+)
 from tests.live import http
 
 CONSULTS = "/api/v1/consults"
@@ -40,18 +48,28 @@ class Load:
         for n in range(10_000):
             if self.stop.is_set():
                 return
-            resp = self.note("create", await self.c.post(CONSULTS, json=CONSULT, headers=self.clinician | {
-                "Idempotency-Key": f"{name}-{n}"}))
+            resp = self.note(
+                "create",
+                await self.c.post(
+                    CONSULTS, json=CONSULT, headers=self.clinician | {"Idempotency-Key": f"{name}-{n}"}
+                ),
+            )
             if resp.status_code != 201:
                 continue
             cid = resp.json()["id"]
             self.created.append(cid)
             self.note("accept", await self.c.post(f"{CONSULTS}/{cid}/accept", headers=self.specialist))
-            sent = self.note("message", await self.c.post(f"{CONSULTS}/{cid}/messages", json={"body": "BP 90/60"},
-                                                          headers=self.specialist))
+            sent = self.note(
+                "message",
+                await self.c.post(
+                    f"{CONSULTS}/{cid}/messages", json={"body": "BP 90/60"}, headers=self.specialist
+                ),
+            )
             self.messages += sent.status_code == 201
             self.note("read", await self.c.get(f"{CONSULTS}/{cid}", headers=self.clinician))
-            self.note("login", await self.c.post(LOGIN, json={"username": "b-clinician", "password": PASSWORD}))
+            self.note(
+                "login", await self.c.post(LOGIN, json={"username": "b-clinician", "password": PASSWORD})
+            )
 
     def statuses(self, since: float = 0.0, until: float = float("inf")) -> set[int]:
         return {s for t, _, s in self.answers if since <= t < until}
@@ -84,8 +102,10 @@ async def test_redis_stopped_and_restarted_under_load(scratch, tmp_path):
             node.stop()
             redis.stop()
         kinds = {k for _, k, _ in load.answers}
-        print(f"outage {restarted - stopped:.1f} s; {len(load.answers)} answers under load:",
-              {k: sorted({s for _, kk, s in load.answers if kk == k}) for k in sorted(kinds)})
+        print(
+            f"outage {restarted - stopped:.1f} s; {len(load.answers)} answers under load:",
+            {k: sorted({s for _, kk, s in load.answers if kk == k}) for k in sorted(kinds)},
+        )
         assert ready.status_code == 200, ready.text
         assert load.statuses() <= {200, 201}, load.answers  # nothing under load needs Redis to commit
         assert load.statuses(stopped, restarted) and load.statuses(restarted)  # the load ran through both
@@ -96,7 +116,9 @@ async def test_redis_stopped_and_restarted_under_load(scratch, tmp_path):
             cancelled = await session.get(Consult, to_cancel)
         assert set(load.created) <= stored and messages == load.messages
         assert cancelled.status == "cancelled"  # refused twice while Redis was down, done once it was back
-    assert_clean_log(node, tracebacks=True)  # the event and fabric listeners log their lost Redis with a traceback
+    assert_clean_log(
+        node, tracebacks=True
+    )  # the event and fabric listeners log their lost Redis with a traceback
 
 
 async def accepted(c: httpx.AsyncClient, clinician: dict, specialist: dict) -> str:
@@ -118,8 +140,10 @@ async def while_redis_is_down(c: httpx.AsyncClient, node, clinician: dict, cid: 
         assert time.monotonic() - started < 1.5
     assert (await c.get(f"{CONSULTS}/{cid}", headers=clinician)).json()["status"] == "accepted"
     assert (await c.post(LOGIN, json={"username": "a-clinician", "password": PASSWORD})).status_code == 200
-    wrong = [(await c.post(LOGIN, json={"username": "c-clinician", "password": "wrong-password"})).status_code
-             for _ in range(4)]
+    wrong = [
+        (await c.post(LOGIN, json={"username": "c-clinician", "password": "wrong-password"})).status_code
+        for _ in range(4)
+    ]
     assert wrong == [401, 401, 401, 429]  # login_max_failures=3, counted in this node's memory
     call = await c.post(f"{CONSULTS}/{cid}/call-token", headers=clinician)
     assert call.status_code == 200, call.text
@@ -128,15 +152,18 @@ async def while_redis_is_down(c: httpx.AsyncClient, node, clinician: dict, cid: 
         assert json.loads(await asyncio.wait_for(ws.recv(), 5))["code"] == "fabric_unavailable"
 
 
-async def first_writes_after_the_restart(c: httpx.AsyncClient, clinician: dict, cid: str, *,
-                                         limits_shared: bool = False) -> None:
+async def first_writes_after_the_restart(
+    c: httpx.AsyncClient, clinician: dict, cid: str, *, limits_shared: bool = False
+) -> None:
     """The pooled connections to Redis are stale now: the first writes on them still succeed, at once;
     with `limits_shared`, no sign-in step fell back to the node's memory (it does for 2 s after an outage)."""
     before = await fallbacks(c)
     cancelled = await c.post(f"{CONSULTS}/{cid}/cancel", headers=clinician)  # alone: on the newest pooled one
     assert cancelled.status_code == 200, cancelled.text
-    logins = [c.post(LOGIN, json={"username": u, "password": PASSWORD}) for u in ("a-clinician", "a-specialist",
-                                                                                "b-coordinator", "c-org_admin")]
+    logins = [
+        c.post(LOGIN, json={"username": u, "password": PASSWORD})
+        for u in ("a-clinician", "a-specialist", "b-coordinator", "c-org_admin")
+    ]
     wrong = c.post(LOGIN, json={"username": "b-org_admin", "password": "wrong-password"})
     answers = await asyncio.gather(c.post(CONSULTS, json=CONSULT, headers=clinician), wrong, *logins)
     assert [a.status_code for a in answers] == [201, 401, 200, 200, 200, 200], [a.text for a in answers]
@@ -159,9 +186,12 @@ async def test_connections_that_died_unseen_are_retried(scratch, tmp_path):
             clinician, specialist = await sign_in(node, "a-clinician", "b-specialist")
             async with http(node.host) as c:
                 cid = await accepted(c, clinician, specialist)
-                await sign_in(node, *[f"{org}-{role}" for org in "ab" for role in ("coordinator", "org_admin")])
-                warm = await asyncio.gather(*[c.post(LOGIN, json={"username": "a-clinician", "password": PASSWORD})
-                                              for _ in range(6)])  # several pooled connections to Redis
+                await sign_in(
+                    node, *[f"{org}-{role}" for org in "ab" for role in ("coordinator", "org_admin")]
+                )
+                warm = await asyncio.gather(
+                    *[c.post(LOGIN, json={"username": "a-clinician", "password": PASSWORD}) for _ in range(6)]
+                )  # several pooled connections to Redis
                 assert {a.status_code for a in warm} == {200}
                 proxy.cut()
                 await first_writes_after_the_restart(c, clinician, cid, limits_shared=True)

@@ -12,8 +12,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jose import jwk, jwt
 
-from auth.models import ExternalIdentity
 from api.db import commit
+from auth.models import ExternalIdentity
 
 ISSUER = "https://idp.org-a.example/realms/clinic"
 AUDIENCE = "liaison-org-a"
@@ -23,8 +23,9 @@ ME = "/api/v1/me"
 
 
 def private_pem(key: rsa.RSAPrivateKey) -> str:
-    return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                             serialization.NoEncryption()).decode()
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
 
 
 def public_jwk(key: rsa.RSAPrivateKey, kid: str = KID) -> dict:
@@ -46,10 +47,20 @@ def other_key() -> rsa.RSAPrivateKey:
 
 def idp_token(key: rsa.RSAPrivateKey, *, kid: str = KID, **changes) -> str:
     now = int(time.time())
-    claims = {"iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "iat": now, "exp": now + 300,
-              "jti": uuid.uuid4().hex} | changes
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, private_pem(key), algorithm="RS256",
-                      headers={"kid": kid})
+    claims = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": SUBJECT,
+        "iat": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+    } | changes
+    return jwt.encode(
+        {k: v for k, v in claims.items() if v is not None},
+        private_pem(key),
+        algorithm="RS256",
+        headers={"kid": kid},
+    )
 
 
 def b64url(data: bytes) -> str:
@@ -57,23 +68,37 @@ def b64url(data: bytes) -> str:
 
 
 def hs256_by_hand(claims: dict, secret: bytes, kid: str = KID) -> str:
-    signing_input = f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': kid}).encode())}." \
-                    f"{b64url(json.dumps(claims).encode())}"
+    signing_input = (
+        f"{b64url(json.dumps({'alg': 'HS256', 'typ': 'JWT', 'kid': kid}).encode())}."
+        f"{b64url(json.dumps(claims).encode())}"
+    )
     return f"{signing_input}.{b64url(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())}"
 
 
-async def register(world, key: rsa.RSAPrivateKey, *, admin: str = "a-org_admin", org: str = "A",
-                   jwks: dict | None = None, issuer: str = ISSUER):
+async def register(
+    world,
+    key: rsa.RSAPrivateKey,
+    *,
+    admin: str = "a-org_admin",
+    org: str = "A",
+    jwks: dict | None = None,
+    issuer: str = ISSUER,
+):
     return await world.client.post(
-        f"/api/v1/orgs/{world.orgs[org]}/identity-providers", headers=await world.headers(admin),
-        json={"issuer": issuer, "audience": AUDIENCE, "jwks": jwks or {"keys": [public_jwk(key)]}})
+        f"/api/v1/orgs/{world.orgs[org]}/identity-providers",
+        headers=await world.headers(admin),
+        json={"issuer": issuer, "audience": AUDIENCE, "jwks": jwks or {"keys": [public_jwk(key)]}},
+    )
 
 
-async def link(world, idp_id: str, username: str, *, admin: str = "a-org_admin", org: str = "A",
-               subject: str = SUBJECT):
+async def link(
+    world, idp_id: str, username: str, *, admin: str = "a-org_admin", org: str = "A", subject: str = SUBJECT
+):
     return await world.client.post(
-        f"/api/v1/orgs/{world.orgs[org]}/identity-providers/{idp_id}/links", headers=await world.headers(admin),
-        json={"user_id": str(world.users[username]), "subject": subject})
+        f"/api/v1/orgs/{world.orgs[org]}/identity-providers/{idp_id}/links",
+        headers=await world.headers(admin),
+        json={"user_id": str(world.users[username]), "subject": subject},
+    )
 
 
 @pytest.fixture
@@ -100,6 +125,7 @@ async def assert_refused(world, token: str) -> None:
 
 # --- the happy path ----------------------------------------------------------------------------
 
+
 async def test_register_link_and_sign_in_with_the_idp(world, idp_key):
     resp = await register(world, idp_key)
     assert resp.status_code == 201, resp.text
@@ -116,8 +142,9 @@ async def test_register_link_and_sign_in_with_the_idp(world, idp_key):
     assert body["kind"] == "user" and body["username"] == "a-clinician"
     assert body["id"] == str(world.users["a-clinician"]) and body["org_id"] == str(world.orgs["A"])
 
-    listed = await world.client.get(f"/api/v1/orgs/{world.orgs['A']}/identity-providers",
-                                    headers=await world.headers("a-org_admin"))
+    listed = await world.client.get(
+        f"/api/v1/orgs/{world.orgs['A']}/identity-providers", headers=await world.headers("a-org_admin")
+    )
     assert listed.status_code == 200 and [p["id"] for p in listed.json()] == [idp["id"]]
 
 
@@ -129,6 +156,7 @@ async def test_idp_user_gets_the_roles_of_the_linked_user(world, idp_key, linked
 
 
 # --- refusals ----------------------------------------------------------------------------------
+
 
 async def test_token_signed_by_another_key_with_the_same_kid_is_refused(world, other_key, linked_idp):
     await assert_refused(world, idp_token(other_key))
@@ -146,8 +174,12 @@ async def test_unlinked_subject_is_refused(world, idp_key, linked_idp):
 async def test_hs256_signed_with_the_public_key_material_is_refused(world, idp_key, linked_idp, material):
     public = idp_key.public_key()
     secrets = {
-        "spki-pem": public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo),
-        "spki-der": public.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo),
+        "spki-pem": public.public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
+        "spki-der": public.public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ),
         "pkcs1-pem": public.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.PKCS1),
         "jwk-json": json.dumps(public_jwk(idp_key)).encode(),
         "modulus": public_jwk(idp_key)["n"].encode(),
@@ -162,10 +194,19 @@ async def test_expired_token_is_refused(world, idp_key, linked_idp):
     await assert_refused(world, idp_token(idp_key, iat=now - 4000, exp=now - 3600))
 
 
-@pytest.mark.parametrize("changes", [
-    {"aud": "liaison-api"}, {"aud": "another-audience"}, {"exp": None}, {"iat": None}, {"sub": None},
-    {"nbf": "future"}, {"exp": "string"},
-], ids=["our-audience", "other-audience", "no-exp", "no-iat", "no-sub", "nbf-future", "exp-string"])
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"aud": "liaison-api"},
+        {"aud": "another-audience"},
+        {"exp": None},
+        {"iat": None},
+        {"sub": None},
+        {"nbf": "future"},
+        {"exp": "string"},
+    ],
+    ids=["our-audience", "other-audience", "no-exp", "no-iat", "no-sub", "nbf-future", "exp-string"],
+)
 async def test_tokens_with_bad_claims_are_refused(world, idp_key, linked_idp, changes):
     now = int(time.time())
     if changes.get("nbf") == "future":
@@ -181,21 +222,28 @@ async def test_unregistered_issuer_is_refused(world, idp_key, linked_idp):
 
 async def test_idp_token_with_jku_header_is_refused(world, idp_key, linked_idp):
     now = int(time.time())
-    token = jwt.encode({"iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "iat": now, "exp": now + 300},
-                       private_pem(idp_key), algorithm="RS256",
-                       headers={"kid": KID, "jku": "https://attacker.example/jwks.json"})
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "sub": SUBJECT, "iat": now, "exp": now + 300},
+        private_pem(idp_key),
+        algorithm="RS256",
+        headers={"kid": KID, "jku": "https://attacker.example/jwks.json"},
+    )
     await assert_refused(world, token)
 
 
 async def test_disabled_linked_user_is_refused(world, idp_key, linked_idp):
     assert (await me(world, idp_token(idp_key))).status_code == 200
-    resp = await world.client.patch(f"/api/v1/orgs/{world.orgs['A']}/users/{world.users['a-clinician']}",
-                                    json={"is_active": False}, headers=await world.headers("a-org_admin"))
+    resp = await world.client.patch(
+        f"/api/v1/orgs/{world.orgs['A']}/users/{world.users['a-clinician']}",
+        json={"is_active": False},
+        headers=await world.headers("a-org_admin"),
+    )
     assert resp.status_code == 200, resp.text
     await assert_refused(world, idp_token(idp_key))
 
 
 # --- the organization boundary -----------------------------------------------------------------
+
 
 async def test_idp_of_org_a_cannot_map_to_a_user_of_org_b(world, idp_key, linked_idp):
     resp = await link(world, linked_idp, "b-specialist", subject="b-subject")
@@ -214,11 +262,17 @@ async def test_another_orgs_admin_gets_404_on_every_route(world, idp_key, linked
     headers = await world.headers("b-org_admin")
     base = f"/api/v1/orgs/{world.orgs['A']}/identity-providers"
     answers = [
-        await world.client.post(base, headers=headers,
-                                json={"issuer": "https://b.example", "audience": "x", "jwks": {"keys": [public_jwk(idp_key)]}}),
+        await world.client.post(
+            base,
+            headers=headers,
+            json={"issuer": "https://b.example", "audience": "x", "jwks": {"keys": [public_jwk(idp_key)]}},
+        ),
         await world.client.get(base, headers=headers),
-        await world.client.post(f"{base}/{linked_idp}/links", headers=headers,
-                                json={"user_id": str(world.users["a-org_admin"]), "subject": "takeover"}),
+        await world.client.post(
+            f"{base}/{linked_idp}/links",
+            headers=headers,
+            json={"user_id": str(world.users["a-org_admin"]), "subject": "takeover"},
+        ),
     ]
     for resp in answers:
         assert resp.status_code == 404, resp.text
@@ -239,6 +293,7 @@ async def test_an_issuer_is_registered_once(world, idp_key, linked_idp):
 
 # --- JWKS validation ---------------------------------------------------------------------------
 
+
 def _bad_jwks(key: rsa.RSAPrivateKey) -> dict[str, dict]:
     public = public_jwk(key)
     private = jwk.construct(private_pem(key), "RS256").to_dict() | {"kid": KID}
@@ -246,7 +301,11 @@ def _bad_jwks(key: rsa.RSAPrivateKey) -> dict[str, dict]:
     return {
         "private-rsa": {"keys": [private]},
         "d-member": {"keys": [public | {"d": "AQAB"}]},
-        "oct": {"keys": [{"kty": "oct", "kid": KID, "k": b64url(b"a-shared-secret-a-shared-secret!"), "alg": "HS256"}]},
+        "oct": {
+            "keys": [
+                {"kty": "oct", "kid": KID, "k": b64url(b"a-shared-secret-a-shared-secret!"), "alg": "HS256"}
+            ]
+        },
         "hs-alg-on-rsa": {"keys": [public | {"alg": "HS256"}]},
         "no-kid": {"keys": [{k: v for k, v in public.items() if k != "kid"}]},
         "no-keys": {"keys": []},
@@ -258,15 +317,30 @@ def _bad_jwks(key: rsa.RSAPrivateKey) -> dict[str, dict]:
     }
 
 
-@pytest.mark.parametrize("case", ["private-rsa", "d-member", "oct", "hs-alg-on-rsa", "no-kid", "no-keys", "not-a-list",
-                                  "key-not-object", "rsa-without-modulus", "ec-without-point", "ec-off-curve"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "private-rsa",
+        "d-member",
+        "oct",
+        "hs-alg-on-rsa",
+        "no-kid",
+        "no-keys",
+        "not-a-list",
+        "key-not-object",
+        "rsa-without-modulus",
+        "ec-without-point",
+        "ec-off-curve",
+    ],
+)
 async def test_unusable_jwks_is_refused_at_registration(world, idp_key, case):
     resp = await register(world, idp_key, jwks=_bad_jwks(idp_key)[case])
     assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"] == "application/problem+json"
     assert resp.json()["code"] == "invalid_input"
-    listed = await world.client.get(f"/api/v1/orgs/{world.orgs['A']}/identity-providers",
-                                    headers=await world.headers("a-org_admin"))
+    listed = await world.client.get(
+        f"/api/v1/orgs/{world.orgs['A']}/identity-providers", headers=await world.headers("a-org_admin")
+    )
     assert listed.json() == []
 
 
@@ -277,9 +351,15 @@ async def test_a_subject_is_linked_once(world, idp_key, linked_idp):
     assert body["username"] == "a-clinician"
 
 
-async def test_a_cross_org_link_already_in_the_database_still_signs_no_one_in(app, world, idp_key, linked_idp):
+async def test_a_cross_org_link_already_in_the_database_still_signs_no_one_in(
+    app, world, idp_key, linked_idp
+):
     """Defence in depth: should a link to another org's user exist (bad import, moved user), it is ignored."""
     async with app.state.sessionmaker() as session:
-        session.add(ExternalIdentity(idp_id=uuid.UUID(linked_idp), subject="b-subject", user_id=world.users["b-specialist"]))
+        session.add(
+            ExternalIdentity(
+                idp_id=uuid.UUID(linked_idp), subject="b-subject", user_id=world.users["b-specialist"]
+            )
+        )
         await commit(session)
     await assert_refused(world, idp_token(idp_key, sub="b-subject"))

@@ -7,8 +7,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from liaison.app import create_app
 from audit.models import AuditEvent
+from liaison.app import create_app
 from tests.conftest import PASSWORD, make_settings
 
 LOGIN = "/api/v1/auth/login"
@@ -19,8 +19,11 @@ PER_ADDRESS = 8
 
 @pytest.fixture
 def settings_overrides() -> dict:
-    return {"login_max_failures": PER_USER, "login_max_failures_per_address": PER_ADDRESS,
-            "login_window_seconds": WINDOW}
+    return {
+        "login_max_failures": PER_USER,
+        "login_max_failures_per_address": PER_ADDRESS,
+        "login_window_seconds": WINDOW,
+    }
 
 
 def client_from(app, addr: str) -> httpx.AsyncClient:
@@ -28,7 +31,9 @@ def client_from(app, addr: str) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=transport, base_url="http://liaison.test")
 
 
-async def attempt(client: httpx.AsyncClient, username: str, password: str = "wrong-password") -> httpx.Response:
+async def attempt(
+    client: httpx.AsyncClient, username: str, password: str = "wrong-password"
+) -> httpx.Response:
     return await client.post(LOGIN, json={"username": username, "password": password})
 
 
@@ -79,8 +84,16 @@ async def test_usernames_are_limited_case_insensitively(world):
 async def test_one_address_spraying_many_usernames_is_limited(app, world):
     async with client_from(app, "198.51.100.23") as sprayer, client_from(app, "198.51.100.24") as neighbour:
         # Few failures per username (below PER_USER), but many from one address; unknown names count too.
-        names = ["a-clinician", "a-specialist", "b-clinician", "nobody-1", "nobody-2", "c-coordinator", "b-org_admin",
-                 "nobody-3"]
+        names = [
+            "a-clinician",
+            "a-specialist",
+            "b-clinician",
+            "nobody-1",
+            "nobody-2",
+            "c-coordinator",
+            "b-org_admin",
+            "nobody-3",
+        ]
         assert len(names) == PER_ADDRESS
         for name in names:
             assert (await attempt(sprayer, name)).status_code == 401
@@ -96,18 +109,29 @@ async def test_rate_limited_attempts_are_audited(app, world):
     for _ in range(PER_USER + 2):
         await attempt(world.client, "b-specialist")
     async with app.state.sessionmaker() as session:
-        rows = (await session.execute(select(AuditEvent).where(AuditEvent.action == "auth.login")
-                                      .order_by(AuditEvent.id))).scalars().all()
-    assert [(r.outcome, r.reason) for r in rows] == [("failure", "bad_credentials")] * PER_USER + \
-        [("denied", "rate_limited")] * 2
+        rows = (
+            (
+                await session.execute(
+                    select(AuditEvent).where(AuditEvent.action == "auth.login").order_by(AuditEvent.id)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert [(r.outcome, r.reason) for r in rows] == [("failure", "bad_credentials")] * PER_USER + [
+        ("denied", "rate_limited")
+    ] * 2
 
 
 async def test_two_nodes_sharing_redis_share_the_count(env, app, world, settings_overrides):
     if env["name"] == "embedded":
         pytest.skip("the embedded configuration has one node and keeps its counts in memory")
     other = create_app(make_settings(env["database_url"], env["redis_url"], **settings_overrides))
-    async with (other.router.lifespan_context(other), client_from(app, "10.0.0.1") as node1,
-                client_from(other, "10.0.0.2") as node2):
+    async with (
+        other.router.lifespan_context(other),
+        client_from(app, "10.0.0.1") as node1,
+        client_from(other, "10.0.0.2") as node2,
+    ):
         # Failures spread over both nodes (and two addresses) add up to one count...
         for i in range(PER_USER):
             assert (await attempt(node1 if i % 2 == 0 else node2, "b-clinician")).status_code == 401
@@ -145,4 +169,3 @@ async def test_successes_do_not_use_up_an_address(app, world):
         # One failure left before the address's limit: the successes took nothing from it.
         assert (await attempt(ward, "nobody-else")).status_code == 401
         assert_limited(await attempt(ward, "a-clinician", PASSWORD))
-

@@ -14,8 +14,12 @@ async def test_login_and_me(world):
 
 
 async def test_wrong_password_and_unknown_user_look_the_same(world):
-    bad = await world.client.post("/api/v1/auth/login", json={"username": "a-clinician", "password": "nope-nope"})
-    unknown = await world.client.post("/api/v1/auth/login", json={"username": "nobody-here", "password": "nope-nope"})
+    bad = await world.client.post(
+        "/api/v1/auth/login", json={"username": "a-clinician", "password": "nope-nope"}
+    )
+    unknown = await world.client.post(
+        "/api/v1/auth/login", json={"username": "nobody-here", "password": "nope-nope"}
+    )
     assert bad.status_code == unknown.status_code == 401
     assert bad.json()["code"] == unknown.json()["code"] == "invalid_credentials"
     assert bad.headers["content-type"] == "application/problem+json"
@@ -61,12 +65,17 @@ async def test_disabling_and_role_change_apply_on_next_request(world):
     assert "users:read" in me["permissions"]
     assert (await world.client.patch(url, json={"is_active": False}, headers=admin)).status_code == 200
     assert (await world.client.get("/api/v1/me", headers=user_headers)).status_code == 401
-    resp = await world.client.post("/api/v1/auth/login", json={"username": "a-specialist", "password": PASSWORD})
+    resp = await world.client.post(
+        "/api/v1/auth/login", json={"username": "a-specialist", "password": PASSWORD}
+    )
     assert resp.status_code == 401
 
 
 async def test_org_admin_cannot_grant_platform_admin(world):
     admin = await world.headers("a-org_admin")
-    resp = await world.client.post(f"/api/v1/orgs/{world.orgs['A']}/users", headers=admin,
-                                   json={"username": "sneaky", "password": "long-enough-pw", "roles": ["platform_admin"]})
+    resp = await world.client.post(
+        f"/api/v1/orgs/{world.orgs['A']}/users",
+        headers=admin,
+        json={"username": "sneaky", "password": "long-enough-pw", "roles": ["platform_admin"]},
+    )
     assert resp.status_code == 422 and resp.json()["code"] == "role_not_grantable"

@@ -27,6 +27,7 @@ ME = "/api/v1/me"
 
 # --- building tokens ---------------------------------------------------------------------------
 
+
 def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
@@ -46,9 +47,18 @@ async def baseline_claims(world, username: str = "a-clinician", org: str = "A") 
     """Claims of a valid local access token for a real, open sign-in session of `username`."""
     issued = jwt.get_unverified_claims((await world.login(username))["access_token"])
     now = int(time.time())
-    return {"iss": "liaison", "aud": "liaison-api", "sub": str(world.users[username]), "iat": now, "nbf": now,
-            "exp": now + 300, "jti": uuid.uuid4().hex, "typ": "access", "org": str(world.orgs[org]),
-            "sid": issued["sid"]}
+    return {
+        "iss": "liaison",
+        "aud": "liaison-api",
+        "sub": str(world.users[username]),
+        "iat": now,
+        "nbf": now,
+        "exp": now + 300,
+        "jti": uuid.uuid4().hex,
+        "typ": "access",
+        "org": str(world.orgs[org]),
+        "sid": issued["sid"],
+    }
 
 
 async def me(client, token: str):
@@ -71,6 +81,7 @@ async def claims(world) -> dict:
 
 # --- the baseline ------------------------------------------------------------------------------
 
+
 async def test_baseline_tokens_signed_here_are_accepted(world, claims):
     """Without this, every refusal below could be an artefact of a badly built token."""
     header = {"alg": "HS256", "typ": "JWT", "kid": KID}
@@ -82,6 +93,7 @@ async def test_baseline_tokens_signed_here_are_accepted(world, claims):
 
 # --- algorithms --------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("alg", ["none", "None", "NONE"])
 async def test_alg_none_is_refused(world, claims, alg):
     token = hand_made({"alg": alg, "typ": "JWT", "kid": KID}, json.dumps(claims), None)
@@ -91,7 +103,10 @@ async def test_alg_none_is_refused(world, claims, alg):
 
 async def test_alg_none_with_a_real_signature_attached_is_refused(world, claims):
     good = hand_made({"alg": "HS256", "typ": "JWT", "kid": KID}, json.dumps(claims), TEST_SECRET.encode())
-    forged = hand_made({"alg": "none", "typ": "JWT", "kid": KID}, json.dumps(claims), None) + good.rsplit(".", 1)[1]
+    forged = (
+        hand_made({"alg": "none", "typ": "JWT", "kid": KID}, json.dumps(claims), None)
+        + good.rsplit(".", 1)[1]
+    )
     await assert_refused(world.client, forged)
 
 
@@ -114,6 +129,7 @@ async def test_tampered_payload_is_refused(world, claims):
 
 # --- required claims and their types -----------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", ["exp", "iat", "iss", "aud", "sub", "jti", "typ"])
 async def test_missing_required_claim_is_refused(world, claims, name):
     await assert_refused(world.client, sign({k: v for k, v in claims.items() if k != name}))
@@ -122,8 +138,14 @@ async def test_missing_required_claim_is_refused(world, claims, name):
 @pytest.mark.parametrize("exp", ["string", "bool", "Infinity", "-Infinity", "NaN", "huge"])
 async def test_exp_that_is_not_a_finite_number_is_refused(world, claims, exp):
     far = claims["exp"]
-    values = {"string": str(far), "bool": True, "Infinity": float("inf"), "-Infinity": float("-inf"),
-              "NaN": float("nan"), "huge": 10 ** 400}
+    values = {
+        "string": str(far),
+        "bool": True,
+        "Infinity": float("inf"),
+        "-Infinity": float("-inf"),
+        "NaN": float("nan"),
+        "huge": 10**400,
+    }
     payload = json.dumps(claims | {"exp": values[exp]}, allow_nan=True)
     if exp in ("Infinity", "NaN"):
         assert f'"exp": {exp}' in payload
@@ -138,7 +160,9 @@ async def test_other_time_claims_as_strings_are_refused(world, claims, name):
 
 async def test_expired_token_is_refused(world, claims):
     now = int(time.time())
-    await assert_refused(world.client, sign(claims | {"iat": now - 4000, "nbf": now - 4000, "exp": now - 3600}))
+    await assert_refused(
+        world.client, sign(claims | {"iat": now - 4000, "nbf": now - 4000, "exp": now - 3600})
+    )
 
 
 async def test_not_yet_valid_token_is_refused(world, claims):
@@ -162,6 +186,7 @@ async def test_wrong_issuer_is_refused(world, claims, iss):
 
 # --- what the token names ----------------------------------------------------------------------
 
+
 async def test_refresh_token_is_not_an_access_token(world, claims):
     pair = await world.login("a-clinician")
     await assert_refused(world.client, pair["refresh_token"])
@@ -184,6 +209,7 @@ async def test_missing_or_unknown_session_is_refused(world, claims, sid):
 
 # --- headers -----------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("kid", ["../../etc/passwd", "x' OR '1'='1", "liaison-1 ", "LIAISON-1", "", None])
 async def test_unknown_or_hostile_kid_is_refused(world, claims, kid):
     token = jwt.encode(claims, TEST_SECRET, algorithm="HS256", headers={"kid": kid})
@@ -195,17 +221,26 @@ async def test_token_without_kid_is_refused(world, claims):
     await assert_refused(world.client, jwt.encode(claims, TEST_SECRET, algorithm="HS256"))
 
 
-ATTACKER_JWK = {"kty": "oct", "k": b64url(b"attacker-chosen-secret-attacker-chosen"), "alg": "HS256", "kid": KID}
+ATTACKER_JWK = {
+    "kty": "oct",
+    "k": b64url(b"attacker-chosen-secret-attacker-chosen"),
+    "alg": "HS256",
+    "kid": KID,
+}
 
 
-@pytest.mark.parametrize("header", [
-    {"jku": "https://attacker.example/jwks.json"},
-    {"x5u": "https://attacker.example/cert.pem"},
-    {"jwk": ATTACKER_JWK},
-    {"x5c": ["MIIBszCCAVmgAwIBAgIU"]},
-    {"crit": ["exp"]},
-    {"crit": ["x-liaison-unknown"], "x-liaison-unknown": True},
-], ids=["jku", "x5u", "jwk", "x5c", "crit", "crit-unknown"])
+@pytest.mark.parametrize(
+    "header",
+    [
+        {"jku": "https://attacker.example/jwks.json"},
+        {"x5u": "https://attacker.example/cert.pem"},
+        {"jwk": ATTACKER_JWK},
+        {"x5c": ["MIIBszCCAVmgAwIBAgIU"]},
+        {"crit": ["exp"]},
+        {"crit": ["x-liaison-unknown"], "x-liaison-unknown": True},
+    ],
+    ids=["jku", "x5u", "jwk", "x5c", "crit", "crit-unknown"],
+)
 async def test_key_fetching_and_crit_headers_are_refused(world, claims, header):
     """Signed with the real secret and kid: the header is the only thing wrong."""
     token = sign(claims, headers=header)
@@ -215,9 +250,21 @@ async def test_key_fetching_and_crit_headers_are_refused(world, claims, header):
 
 # --- malformed input ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize("token", [
-    "x", "a.b.c", "...", "eyJhbGciOiJIUzI1NiJ9..", "e30.e30.", "W10.W10.", "bnVsbA.bnVsbA.", "A" * 9000,
-], ids=["one-part", "garbage", "dots", "empty-payload", "empty-objects", "arrays", "nulls", "too-long"])
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "x",
+        "a.b.c",
+        "...",
+        "eyJhbGciOiJIUzI1NiJ9..",
+        "e30.e30.",
+        "W10.W10.",
+        "bnVsbA.bnVsbA.",
+        "A" * 9000,
+    ],
+    ids=["one-part", "garbage", "dots", "empty-payload", "empty-objects", "arrays", "nulls", "too-long"],
+)
 async def test_malformed_tokens_are_refused(world, token):
     await assert_refused(world.client, token)
 
@@ -229,6 +276,7 @@ async def test_payload_that_is_a_json_list_is_refused(world):
 
 # --- replay after sign-out ---------------------------------------------------------------------
 
+
 async def test_access_token_replayed_after_sign_out_is_refused(world):
     pair = await world.login("b-specialist")
     auth = {"Authorization": f"Bearer {pair['access_token']}"}
@@ -238,10 +286,13 @@ async def test_access_token_replayed_after_sign_out_is_refused(world):
     # A freshly signed token naming the signed-out session fails too: revocation is by session.
     issued = jwt.get_unverified_claims(pair["access_token"])
     now = int(time.time())
-    await assert_refused(world.client, sign(issued | {"jti": uuid.uuid4().hex, "iat": now, "nbf": now, "exp": now + 300}))
+    await assert_refused(
+        world.client, sign(issued | {"jti": uuid.uuid4().hex, "iat": now, "nbf": now, "exp": now + 300})
+    )
 
 
 # --- logging -----------------------------------------------------------------------------------
+
 
 async def test_refusals_log_a_fingerprint_never_the_token(world, claims, caplog):
     caplog.set_level(logging.DEBUG)
@@ -250,7 +301,9 @@ async def test_refusals_log_a_fingerprint_never_the_token(world, claims, caplog)
         sign(claims | {"exp": now - 3600, "iat": now - 4000, "nbf": now - 4000}),
         sign(claims, headers={"jku": "https://attacker.example/jwks.json"}),
         hand_made({"alg": "none", "kid": KID}, json.dumps(claims), None),
-        hand_made({"alg": "HS256", "kid": KID}, json.dumps(claims | {"exp": float("inf")}), TEST_SECRET.encode()),
+        hand_made(
+            {"alg": "HS256", "kid": KID}, json.dumps(claims | {"exp": float("inf")}), TEST_SECRET.encode()
+        ),
     ]
     for token in tokens:
         await assert_refused(world.client, token)
@@ -265,6 +318,7 @@ async def test_refusals_log_a_fingerprint_never_the_token(world, claims, caplog)
 
 # --- algorithm confusion against an RS256 server -----------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def rsa_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -275,15 +329,19 @@ class TestRS256Server:
 
     @pytest.fixture
     def settings_overrides(self, rsa_key) -> dict:
-        pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption()).decode()
+        pem = rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         return {"jwt_algorithm": "RS256", "jwt_private_key": pem}
 
-    async def test_server_issues_rs256_and_a_token_signed_here_with_the_private_key_is_accepted(self, world, rsa_key):
+    async def test_server_issues_rs256_and_a_token_signed_here_with_the_private_key_is_accepted(
+        self, world, rsa_key
+    ):
         pair = await world.login("a-clinician")
         assert jwt.get_unverified_header(pair["access_token"]) == {"alg": "RS256", "kid": KID, "typ": "JWT"}
-        private_pem = rsa_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                            serialization.NoEncryption()).decode()
+        private_pem = rsa_key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        ).decode()
         token = sign(await baseline_claims(world), alg="RS256", key=private_pem)
         resp = await me(world.client, token)
         assert resp.status_code == 200, resp.text
@@ -294,7 +352,10 @@ class TestRS256Server:
         encoding, fmt = form.split("-")
         public = rsa_key.public_key().public_bytes(
             serialization.Encoding.PEM if fmt == "pem" else serialization.Encoding.DER,
-            serialization.PublicFormat.SubjectPublicKeyInfo if encoding == "spki" else serialization.PublicFormat.PKCS1)
+            serialization.PublicFormat.SubjectPublicKeyInfo
+            if encoding == "spki"
+            else serialization.PublicFormat.PKCS1,
+        )
         claims = await baseline_claims(world)
         token = hand_made({"alg": "HS256", "typ": "JWT", "kid": KID}, json.dumps(claims), public)
         await assert_refused(world.client, token)
@@ -303,6 +364,11 @@ class TestRS256Server:
         await assert_refused(world.client, sign(await baseline_claims(world)))
 
     async def test_rs256_signed_with_another_key_is_refused(self, world):
-        other = rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()).decode()
+        other = (
+            rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            .private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+            .decode()
+        )
         await assert_refused(world.client, sign(await baseline_claims(world), alg="RS256", key=other))

@@ -55,7 +55,9 @@ async def test_keys_are_per_requester(app, world):
 
 async def test_concurrent_duplicates_make_one_consult(app, world):
     headers = await world.headers("a-clinician") | {"Idempotency-Key": "burst"}
-    answers = await asyncio.gather(*(world.client.post("/api/v1/consults", json=CONSULT, headers=headers) for _ in range(8)))
+    answers = await asyncio.gather(
+        *(world.client.post("/api/v1/consults", json=CONSULT, headers=headers) for _ in range(8))
+    )
     assert {a.status_code for a in answers} <= {201, 409}
     assert len({a.json()["id"] for a in answers if a.status_code == 201}) == 1
     assert await count(app) == 1

@@ -10,6 +10,10 @@ CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q"
 @pytest.fixture
 async def live(env):
     async with live_world(env) as (app, host, w):
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery")
+        await put_on_call(
+            app.state.sessionmaker,
+            org_id=w.orgs["B"],
+            user_ids=[w.users["b-specialist"]],
+            specialty="trauma-surgery",
+        )
         yield app, host, w

@@ -34,7 +34,7 @@ class Flapper:
             while (left := end - loop.time()) > 0:
                 try:
                     frame = json.loads(await asyncio.wait_for(ws.recv(), left))
-                except asyncio.TimeoutError:
+                except TimeoutError:
                     break
                 if frame.get("type") == "event":
                     self.got.append(frame)
@@ -49,8 +49,10 @@ class Flapper:
 async def test_reconnecting_subscribers_miss_nothing_and_see_nothing_twice(live):
     app, host, w = live
     rng = random.Random(9)
-    flappers = {channel_of_user(w.users["b-specialist"]): Flapper(host, await w.token("b-specialist")),
-                channel_of_role(w.orgs["A"], "coordinator"): Flapper(host, await w.token("a-coordinator"))}
+    flappers = {
+        channel_of_user(w.users["b-specialist"]): Flapper(host, await w.token("b-specialist")),
+        channel_of_role(w.orgs["A"], "coordinator"): Flapper(host, await w.token("a-coordinator")),
+    }
     headers = await w.headers("a-clinician")
     done = asyncio.Event()
     listening = [asyncio.create_task(f.run(done, rng)) for f in flappers.values()]
@@ -66,7 +68,12 @@ async def test_reconnecting_subscribers_miss_nothing_and_see_nothing_twice(live)
 
     async with app.state.sessionmaker() as session:
         for channel, flapper in flappers.items():
-            stored = list((await session.execute(
-                select(Event.pos).where(Event.channel == channel).order_by(Event.pos))).scalars())
+            stored = list(
+                (
+                    await session.execute(
+                        select(Event.pos).where(Event.channel == channel).order_by(Event.pos)
+                    )
+                ).scalars()
+            )
             assert len(stored) >= WRITERS * EACH
             assert [e["id"] for e in flapper.got] == stored, f"{channel}: delivered ≠ stored"

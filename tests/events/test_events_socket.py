@@ -10,15 +10,20 @@ from tests.events.conftest import CONSULT
 from tests.live import EventClient
 
 
-
 async def test_missed_events_are_replayed_after_reconnect(live):
     app, host, w = live
     token = await w.token("b-specialist")
     async with EventClient.connect(host, token) as events:
-        first = (await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+        first = (
+            await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+        ).json()
         seen = await events.wait_for("offer.created", consult_id=first["id"])
-    missed = [(await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()["id"]
-              for _ in range(3)]  # while the specialist is away
+    missed = [
+        (
+            await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+        ).json()["id"]
+        for _ in range(3)
+    ]  # while the specialist is away
     async with EventClient.connect(host, token, last_event_id=seen["id"]) as events:
         for cid in missed:
             await events.wait_for("offer.created", consult_id=cid)
@@ -29,16 +34,22 @@ async def test_missed_events_are_replayed_after_reconnect(live):
 
 async def test_coordinators_hear_the_queue_and_others_only_their_own(live):
     app, host, w = live
-    async with EventClient.connect(host, await w.token("a-coordinator")) as coord, \
-            EventClient.connect(host, await w.token("c-specialist")) as outsider:
-        created = (await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
+    async with (
+        EventClient.connect(host, await w.token("a-coordinator")) as coord,
+        EventClient.connect(host, await w.token("c-specialist")) as outsider,
+    ):
+        created = (
+            await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+        ).json()
         await coord.wait_for("queue.changed", consult_id=created["id"])
         await asyncio.sleep(0.3)
         assert not [e for e in outsider.events if e.get("type") == "event"]
 
 
-@pytest.mark.parametrize("first", [None, "not json", json.dumps({"type": "auth", "token": "forged"}),
-                                   json.dumps({"type": "subscribe"})])
+@pytest.mark.parametrize(
+    "first",
+    [None, "not json", json.dumps({"type": "auth", "token": "forged"}), json.dumps({"type": "subscribe"})],
+)
 async def test_authentication_is_the_first_message(live, first):
     app, host, w = live
     async with websockets.connect(f"ws://{host}/api/v1/events", compression=None) as ws:
@@ -57,10 +68,15 @@ async def test_socket_closes_when_the_sign_in_ends(live, how):
     pair = await w.login("a-coordinator")
     async with EventClient.connect(host, pair["access_token"]) as events:
         if how == "logout":
-            done = await w.client.post("/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
+            done = await w.client.post(
+                "/api/v1/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"}
+            )
         else:
-            done = await w.client.patch(f"/api/v1/orgs/{w.orgs['A']}/users/{w.users['a-coordinator']}",
-                                        json={"is_active": False}, headers=await w.headers("a-org_admin"))
+            done = await w.client.patch(
+                f"/api/v1/orgs/{w.orgs['A']}/users/{w.users['a-coordinator']}",
+                json={"is_active": False},
+                headers=await w.headers("a-org_admin"),
+            )
         assert done.status_code in (200, 204)
         reply = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
         assert reply == {"type": "error", "code": "session_ended", "message": reply["message"]}

@@ -7,10 +7,9 @@ from contextlib import asynccontextmanager
 import pytest
 
 from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import EventClient, http, put_on_call, serve
 from tests.events.conftest import CONSULT
 from tests.faults import PrivateRedis
-
+from tests.live import EventClient, http, put_on_call, serve
 
 
 @asynccontextmanager
@@ -35,14 +34,20 @@ async def test_an_open_socket_on_another_node_gets_what_was_stored_while_redis_w
         settings = make_settings(scaled["database_url"], redis.url, events_poll_seconds=0.5)
         async with serve(settings) as (app, writer), serve(settings) as (_, reader), http(writer) as client:
             w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
+            await put_on_call(
+                app.state.sessionmaker,
+                org_id=w.orgs["B"],
+                user_ids=[w.users["b-specialist"]],
+                specialty="trauma-surgery",
+            )
             headers = await w.headers("a-clinician")
             async with EventClient.connect(reader, await w.token("b-specialist")) as events:
                 before = (await client.post("/api/v1/consults", json=CONSULT, headers=headers)).json()["id"]
                 await events.wait_for("offer.created", consult_id=before)
                 redis.stop()
-                during = [(await client.post("/api/v1/consults", json=CONSULT, headers=headers)) for _ in range(3)]
+                during = [
+                    (await client.post("/api/v1/consults", json=CONSULT, headers=headers)) for _ in range(3)
+                ]
                 assert [r.status_code for r in during] == [201] * 3
                 for r in during:
                     await events.wait_for("offer.created", consult_id=r.json()["id"], timeout=5)
@@ -69,9 +74,15 @@ async def test_a_node_started_while_redis_is_down_comes_up_and_recovers_by_itsel
             else:
                 raise AssertionError("not ready after Redis came back")
             w = await seed_world(app, client)
-            await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                              specialty="trauma-surgery")
+            await put_on_call(
+                app.state.sessionmaker,
+                org_id=w.orgs["B"],
+                user_ids=[w.users["b-specialist"]],
+                specialty="trauma-surgery",
+            )
             async with EventClient.connect(host, await w.token("b-specialist")) as events:
-                made = await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+                made = await client.post(
+                    "/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician")
+                )
                 assert made.status_code == 201
                 await events.wait_for("offer.created", consult_id=made.json()["id"])

@@ -37,6 +37,7 @@ async def until(predicate, timeout: float = 5.0) -> None:
     async def poll():
         while not predicate():
             await asyncio.sleep(0.02)
+
     await asyncio.wait_for(poll(), timeout)
 
 
@@ -44,7 +45,7 @@ def sees(link, who: str) -> bool:
     """The link has received video frames of that user's colour."""
     if link.frames < 5 or link.last_frame is None:
         return False
-    return all(abs(a - b) <= 24 for a, b in zip(frame_color(link.last_frame), COLORS[who]))
+    return all(abs(a - b) <= 24 for a, b in zip(frame_color(link.last_frame), COLORS[who], strict=False))
 
 
 async def talk(sender, receiver, text: str) -> None:
@@ -58,7 +59,10 @@ async def talk(sender, receiver, text: str) -> None:
 @both
 async def test_clinician_and_specialist_connect_talk_and_see(call):
     app, host, w, consult = call
-    async with await client_for(w, consult, "a-clinician") as a, await client_for(w, consult, "b-specialist") as b:
+    async with (
+        await client_for(w, consult, "a-clinician") as a,
+        await client_for(w, consult, "b-specialist") as b,
+    ):
         [la], [lb] = await a.wait_connected(1), await b.wait_connected(1)
         assert (la.peer_id, lb.peer_id) == (b.peer_id, a.peer_id)
         await talk(a, b, "hello from the clinician")
@@ -70,7 +74,9 @@ async def test_clinician_and_specialist_connect_talk_and_see(call):
         offer = next(m for m in a.seen if m["type"] == "offer")
         assert offer["from"] == b.peer_id and "a=candidate" not in offer["sdp"]
         candidates = [m for m in a.seen if m["type"] == "candidate"]
-        assert [m for m in candidates if m["candidate"].startswith("candidate:")] and candidates[-1]["candidate"] == ""
+        assert [m for m in candidates if m["candidate"].startswith("candidate:")] and candidates[-1][
+            "candidate"
+        ] == ""
         assert await a.ping() < 1.0
     assert a.done.is_set() and b.done.is_set() and la.pc.connectionState == "closed"
     for _ in range(100):  # the server records the leaving after the socket closes
@@ -85,22 +91,37 @@ async def test_clinician_and_specialist_connect_talk_and_see(call):
 @both
 async def test_interpreter_joins_as_third_peer(call):
     app, host, w, consult = call
-    invite = await w.client.post(f"/api/v1/consults/{consult['id']}/participants", headers=await w.headers("a-clinician"),
-                                 json={"user_id": str(w.users["a-coordinator"]), "role": "interpreter"})
+    invite = await w.client.post(
+        f"/api/v1/consults/{consult['id']}/participants",
+        headers=await w.headers("a-clinician"),
+        json={"user_id": str(w.users["a-coordinator"]), "role": "interpreter"},
+    )
     assert invite.status_code == 201, invite.text
-    async with await client_for(w, consult, "a-clinician") as a, await client_for(w, consult, "b-specialist") as b:
+    async with (
+        await client_for(w, consult, "a-clinician") as a,
+        await client_for(w, consult, "b-specialist") as b,
+    ):
         await a.wait_connected(1)
         async with await client_for(w, consult, "a-coordinator") as i:
             for peer in (a, b, i):
                 await peer.wait_connected(2)
             assert set(i.links) == {a.peer_id, b.peer_id}
-            assert {m["user_id"] for m in a.seen if m["type"] == "peer-joined"} == {str(w.users["b-specialist"]),
-                                                                                   str(w.users["a-coordinator"])}
+            assert {m["user_id"] for m in a.seen if m["type"] == "peer-joined"} == {
+                str(w.users["b-specialist"]),
+                str(w.users["a-coordinator"]),
+            }
             for x, y in ((i, a), (i, b), (a, i), (b, i), (a, b)):
                 await talk(x, y, f"{x.peer_id} to {y.peer_id}")
-            await until(lambda: sees(i.links[a.peer_id], "a-clinician") and sees(i.links[b.peer_id], "b-specialist")
-                        and sees(a.links[i.peer_id], "a-coordinator"))
-        await until(lambda: i.peer_id not in a.links and i.peer_id not in b.links)  # peer-left closed those links
+            await until(
+                lambda: (
+                    sees(i.links[a.peer_id], "a-clinician")
+                    and sees(i.links[b.peer_id], "b-specialist")
+                    and sees(a.links[i.peer_id], "a-coordinator")
+                )
+            )
+        await until(
+            lambda: i.peer_id not in a.links and i.peer_id not in b.links
+        )  # peer-left closed those links
         await talk(a, b, "still here")
 
 
@@ -108,8 +129,10 @@ async def test_interpreter_joins_as_third_peer(call):
 async def test_cut_socket_resumes_and_call_continues(call):
     app, host, w, consult = call
     server = app.state.signaling
-    async with await client_for(w, consult, "a-clinician") as a, \
-            await client_for(w, consult, "b-specialist", resume_delay=0.5) as b:
+    async with (
+        await client_for(w, consult, "a-clinician") as a,
+        await client_for(w, consult, "b-specialist", resume_delay=0.5) as b,
+    ):
         await a.wait_connected(1)
         await b.wait_connected(1)
         await talk(a, b, "before")
@@ -119,14 +142,23 @@ async def test_cut_socket_resumes_and_call_continues(call):
         await talk(a, b, "during")  # the media path does not need signaling
         await talk(b, a, "during, back")
         # signaling sent to b meanwhile waits for it on the server
-        await a._send({"type": "candidate", "to": peer_id, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0})
+        await a._send(
+            {"type": "candidate", "to": peer_id, "candidate": "", "sdpMid": "0", "sdpMLineIndex": 0}
+        )
         await until(lambda: b.resumes == 1)
         assert b.peer_id == peer_id and server.rooms.local(room, peer_id).connected
         resumed = b.seen.index(next(m for m in b.seen if m.get("resumed")))
-        assert resumed > 0 and b.seen[resumed]["peers"] == [{"peer_id": a.peer_id, "user_id": str(w.users["a-clinician"])}]
+        assert resumed > 0 and b.seen[resumed]["peers"] == [
+            {"peer_id": a.peer_id, "user_id": str(w.users["a-clinician"])}
+        ]
         await until(lambda: len(b.seen) > resumed + 1)
-        assert b.seen[resumed + 1] == {"type": "candidate", "from": a.peer_id, "candidate": "", "sdpMid": "0",
-                                       "sdpMLineIndex": 0}
+        assert b.seen[resumed + 1] == {
+            "type": "candidate",
+            "from": a.peer_id,
+            "candidate": "",
+            "sdpMid": "0",
+            "sdpMLineIndex": 0,
+        }
         assert await b.ping() < 1.0
         await talk(a, b, "after")
         await talk(b, a, "after, back")
@@ -134,7 +166,11 @@ async def test_cut_socket_resumes_and_call_continues(call):
         assert not [m for m in a.seen if m["type"] == "peer-left"]
         for _ in range(100):  # attendance is written shortly after the join
             async with app.state.sessionmaker() as session:
-                rows = (await session.execute(select(Attendance).where(Attendance.peer_id == peer_id))).scalars().all()
+                rows = (
+                    (await session.execute(select(Attendance).where(Attendance.peer_id == peer_id)))
+                    .scalars()
+                    .all()
+                )
             if rows:
                 break
             await asyncio.sleep(0.05)
@@ -142,8 +178,13 @@ async def test_cut_socket_resumes_and_call_continues(call):
 
 
 async def test_cli_help():
-    done = await asyncio.to_thread(subprocess.run, [sys.executable, "-m", "signaling.client", "--help"],
-                                   capture_output=True, text=True, timeout=60)
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "signaling.client", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0 and "--precall" in done.stdout and "--token" in done.stdout
 
 
@@ -154,6 +195,7 @@ async def test_both_call_each_other_at_once():
     def sender(me):
         async def send(msg):
             inboxes[msg["to"]].put_nowait({**msg, "from": me})
+
         return send
 
     meshes = {me: Mesh(sender(me), []) for me in inboxes}
@@ -168,7 +210,10 @@ async def test_both_call_each_other_at_once():
     pumps = [asyncio.create_task(pump(me)) for me in inboxes]
     try:
         first_b = meshes["b"].links["a"]
-        await until(lambda: all(m.links[o].connected.is_set() for m, o in ((meshes["a"], "b"), (meshes["b"], "a"))), 10)
+        await until(
+            lambda: all(m.links[o].connected.is_set() for m, o in ((meshes["a"], "b"), (meshes["b"], "a"))),
+            10,
+        )
         a, b = meshes["a"].links["b"], meshes["b"].links["a"]
         await asyncio.wait_for(b.channel_open.wait(), 5)
         assert b is not first_b and first_b.pc.connectionState == "closed"  # b gave up its own offer

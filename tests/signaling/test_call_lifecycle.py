@@ -40,20 +40,37 @@ async def eventually(check, timeout: float = 5):
 
 async def calls_of(live, consult: dict) -> list[Call]:
     async with live.app.state.sessionmaker() as s:
-        return list((await s.execute(select(Call).where(Call.consult_id == uuid.UUID(consult["id"]))
-                                     .order_by(Call.started_at))).scalars())
+        return list(
+            (
+                await s.execute(
+                    select(Call).where(Call.consult_id == uuid.UUID(consult["id"])).order_by(Call.started_at)
+                )
+            ).scalars()
+        )
 
 
 async def attendance_of(live, call: Call) -> list[Attendance]:
     async with live.app.state.sessionmaker() as s:
-        return list((await s.execute(select(Attendance).where(Attendance.call_id == call.id)
-                                     .order_by(Attendance.joined_at))).scalars())
+        return list(
+            (
+                await s.execute(
+                    select(Attendance).where(Attendance.call_id == call.id).order_by(Attendance.joined_at)
+                )
+            ).scalars()
+        )
 
 
 async def events_of(live, consult: dict, kind: str) -> list[Event]:
     async with live.app.state.sessionmaker() as s:
-        return list((await s.execute(select(Event).where(Event.consult_id == uuid.UUID(consult["id"]), Event.type == kind)
-                                     .order_by(Event.id))).scalars())
+        return list(
+            (
+                await s.execute(
+                    select(Event)
+                    .where(Event.consult_id == uuid.UUID(consult["id"]), Event.type == kind)
+                    .order_by(Event.id)
+                )
+            ).scalars()
+        )
 
 
 async def status_of(live, consult: dict) -> str:
@@ -78,12 +95,16 @@ async def two_calls(live):
 async def test_cancelling_the_consult_closes_its_call(live):
     (a, b), other, (ya, yb) = await two_calls(live)
     spare = await live.token("b-specialist")  # issued before the cancel
-    resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/cancel", headers=await live.w.headers("a-clinician"))
+    resp = await live.w.client.post(
+        f"/api/v1/consults/{live.consult['id']}/cancel", headers=await live.w.headers("a-clinician")
+    )
     assert resp.status_code == 200, resp.text
     await call_closed(a)
     await call_closed(b)
     await refused_join(live, spare)
-    resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/call-token", headers=await live.w.headers("a-clinician"))
+    resp = await live.w.client.post(
+        f"/api/v1/consults/{live.consult['id']}/call-token", headers=await live.w.headers("a-clinician")
+    )
     assert resp.status_code == 409
     await relays(ya, yb)  # the other consult's call goes on
     [call] = await eventually(lambda: ended(live, live.consult))
@@ -93,8 +114,11 @@ async def test_cancelling_the_consult_closes_its_call(live):
 
 async def test_completing_the_consult_closes_its_call(live):
     (a, b), other, (ya, yb) = await two_calls(live)
-    resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/complete", headers=await live.w.headers("b-specialist"),
-                                    json={"recommendation": "Splint and observe.", "disposition": "manage_locally"})
+    resp = await live.w.client.post(
+        f"/api/v1/consults/{live.consult['id']}/complete",
+        headers=await live.w.headers("b-specialist"),
+        json={"recommendation": "Splint and observe.", "disposition": "manage_locally"},
+    )
     assert resp.status_code == 200, resp.text
     await call_closed(a)
     await call_closed(b)
@@ -109,16 +133,25 @@ async def test_disabling_a_user_closes_their_connections(live):
     (a, b), other, (ya, yb) = await two_calls(live)
     spare = await live.token("b-specialist")  # issued before the account is disabled
     user = live.w.users["b-specialist"]
-    resp = await live.w.client.patch(f"/api/v1/orgs/{live.w.orgs['B']}/users/{user}", json={"is_active": False},
-                                     headers=await live.w.headers("b-org_admin"))
+    resp = await live.w.client.patch(
+        f"/api/v1/orgs/{live.w.orgs['B']}/users/{user}",
+        json={"is_active": False},
+        headers=await live.w.headers("b-org_admin"),
+    )
     assert resp.status_code == 200, resp.text
     await call_closed(b)
     await call_closed(yb)
     for s in (a, ya):  # the others stay, and hear that the disabled user left
-        assert (await s.recv()) == {"type": "peer-left", "peer_id": (b if s is a else yb).peer_id, "user_id": str(user)}
+        assert (await s.recv()) == {
+            "type": "peer-left",
+            "peer_id": (b if s is a else yb).peer_id,
+            "user_id": str(user),
+        }
         await s.alive()
     await refused_join(live, spare)  # a call token from before does not bring them back
-    await live.refused("resume_failed", {"type": "resume", "resume": b.joined["resume"]})  # nor its resume secret
+    await live.refused(
+        "resume_failed", {"type": "resume", "resume": b.joined["resume"]}
+    )  # nor its resume secret
     [call] = await eventually(lambda: calls_of(live, live.consult))
     rows = await eventually(lambda: _left(live, call, user))
     assert rows and call.ended_at is None  # a is still in the call
@@ -132,24 +165,40 @@ async def _left(live, call, user_id):
 async def test_revoking_the_agreement_closes_cross_org_calls(live):
     """A→B agreement: the consult assigned to B's specialist loses its call; A's own consult keeps its call."""
     a, b = await live.pair()
-    await put_on_call(live.app.state.sessionmaker, org_id=live.w.orgs["A"], user_ids=[live.w.users["a-specialist"]],
-                      specialty="burns")
+    await put_on_call(
+        live.app.state.sessionmaker,
+        org_id=live.w.orgs["A"],
+        user_ids=[live.w.users["a-specialist"]],
+        specialty="burns",
+    )
     c = live.w.client
-    own = (await c.post("/api/v1/consults", json=CONSULT | {"specialty": "burns"}, headers=await live.w.headers("a-clinician"))).json()
+    own = (
+        await c.post(
+            "/api/v1/consults",
+            json=CONSULT | {"specialty": "burns"},
+            headers=await live.w.headers("a-clinician"),
+        )
+    ).json()
     resp = await c.post(f"/api/v1/consults/{own['id']}/accept", headers=await live.w.headers("a-specialist"))
     assert resp.status_code == 200, resp.text
     oa = await live.join("a-clinician", own)
     ob = await live.join("a-specialist", own)
     await heard(oa, kind="peer-joined")
     spare = await live.token("b-specialist")
-    resp = await c.post(f"/api/v1/agreements/{live.w.agreement_id}/revoke", headers=await live.w.headers("a-org_admin"))
+    resp = await c.post(
+        f"/api/v1/agreements/{live.w.agreement_id}/revoke", headers=await live.w.headers("a-org_admin")
+    )
     assert resp.status_code == 200, resp.text
     await call_closed(a)
     await call_closed(b)
     await relays(oa, ob)  # within one org, no agreement is needed
     await refused_join(live, spare)
-    resp = await c.post(f"/api/v1/consults/{live.consult['id']}/call-token", headers=await live.w.headers("b-specialist"))
-    assert resp.status_code in (403, 404, 409), resp.text  # and no new token brings B back across the boundary
+    resp = await c.post(
+        f"/api/v1/consults/{live.consult['id']}/call-token", headers=await live.w.headers("b-specialist")
+    )
+    assert resp.status_code in (403, 404, 409), (
+        resp.text
+    )  # and no new token brings B back across the boundary
     await eventually(lambda: ended(live, live.consult))
 
 

@@ -6,25 +6,27 @@ marked changes nothing."""
 import asyncio
 import contextlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import event, update
 
-from api.db import commit
 from agreements.models import Agreement
+from api.db import commit
 from signaling.redis_fabric import RedisFabric
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import free_port, http, put_on_call, serve
-from tests.signaling.test_multinode import Recorder
 from tests.signaling.test_call_lifecycle import call_closed, eventually, refused_join, status_of
+from tests.signaling.test_multinode import Recorder
 from tests.signaling.test_protocol import Live, live, relays, settings  # noqa: F401 (live: fixture)
 
 scaled = pytest.mark.parametrize("env", ["scaled"], indirect=True)
 
 
-BACKGROUND = re.compile(r"\b(events|event_log|audit_events|audit_head)\b|^(BEGIN|COMMIT|ROLLBACK)|pg_advisory")
+BACKGROUND = re.compile(
+    r"\b(events|event_log|audit_events|audit_head)\b|^(BEGIN|COMMIT|ROLLBACK)|pg_advisory"
+)
 
 
 class Queries:
@@ -65,11 +67,19 @@ async def in_session(live) -> bool:
 
 async def test_a_fresh_node_asks_the_database(env):
     await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"], escalation_worker=False),
-                     settled=False) as (app, host), http(host) as client:
+    async with (
+        serve(
+            make_settings(env["database_url"], env["redis_url"], escalation_worker=False), settled=False
+        ) as (app, host),
+        http(host) as client,
+    ):
         w = await seed_world(app, client)
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery")
+        await put_on_call(
+            app.state.sessionmaker,
+            org_id=w.orgs["B"],
+            user_ids=[w.users["b-specialist"]],
+            specialty="trauma-surgery",
+        )
         async with contextlib.AsyncExitStack() as sockets:
             live = Live(app, host, w, sockets)
             live.consult = await live.new_consult()
@@ -93,13 +103,22 @@ async def test_reassigning_removes_the_previous_specialist(live):
     a, b = await live.pair()
     spare = await live.token("b-specialist")
     c, w = live.w.client, live.w
-    resp = await c.post(f"/api/v1/consults/{live.consult['id']}/assign", json={"specialist_id": str(w.users["a-specialist"])},
-                        headers=await w.headers("a-coordinator"))
+    resp = await c.post(
+        f"/api/v1/consults/{live.consult['id']}/assign",
+        json={"specialist_id": str(w.users["a-specialist"])},
+        headers=await w.headers("a-coordinator"),
+    )
     assert resp.status_code == 200, resp.text
     await call_closed(b)
-    assert (await a.recv()) == {"type": "peer-left", "peer_id": b.peer_id, "user_id": str(w.users["b-specialist"])}
+    assert (await a.recv()) == {
+        "type": "peer-left",
+        "peer_id": b.peer_id,
+        "user_id": str(w.users["b-specialist"]),
+    }
     await refused_join(live, spare)  # a token from before the reassignment does not bring them back
-    resp = await c.post(f"/api/v1/consults/{live.consult['id']}/call-token", headers=await w.headers("b-specialist"))
+    resp = await c.post(
+        f"/api/v1/consults/{live.consult['id']}/call-token", headers=await w.headers("b-specialist")
+    )
     assert resp.status_code in (403, 404), resp.text
     s = await live.join("a-specialist")  # the new assignee joins the same call
     assert [p["peer_id"] for p in s.joined["peers"]] == [a.peer_id]
@@ -108,22 +127,27 @@ async def test_reassigning_removes_the_previous_specialist(live):
 
 
 async def test_a_call_token_does_not_outlive_its_agreement(live):
-    ends = datetime.now(timezone.utc) + timedelta(seconds=90)
+    ends = datetime.now(UTC) + timedelta(seconds=90)
     async with live.app.state.sessionmaker() as s:
         await s.execute(update(Agreement).where(Agreement.id == live.w.agreement_id).values(valid_until=ends))
         await commit(s)
     across = await live.grant("b-specialist")  # B's specialist, under the A→B agreement
     own = await live.grant("a-clinician")  # the requesting org's own clinician: no agreement involved
-    expires = {k: datetime.fromisoformat(g["expires_at"].replace("Z", "+00:00")) for k, g in (("b", across), ("a", own))}
-    assert expires["b"] <= ends and expires["b"] - datetime.now(timezone.utc) < timedelta(seconds=91)
-    assert expires["a"] - datetime.now(timezone.utc) > timedelta(seconds=280)
+    expires = {
+        k: datetime.fromisoformat(g["expires_at"].replace("Z", "+00:00"))
+        for k, g in (("b", across), ("a", own))
+    }
+    assert expires["b"] <= ends and expires["b"] - datetime.now(UTC) < timedelta(seconds=91)
+    assert expires["a"] - datetime.now(UTC) > timedelta(seconds=280)
 
 
 @scaled
 async def test_an_end_that_cannot_be_marked_changes_nothing(live):
     a, b = await live.pair()
     ledger, working = live.app.state.ledger, live.app.state.ledger._redis
-    ledger._redis = Redis(host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5)  # nobody listens there
+    ledger._redis = Redis(
+        host="127.0.0.1", port=free_port(), socket_connect_timeout=0.5
+    )  # nobody listens there
     url = f"/api/v1/consults/{live.consult['id']}/cancel"
     try:
         resp = await live.w.client.post(url, headers=await live.w.headers("a-clinician"))
@@ -143,8 +167,11 @@ async def test_an_end_that_cannot_be_marked_changes_nothing(live):
 async def test_a_user_disabled_meanwhile_is_refused_by_the_database(live):
     token = await live.token("b-specialist")
     user = live.w.users["b-specialist"]
-    resp = await live.w.client.patch(f"/api/v1/orgs/{live.w.orgs['B']}/users/{user}", json={"is_active": False},
-                                     headers=await live.w.headers("b-org_admin"))
+    resp = await live.w.client.patch(
+        f"/api/v1/orgs/{live.w.orgs['B']}/users/{user}",
+        json={"is_active": False},
+        headers=await live.w.headers("b-org_admin"),
+    )
     assert resp.status_code == 200, resp.text
     with Queries(live.app) as q:
         await refused_join(live, token)
@@ -191,6 +218,7 @@ def gate_admissions(live) -> asyncio.Event:
         admission = await admit(*args, **kwargs)
         await gate.wait()
         return admission
+
     live.server.fabric.admit = held
     return gate
 
@@ -219,8 +247,9 @@ async def test_a_peer_admitted_as_its_call_ends_is_taken_out_of_the_room_again(l
     close order, asks the database, and takes the peer out again; the other nodes see it leave."""
     async with Elsewhere(live) as elsewhere:
         s, gate, newcomer = await elsewhere.newcomer(live)
-        resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/cancel",
-                                        headers=await live.w.headers("a-clinician"))
+        resp = await live.w.client.post(
+            f"/api/v1/consults/{live.consult['id']}/cancel", headers=await live.w.headers("a-clinician")
+        )
         assert resp.status_code == 200, resp.text
         await live.wait(lambda: f"room:{elsewhere.room}" in live.server.ended)
         gate.set()

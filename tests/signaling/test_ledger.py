@@ -30,7 +30,9 @@ class Admitting:
         self.fabric, self.ledger = fabric, fabric.ledger
 
     async def admit(self, g: CallGrant) -> Verdict:
-        admission = await self.fabric.admit(g, {"peer_id": "p1", "user_id": g.user_id}, max_peers=6, enter=False)
+        admission = await self.fabric.admit(
+            g, {"peer_id": "p1", "user_id": g.user_id}, max_peers=6, enter=False
+        )
         assert admission.remote == [] and admission.entered is None  # nobody on another node; nobody entered
         return admission.verdict
 

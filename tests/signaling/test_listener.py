@@ -16,7 +16,11 @@ async def call(env):
     if env["name"] != "embedded":
         pytest.skip("the listener is the same code on either database")
     port = free_port()
-    async with live_world(env, signaling_port=port, allowed_origins=["https://clinic.example"]) as (app, host, w):
+    async with live_world(env, signaling_port=port, allowed_origins=["https://clinic.example"]) as (
+        app,
+        host,
+        w,
+    ):
         yield w, await accepted_consult(app, w, CONSULT), port
 
 
@@ -24,8 +28,10 @@ async def test_call_token_names_the_port_and_peers_relay_there(call):
     w, consult, port = call
     a, b = await token(w, consult, "a-clinician"), await token(w, consult, "b-specialist")
     assert a["signaling_url"] == f"ws://127.0.0.1:{port}/api/v1/signaling"
-    async with websockets.connect(a["signaling_url"], compression=None, origin="https://clinic.example") as wa, \
-            websockets.connect(b["signaling_url"], compression=None) as wb:
+    async with (
+        websockets.connect(a["signaling_url"], compression=None, origin="https://clinic.example") as wa,
+        websockets.connect(b["signaling_url"], compression=None) as wb,
+    ):
         await wa.send(json.dumps({"type": "join", "token": a["token"]}))
         ja = await recv(wa)
         await wb.send(json.dumps({"type": "join", "token": b["token"]}))
@@ -41,8 +47,9 @@ async def test_call_token_names_the_port_and_peers_relay_there(call):
         assert (await recv(wb))["type"] == "pong"  # the other peer is still served
 
 
-@pytest.mark.parametrize("origin, path, status", [("https://evil.example", "/api/v1/signaling", 403),
-                                                  (None, "/elsewhere", 404)])
+@pytest.mark.parametrize(
+    "origin, path, status", [("https://evil.example", "/api/v1/signaling", 403), (None, "/elsewhere", 404)]
+)
 async def test_refused_before_the_handshake(call, origin, path, status):
     w, consult, port = call
     with pytest.raises(InvalidStatus) as refused:

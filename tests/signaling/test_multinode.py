@@ -17,8 +17,8 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 
-from liaison.app import create_app
 from api.redis import make_redis
+from liaison.app import create_app
 from signaling.ledger import RedisLedger, Verdict
 from signaling.messages import ProtocolError
 from signaling.redis_fabric import RedisFabric
@@ -28,7 +28,11 @@ from tests.live import Node, http, put_on_call
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
-CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host", "sdpMid": "0", "sdpMLineIndex": 0}
+CANDIDATE = {
+    "candidate": "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host",
+    "sdpMid": "0",
+    "sdpMLineIndex": 0,
+}
 TTL = 1.5
 MAX_PEERS = 3
 QUIET = 2 * TTL  # long enough for any duplicate announcement (heartbeats run every TTL/3) to show
@@ -40,15 +44,17 @@ class Cluster:
         self.stack = contextlib.AsyncExitStack()
 
     async def token(self, who: str) -> str:
-        resp = await self.w.client.post(f"/api/v1/consults/{self.consult['id']}/call-token",
-                                        headers=await self.w.headers(who))
+        resp = await self.w.client.post(
+            f"/api/v1/consults/{self.consult['id']}/call-token", headers=await self.w.headers(who)
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()["token"]
 
     async def connect(self, node: int, who: str):
         """A socket on node `node` that sent its join; returns (ws, first answer)."""
         ws = await self.stack.enter_async_context(
-            websockets.connect(f"ws://{self.nodes[node].host}/api/v1/signaling", compression=None))
+            websockets.connect(f"ws://{self.nodes[node].host}/api/v1/signaling", compression=None)
+        )
         await ws.send(json.dumps({"type": "join", "token": await self.token(who)}))
         return ws, await recv(ws)
 
@@ -76,8 +82,13 @@ def _in_thread(coro):
 
 
 def _settings(env: dict, ttl: float):
-    return make_settings(env["database_url"], env["redis_url"], signaling_presence_ttl=ttl,
-                         signaling_max_peers=MAX_PEERS, escalation_worker=False)
+    return make_settings(
+        env["database_url"],
+        env["redis_url"],
+        signaling_presence_ttl=ttl,
+        signaling_max_peers=MAX_PEERS,
+        escalation_worker=False,
+    )
 
 
 async def _seed(env: dict) -> dict:
@@ -85,8 +96,13 @@ async def _seed(env: dict) -> dict:
     app = create_app(_settings(env, TTL))  # in-process, only to write the shared database
     async with app.router.lifespan_context(app), httpx.AsyncClient() as unused:
         w = await seed_world(app, unused)
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery", max_concurrent=50)
+        await put_on_call(
+            app.state.sessionmaker,
+            org_id=w.orgs["B"],
+            user_ids=[w.users["b-specialist"]],
+            specialty="trauma-surgery",
+            max_concurrent=50,
+        )
     return w.users
 
 
@@ -138,8 +154,12 @@ async def cluster(nodes):
     started, scaled = nodes
     async with http(started[0].host) as client:
         w = World(client=client, users=dict(scaled["users"]))
-        consult = (await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))).json()
-        accepted = await client.post(f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist"))
+        consult = (
+            await client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+        ).json()
+        accepted = await client.post(
+            f"/api/v1/consults/{consult['id']}/accept", headers=await w.headers("b-specialist")
+        )
         assert accepted.status_code == 200, accepted.text
         c = Cluster(started, w, consult, scaled["redis_url"])
         async with c.stack, asyncio.timeout(60):
@@ -152,7 +172,11 @@ async def test_peers_on_two_nodes_meet_and_relay(cluster):
     b, joined_b = await cluster.join(1, "b-specialist")
     pa, pb = joined_a["peer_id"], joined_b["peer_id"]
     assert joined_b["peers"] == [{"peer_id": pa, "user_id": str(cluster.w.users["a-clinician"])}]
-    assert await recv(a) == {"type": "peer-joined", "peer_id": pb, "user_id": str(cluster.w.users["b-specialist"])}
+    assert await recv(a) == {
+        "type": "peer-joined",
+        "peer_id": pb,
+        "user_id": str(cluster.w.users["b-specialist"]),
+    }
 
     await b.send(json.dumps({"type": "offer", "to": pa, "sdp": SDP}))
     assert await recv(a) == {"type": "offer", "from": pb, "sdp": SDP}
@@ -167,7 +191,11 @@ async def test_peers_on_two_nodes_meet_and_relay(cluster):
     assert [(await recv(a))["sdpMLineIndex"] for _ in range(50)] == list(range(50))
 
     await b.send(json.dumps({"type": "leave"}))
-    assert await recv(a) == {"type": "peer-left", "peer_id": pb, "user_id": str(cluster.w.users["b-specialist"])}
+    assert await recv(a) == {
+        "type": "peer-left",
+        "peer_id": pb,
+        "user_id": str(cluster.w.users["b-specialist"]),
+    }
     await quiet(a)  # announced once, and presence heartbeats raise no ghost announcements
 
 
@@ -244,6 +272,7 @@ async def test_stopped_node_announces_its_peers_at_once(cluster):
 
 # The fabric itself, two instances in this process on the real Redis (what nodes do, minus sockets).
 
+
 class Recorder:
     """A node's delivery callback: what each local peer would have been sent."""
 
@@ -261,8 +290,13 @@ async def fabrics(env, request):
         pytest.skip("the Redis fabric needs Redis")
     redis = make_redis(env["redis_url"])  # as the app makes it
     ttl, heartbeat = getattr(request, "param", (0.6, None))
-    made = [(RedisFabric(redis, ledger=RedisLedger(redis, leeway=0), presence_ttl=ttl, heartbeat=heartbeat), Recorder())
-            for _ in range(2)]
+    made = [
+        (
+            RedisFabric(redis, ledger=RedisLedger(redis, leeway=0), presence_ttl=ttl, heartbeat=heartbeat),
+            Recorder(),
+        )
+        for _ in range(2)
+    ]
     for fabric, recorder in made:
         await fabric.start(recorder)
     try:
@@ -283,7 +317,9 @@ def _grant(room: str, user: str) -> CallGrant:
     return CallGrant(user, "org", room, None, uuid.uuid4().hex, iat, iat + 300)
 
 
-@pytest.mark.parametrize("fabrics", [(30.0, 10.0)], indirect=True)  # no heartbeat during the test: joins alone
+@pytest.mark.parametrize(
+    "fabrics", [(30.0, 10.0)], indirect=True
+)  # no heartbeat during the test: joins alone
 @pytest.mark.parametrize("entering", ["at admission", "after joined"])
 async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics, entering):
     """A peer enters the room in its admission's script (a fresh token), or in a JOIN of its own
@@ -296,8 +332,9 @@ async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics, e
     async def join(fabric, room, peer_id, before, between):
         await asyncio.sleep(before)
         peer = {"peer_id": peer_id, "user_id": "u-" + peer_id}
-        admission = await fabric.admit(_grant(room, peer["user_id"]), peer, max_peers=6,
-                                       enter=entering == "at admission")
+        admission = await fabric.admit(
+            _grant(room, peer["user_id"]), peer, max_peers=6, enter=entering == "at admission"
+        )
         assert (admission.entered is not None) == (entering == "at admission")
         known[peer_id] = [p["peer_id"] for p in admission.remote]
         await asyncio.sleep(between)  # the server answers `joined` between the two
@@ -311,8 +348,10 @@ async def test_concurrent_joins_on_two_nodes_learn_of_each_other_once(fabrics, e
         elif i % 3 == 1:  # at once
             await asyncio.gather(join(*a, 0, 0), join(*b, 0, 0))
         else:  # interleaved every which way
-            await asyncio.gather(join(*a, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)),
-                                 join(*b, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)))
+            await asyncio.gather(
+                join(*a, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)),
+                join(*b, jitter.uniform(0, 0.03), jitter.uniform(0, 0.005)),
+            )
 
     await asyncio.gather(*(both(i, room) for i, room in enumerate(rooms)))
     await asyncio.sleep(0.5)
@@ -335,7 +374,10 @@ async def test_the_last_places_of_a_room_go_to_exactly_as_many_joins(fabrics):
     (f1, r1), (f2, r2) = fabrics
     room = _room()
     await f1.joined(room, {"peer_id": "first", "user_id": "u0"}, known=[])
-    grants = [(f1 if i % 2 else f2, _grant(room, f"u{i}"), {"peer_id": f"p{i}", "user_id": f"u{i}"}) for i in range(12)]
+    grants = [
+        (f1 if i % 2 else f2, _grant(room, f"u{i}"), {"peer_id": f"p{i}", "user_id": f"u{i}"})
+        for i in range(12)
+    ]
 
     async def attempt(fabric, grant, peer):
         try:
@@ -350,7 +392,9 @@ async def test_the_last_places_of_a_room_go_to_exactly_as_many_joins(fabrics):
     assert len(seated) == MAX_PEERS - 1
     await f1.left(room, {"peer_id": "first", "user_id": "u0"})
     fabric, grant, peer = next(g for g in grants if g[2] not in seated)
-    admission = await fabric.admit(grant, peer, max_peers=MAX_PEERS, enter=True)  # the same token, now there is room
+    admission = await fabric.admit(
+        grant, peer, max_peers=MAX_PEERS, enter=True
+    )  # the same token, now there is room
     assert admission.verdict is Verdict.FRESH and admission.entered is not None
     elsewhere = [g[2]["peer_id"] for g in grants if g[2] in seated and g[0] is not fabric]
     assert sorted(p["peer_id"] for p in admission.remote) == sorted(elsewhere)

@@ -21,9 +21,11 @@ embedded = pytest.mark.parametrize("env", ["embedded"], indirect=True)
 @pytest.fixture
 async def live(env):
     await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
-        async with http(host) as client:
-            yield app, host, await seed_world(app, client)
+    async with (
+        serve(make_settings(env["database_url"], env["redis_url"])) as (app, host),
+        http(host) as client,
+    ):
+        yield app, host, await seed_world(app, client)
 
 
 async def precall(w, who="a-clinician") -> dict:
@@ -36,6 +38,7 @@ async def gone(app, room: str, timeout: float = 5.0) -> None:
     async def check():
         while room in app.state.precall.expected or app.state.signaling.rooms.peers(room):
             await asyncio.sleep(0.05)
+
     await asyncio.wait_for(check(), timeout)
 
 
@@ -63,8 +66,13 @@ async def test_echo_sends_back_another_clients_colour_not_ours(live):
     """Two checks at once: each client gets its own frames, not the other's."""
     app, host, w = live
     g1, g2 = await precall(w, "a-clinician"), await precall(w, "b-specialist")
-    r1, r2 = await asyncio.wait_for(asyncio.gather(precall_check(g1, seconds=1, color=(220, 40, 200)),
-                                                   precall_check(g2, seconds=1, color=(60, 200, 40))), 30)
+    r1, r2 = await asyncio.wait_for(
+        asyncio.gather(
+            precall_check(g1, seconds=1, color=(220, 40, 200)),
+            precall_check(g2, seconds=1, color=(60, 200, 40)),
+        ),
+        30,
+    )
     assert r1["own_frames"] and r2["own_frames"], (r1, r2)
 
 
@@ -96,15 +104,17 @@ async def test_too_many_checks_at_once(live):
 @embedded
 async def test_shutdown_closes_running_checks(env):
     await reset_env(env)
-    async with serve(make_settings(env["database_url"], env["redis_url"])) as (app, host):
-        async with http(host) as client:
-            w = await seed_world(app, client)
-            grant = await precall(w)
-            call = CallClient(grant["signaling_url"], grant["token"], resume_window=1.0)
-            await call.join()
-            await call.wait_connected(1, 10)
-            [(echo, task)] = app.state.precall.echoes.values()
-            pcs = [link.pc for link in echo.mesh.links.values()]
+    async with (
+        serve(make_settings(env["database_url"], env["redis_url"])) as (app, host),
+        http(host) as client,
+    ):
+        w = await seed_world(app, client)
+        grant = await precall(w)
+        call = CallClient(grant["signaling_url"], grant["token"], resume_window=1.0)
+        await call.join()
+        await call.wait_connected(1, 10)
+        [(echo, task)] = app.state.precall.echoes.values()
+        pcs = [link.pc for link in echo.mesh.links.values()]
     assert task.done() and app.state.precall.echoes == {}
     assert [pc.connectionState for pc in pcs] == ["closed"]
     await asyncio.wait_for(call.done.wait(), 5)  # the client could not resume against a stopped server
@@ -114,10 +124,26 @@ async def test_shutdown_closes_running_checks(env):
 @embedded
 async def test_command_line_precall(live):
     app, host, w = live
-    cmd = [sys.executable, "-m", "signaling.client", "--base", f"http://{host}", "--username", "b-specialist",
-           "--precall", "--seconds", "1"]
-    done = await asyncio.to_thread(subprocess.run, cmd, capture_output=True, text=True, timeout=60,
-                                   env=os.environ | {"LIAISON_PASSWORD": PASSWORD})
+    cmd = [
+        sys.executable,
+        "-m",
+        "signaling.client",
+        "--base",
+        f"http://{host}",
+        "--username",
+        "b-specialist",
+        "--precall",
+        "--seconds",
+        "1",
+    ]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        cmd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=os.environ | {"LIAISON_PASSWORD": PASSWORD},
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["own_frames"] and report["echoed_message"] and report["dc_rtt_ms"] > 0, report

@@ -90,14 +90,20 @@ class Live:
 
     async def new_consult(self) -> dict:
         c = self.w.client
-        consult = (await c.post("/api/v1/consults", json=CONSULT, headers=await self.w.headers("a-clinician"))).json()
-        resp = await c.post(f"/api/v1/consults/{consult['id']}/accept", headers=await self.w.headers("b-specialist"))
+        consult = (
+            await c.post("/api/v1/consults", json=CONSULT, headers=await self.w.headers("a-clinician"))
+        ).json()
+        resp = await c.post(
+            f"/api/v1/consults/{consult['id']}/accept", headers=await self.w.headers("b-specialist")
+        )
         assert resp.status_code == 200, resp.text
         return consult
 
     async def grant(self, who: str, consult: dict | None = None) -> dict:
         consult = consult or self.consult
-        resp = await self.w.client.post(f"/api/v1/consults/{consult['id']}/call-token", headers=await self.w.headers(who))
+        resp = await self.w.client.post(
+            f"/api/v1/consults/{consult['id']}/call-token", headers=await self.w.headers(who)
+        )
         assert resp.status_code == 200, resp.text
         return resp.json()
 
@@ -105,12 +111,24 @@ class Live:
         return (await self.grant(who, consult))["token"]
 
     async def connect(self, origin: str | None = None) -> Sock:
-        ws = await self.stack.enter_async_context(websockets.connect(
-            f"ws://{self.host}/api/v1/signaling", compression=None, proxy=None, origin=origin, open_timeout=5))
+        ws = await self.stack.enter_async_context(
+            websockets.connect(
+                f"ws://{self.host}/api/v1/signaling",
+                compression=None,
+                proxy=None,
+                origin=origin,
+                open_timeout=5,
+            )
+        )
         return Sock(ws)
 
-    async def join(self, who: str = "a-clinician", consult: dict | None = None, token: str | None = None,
-                   origin: str | None = None) -> Sock:
+    async def join(
+        self,
+        who: str = "a-clinician",
+        consult: dict | None = None,
+        token: str | None = None,
+        origin: str | None = None,
+    ) -> Sock:
         s = await self.connect(origin)
         got = await s.ask(type="join", token=token or await self.token(who, consult))
         assert got["type"] == "joined", got
@@ -130,7 +148,11 @@ class Live:
         a = await self.join("a-clinician", consult)
         b = await self.join("b-specialist", consult)
         assert [p["peer_id"] for p in b.joined["peers"]] == [a.peer_id]
-        assert (await a.recv()) == {"type": "peer-joined", "peer_id": b.peer_id, "user_id": str(self.w.users["b-specialist"])}
+        assert (await a.recv()) == {
+            "type": "peer-joined",
+            "peer_id": b.peer_id,
+            "user_id": str(self.w.users["b-specialist"]),
+        }
         return a, b
 
     async def wait(self, predicate, timeout: float = 5) -> None:
@@ -141,9 +163,11 @@ class Live:
 
     async def detached(self, s: Sock) -> None:
         """Until this server has noticed that the socket is gone (the peer is kept, not connected)."""
+
         def gone():
             peer = self.server.rooms.local(s.joined["room"], s.peer_id)
             return peer is not None and not peer.connected
+
         await self.wait(gone)
 
 
@@ -153,7 +177,13 @@ async def relays(a: Sock, b: Sock) -> None:
     await a.send(type="offer", to=b.peer_id, sdp=sdp(n))
     assert (await b.recv()) == {"type": "offer", "from": a.peer_id, "sdp": sdp(n)}
     await b.send(type="candidate", to=a.peer_id, candidate=CAND, sdpMid="0", sdpMLineIndex=0)
-    assert (await a.recv()) == {"type": "candidate", "from": b.peer_id, "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0}
+    assert (await a.recv()) == {
+        "type": "candidate",
+        "from": b.peer_id,
+        "candidate": CAND,
+        "sdpMid": "0",
+        "sdpMLineIndex": 0,
+    }
 
 
 async def heard(*socks: Sock, kind: str) -> None:
@@ -168,19 +198,28 @@ def abort(s: Sock) -> None:
 
 def server_errors(caplog) -> list[str]:
     """What the server logged at ERROR (an exception escaping a connection, a call not recorded)."""
-    return [f"{r.name}: {r.getMessage()} {r.exc_text or ''}"[:300] for when in ("setup", "call", "teardown")
-            for r in caplog.get_records(when) if r.levelno >= logging.ERROR]
+    return [
+        f"{r.name}: {r.getMessage()} {r.exc_text or ''}"[:300]
+        for when in ("setup", "call", "teardown")
+        for r in caplog.get_records(when)
+        if r.levelno >= logging.ERROR
+    ]
 
 
 @pytest.fixture
 async def live(env, settings_overrides, caplog):
     await reset_env(env)
     async with contextlib.AsyncExitStack() as stack:
-        app, host = await stack.enter_async_context(serve(make_settings(env["database_url"], env["redis_url"],
-                                                                        **settings_overrides)))
+        app, host = await stack.enter_async_context(
+            serve(make_settings(env["database_url"], env["redis_url"], **settings_overrides))
+        )
         w = await seed_world(app, await stack.enter_async_context(http(host)))
-        await put_on_call(app.state.sessionmaker, org_id=w.orgs["B"], user_ids=[w.users["b-specialist"]],
-                          specialty="trauma-surgery")
+        await put_on_call(
+            app.state.sessionmaker,
+            org_id=w.orgs["B"],
+            user_ids=[w.users["b-specialist"]],
+            specialty="trauma-surgery",
+        )
         sockets = contextlib.AsyncExitStack()
         stack.push_async_callback(sockets.aclose)  # sockets close before the server stops
         live = Live(app, host, w, sockets)
@@ -190,6 +229,7 @@ async def live(env, settings_overrides, caplog):
 
 
 # ---- rooms are separate ----
+
 
 async def test_peer_of_another_consult_cannot_reach_this_call(live):
     a, b = await live.pair()
@@ -215,13 +255,24 @@ async def test_token_of_one_consult_does_not_open_another(live):
 
 # ---- tokens ----
 
+
 @embedded
 async def test_expired_token(live):
     a, b = await live.pair()
     s, now = live.app.state.settings, int(time.time())
-    claims = {"iss": s.jwt_issuer, "aud": s.signaling_audience, "sub": str(live.w.users["a-clinician"]),
-              "org": str(live.w.orgs["A"]), "room": f"consult-{live.consult['id']}", "cid": live.consult["id"],
-              "iat": now - 400, "nbf": now - 400, "exp": now - s.clock_leeway - 30, "jti": uuid.uuid4().hex, "typ": "call"}
+    claims = {
+        "iss": s.jwt_issuer,
+        "aud": s.signaling_audience,
+        "sub": str(live.w.users["a-clinician"]),
+        "org": str(live.w.orgs["A"]),
+        "room": f"consult-{live.consult['id']}",
+        "cid": live.consult["id"],
+        "iat": now - 400,
+        "nbf": now - 400,
+        "exp": now - s.clock_leeway - 30,
+        "jti": uuid.uuid4().hex,
+        "typ": "call",
+    }
     expired = live.app.state.auth.signer.sign(claims)
     await live.refused("invalid_token", {"type": "join", "token": expired})
     fresh = live.app.state.auth.signer.sign(claims | {"exp": now + 60, "jti": uuid.uuid4().hex})
@@ -273,25 +324,40 @@ async def test_access_refresh_and_forged_tokens_refused(live):
 async def test_call_token_only_for_participants(live):
     url = f"/api/v1/consults/{live.consult['id']}/call-token"
     c = live.w.client
-    resp = await c.post(url, headers=await live.w.headers("a-coordinator"))  # sees the consult, is no participant
+    resp = await c.post(
+        url, headers=await live.w.headers("a-coordinator")
+    )  # sees the consult, is no participant
     assert resp.status_code == 403, resp.text
     for who in ("c-clinician", "b-clinician", "b-coordinator", "a-specialist"):
         assert (await c.post(url, headers=await live.w.headers(who))).status_code == 404, who
     assert (await c.post(url)).status_code == 401
-    requested = (await c.post("/api/v1/consults", json=CONSULT | {"specialty": "burns"},
-                              headers=await live.w.headers("a-clinician"))).json()
-    resp = await c.post(f"/api/v1/consults/{requested['id']}/call-token", headers=await live.w.headers("a-clinician"))
+    requested = (
+        await c.post(
+            "/api/v1/consults",
+            json=CONSULT | {"specialty": "burns"},
+            headers=await live.w.headers("a-clinician"),
+        )
+    ).json()
+    resp = await c.post(
+        f"/api/v1/consults/{requested['id']}/call-token", headers=await live.w.headers("a-clinician")
+    )
     assert resp.status_code == 409, resp.text
     assert (await live.grant("a-clinician"))["room"] == f"consult-{live.consult['id']}"
 
 
 # ---- Origin ----
 
+
 @embedded
 @settings(allowed_origins=["https://app.liaison.test"])
 async def test_origin_allowlist(live):
-    for bad in ("https://evil.test", "https://app.liaison.test.evil.test", "http://app.liaison.test",
-                "https://app.liaison.test:8443", "null"):
+    for bad in (
+        "https://evil.test",
+        "https://app.liaison.test.evil.test",
+        "http://app.liaison.test",
+        "https://app.liaison.test:8443",
+        "null",
+    ):
         with pytest.raises(InvalidStatus) as exc:
             await live.connect(origin=bad)
         assert exc.value.response.status_code == 403, bad
@@ -302,6 +368,7 @@ async def test_origin_allowlist(live):
 
 
 # ---- size ----
+
 
 @embedded
 @settings(signaling_max_message_bytes=2048)
@@ -322,15 +389,21 @@ async def test_oversize_message_closes_1009(live):
 
 # ---- malformed messages ----
 
+
 @embedded
 async def test_malformed_messages_answer_errors_and_keep_the_connection(live):
     a, b = await live.pair()
     c = await live.join("a-clinician")
     await a.recv(), await b.recv()
-    for raw, code in [("{nope", "bad_json"), ("[1, 2]", "bad_message"), ('"ping"', "bad_message"),
-                      ('{"type": "dance"}', "unknown_type"), ("{}", "unknown_type"),
-                      ("[" * 30_000, "bad_json"),  # nesting deeper than the parser's stack
-                      ('{"type": "offer", "to": "%s"}' % a.peer_id, "bad_message")]:
+    for raw, code in [
+        ("{nope", "bad_json"),
+        ("[1, 2]", "bad_message"),
+        ('"ping"', "bad_message"),
+        ('{"type": "dance"}', "unknown_type"),
+        ("{}", "unknown_type"),
+        ("[" * 30_000, "bad_json"),  # nesting deeper than the parser's stack
+        (f'{{"type": "offer", "to": "{a.peer_id}"}}', "bad_message"),
+    ]:
         await c.ws.send(raw)
         got = await c.recv()
         assert got["type"] == "error" and got["code"] == code, (raw[:30], got)
@@ -342,7 +415,10 @@ async def test_malformed_messages_answer_errors_and_keep_the_connection(live):
     await c.error("bad_candidate", type="candidate", to=a.peer_id)
     await c.ws.send(json.dumps({"type": "ping"}).encode())  # a binary frame
     got = await c.recv()
-    assert got in ({"type": "pong"}, {"type": "error", "code": "bad_message", "message": got.get("message")}), got
+    assert got in (
+        {"type": "pong"},
+        {"type": "error", "code": "bad_message", "message": got.get("message")},
+    ), got
     await c.alive()
     await a.quiet(0.1)  # none of it reached the others
     await relays(a, b)
@@ -371,6 +447,7 @@ async def test_first_message_must_be_join_or_resume(live):
 
 
 # ---- timeouts ----
+
 
 @embedded
 @settings(signaling_join_timeout=0.3)
@@ -404,6 +481,7 @@ async def test_idle_timeout_closes_1001(live):
 
 
 # ---- rate ----
+
 
 @embedded
 @settings(signaling_rate_per_second=5.0, signaling_rate_burst=5)
@@ -439,6 +517,7 @@ async def test_rate_limit_drops_then_closes(live):
 
 
 # ---- room and connection limits ----
+
 
 @settings(signaling_max_peers=3)
 async def test_room_full(live):
@@ -498,6 +577,7 @@ async def test_client_gone_before_joined_leaves_no_ghost(live):
 
 # ---- resume ----
 
+
 @settings(signaling_grace_seconds=5.0)
 async def test_resume_within_grace(live):
     a, b = await live.pair()
@@ -514,7 +594,8 @@ async def test_resume_within_grace(live):
     b2.joined = resumed
     got = [await b2.recv() for _ in range(6)]
     assert got == [{"type": "offer", "from": a.peer_id, "sdp": sdp(n)} for n in range(5)] + [
-        {"type": "candidate", "from": a.peer_id, "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0}]
+        {"type": "candidate", "from": a.peer_id, "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0}
+    ]
     await a.quiet(0.3)  # a saw no peer-left (nor a new peer-joined)
     await relays(a, b2)
     await b2.send(type="leave")
@@ -594,8 +675,12 @@ async def test_client_gone_while_resuming_still_expires(live):
     await relays(a, b3)
 
 
-@settings(signaling_grace_seconds=5.0, signaling_rate_per_second=100_000.0, signaling_rate_burst=100_000,
-          signaling_buffer_messages=10_000)
+@settings(
+    signaling_grace_seconds=5.0,
+    signaling_rate_per_second=100_000.0,
+    signaling_rate_burst=100_000,
+    signaling_buffer_messages=10_000,
+)
 async def test_resume_while_messages_keep_coming(live):
     """`joined` comes first, then every message in the order sent: the backlog, then what came during the resume."""
     a, b = await live.pair()

@@ -3,7 +3,7 @@ cannot be written costs no other change its record."""
 
 import contextlib
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import event, select
 
@@ -35,18 +35,30 @@ async def counted_writer(app):
 async def a_call(app, world) -> tuple[uuid.UUID, list[Joined | Left]]:
     """Two peers join and leave an accepted consult's call; times a second apart, from an hour ago."""
     consult = uuid.UUID((await accepted_consult(app, world, BODY))["id"])
-    t = datetime.now(timezone.utc) - timedelta(hours=1)
+    t = datetime.now(UTC) - timedelta(hours=1)
     a, b = world.users["a-clinician"], world.users["b-specialist"]
-    return consult, [Joined(consult, a, "pa", t), Joined(consult, b, "pb", t + timedelta(seconds=1)),
-                     Left(consult, "pb", t + timedelta(seconds=5)), Left(consult, "pa", t + timedelta(seconds=7))]
+    return consult, [
+        Joined(consult, a, "pa", t),
+        Joined(consult, b, "pb", t + timedelta(seconds=1)),
+        Left(consult, "pb", t + timedelta(seconds=5)),
+        Left(consult, "pa", t + timedelta(seconds=7)),
+    ]
 
 
 async def written(app, consult: uuid.UUID) -> tuple[list[Call], list[Attendance], Consult, list[str]]:
     async with app.state.sessionmaker() as s:
         calls = list((await s.execute(select(Call).where(Call.consult_id == consult))).scalars())
         rows = list((await s.execute(select(Attendance).order_by(Attendance.joined_at))).scalars())
-        events = list((await s.execute(select(Event.type).where(Event.consult_id == consult)
-                                       .where(Event.type.like("call.%")).order_by(Event.id))).scalars())
+        events = list(
+            (
+                await s.execute(
+                    select(Event.type)
+                    .where(Event.consult_id == consult)
+                    .where(Event.type.like("call.%"))
+                    .order_by(Event.id)
+                )
+            ).scalars()
+        )
         return calls, rows, await s.get(Consult, consult), events
 
 
@@ -59,9 +71,13 @@ async def test_a_burst_of_changes_is_one_transaction_with_the_times_they_happene
     assert commits[0] == 1
     [call], rows, row, events = await written(app, consult)
     assert [(r.peer_id, r.joined_at, r.left_at) for r in rows] == [
-        ("pa", changes[0].at, changes[3].at), ("pb", changes[1].at, changes[2].at)]
+        ("pa", changes[0].at, changes[3].at),
+        ("pb", changes[1].at, changes[2].at),
+    ]
     assert (call.started_at, call.ended_at) == (changes[0].at, changes[3].at)
-    assert row.status == "in_session" and row.first_response_at == changes[1].at  # b-specialist is the assignee
+    assert (
+        row.status == "in_session" and row.first_response_at == changes[1].at
+    )  # b-specialist is the assignee
     assert events == ["call.started"] * 2 + ["call.ended"] * 2  # each to both participants
 
 

@@ -4,8 +4,19 @@ import json
 
 import pytest
 
-from signaling.messages import (MAX_CANDIDATE, MAX_ID, MAX_SDP, Join, Leave, Ping, ProtocolError, Relay, Resume,
-                                error, parse)
+from signaling.messages import (
+    MAX_CANDIDATE,
+    MAX_ID,
+    MAX_SDP,
+    Join,
+    Leave,
+    Ping,
+    ProtocolError,
+    Relay,
+    Resume,
+    error,
+    parse,
+)
 from signaling.rooms import Limits, Rooms, Send
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
@@ -21,6 +32,7 @@ def offer(to: str, n: int = 0) -> Relay:
 
 
 # ---- join and the room limit ----
+
 
 def test_join_announces_to_connected_peers_only():
     r = rooms()
@@ -70,13 +82,18 @@ def test_rooms_are_separate():
 
 # ---- relay and delivery ----
 
+
 def test_relay_to_connected_peer_is_stamped_with_sender():
     r = rooms()
     a, _ = r.join(room="x", user_id="u1", org_id="o")
     b, _ = r.join(room="x", user_id="u2", org_id="o")
     msg = Relay("candidate", b.peer_id, {"candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0})
-    assert r.relay(a, msg) == [Send(b.peer_id, {"type": "candidate", "from": a.peer_id, "candidate": CAND,
-                                                "sdpMid": "0", "sdpMLineIndex": 0})]
+    assert r.relay(a, msg) == [
+        Send(
+            b.peer_id,
+            {"type": "candidate", "from": a.peer_id, "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0},
+        )
+    ]
 
 
 def test_relay_to_self_or_unknown_sends_nothing():
@@ -103,6 +120,7 @@ def test_relay_to_detached_peer_is_buffered_in_order_and_bounded():
 
 # ---- detach, resume, expiry ----
 
+
 def test_resume_within_grace_returns_buffer_in_order_and_reconnects():
     r = rooms(grace_seconds=10.0)
     a, _ = r.join(room="x", user_id="u1", org_id="o")
@@ -117,8 +135,9 @@ def test_resume_within_grace_returns_buffer_in_order_and_reconnects():
     assert [m["sdp"][-4:] for m in queued] == ["n:0\r\n"[-4:], "n:1\r\n"[-4:], "n:2\r\n"[-4:]]
     assert list(b.buffer) == []
     # connected again: messages go straight out, and the buffer stays empty
-    assert r.relay(a, offer(b.peer_id, 9)) == [Send(b.peer_id, {"type": "offer", "from": a.peer_id,
-                                                                "sdp": f"{SDP}a=n:9\r\n"})]
+    assert r.relay(a, offer(b.peer_id, 9)) == [
+        Send(b.peer_id, {"type": "offer", "from": a.peer_id, "sdp": f"{SDP}a=n:9\r\n"})
+    ]
     assert r.expired(now=1000.0) == []
 
 
@@ -190,6 +209,7 @@ def test_expired_lists_only_detached_peers_past_grace():
 
 # ---- leave ----
 
+
 def test_leave_announces_to_connected_peers_and_empties_room():
     r = rooms()
     a, _ = r.join(room="x", user_id="u1", org_id="o")
@@ -215,16 +235,21 @@ def test_left_peer_frees_its_place():
 
 # ---- parse: every message type ----
 
+
 def test_parse_every_type():
     assert parse(json.dumps({"type": "join", "token": "abc"})) == Join("abc")
     assert parse(json.dumps({"type": "resume", "resume": "s3cret"})) == Resume("s3cret")
     assert parse(json.dumps({"type": "offer", "to": "p1", "sdp": SDP})) == Relay("offer", "p1", {"sdp": SDP})
-    assert parse(json.dumps({"type": "answer", "to": "p1", "sdp": SDP, "extra": 1})) == Relay("answer", "p1", {"sdp": SDP})
-    assert parse(json.dumps({"type": "candidate", "to": "p1", "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0})) \
-        == Relay("candidate", "p1", {"candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0})
+    assert parse(json.dumps({"type": "answer", "to": "p1", "sdp": SDP, "extra": 1})) == Relay(
+        "answer", "p1", {"sdp": SDP}
+    )
+    assert parse(
+        json.dumps({"type": "candidate", "to": "p1", "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0})
+    ) == Relay("candidate", "p1", {"candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0})
     # end-of-candidates: an empty candidate string
-    assert parse(json.dumps({"type": "candidate", "to": "p1", "candidate": "", "sdpMid": "0"})) \
-        == Relay("candidate", "p1", {"candidate": "", "sdpMid": "0", "sdpMLineIndex": None})
+    assert parse(json.dumps({"type": "candidate", "to": "p1", "candidate": "", "sdpMid": "0"})) == Relay(
+        "candidate", "p1", {"candidate": "", "sdpMid": "0", "sdpMLineIndex": None}
+    )
     assert parse(json.dumps({"type": "leave"})) == Leave()
     assert parse(json.dumps({"type": "ping"})) == Ping()
     assert parse(json.dumps({"type": "ping"}).encode()) == Ping()  # bytes too
@@ -232,9 +257,17 @@ def test_parse_every_type():
 
 
 def test_parse_limits_are_inclusive():
-    assert parse(json.dumps({"type": "offer", "to": "p" * MAX_ID, "sdp": "v=0" + "a" * (MAX_SDP - 3)})).to == "p" * MAX_ID
+    assert (
+        parse(json.dumps({"type": "offer", "to": "p" * MAX_ID, "sdp": "v=0" + "a" * (MAX_SDP - 3)})).to
+        == "p" * MAX_ID
+    )
     long = "candidate:" + "1" * (MAX_CANDIDATE - 10)
-    assert parse(json.dumps({"type": "candidate", "to": "p", "candidate": long, "sdpMLineIndex": 1023})).body["candidate"] == long
+    assert (
+        parse(json.dumps({"type": "candidate", "to": "p", "candidate": long, "sdpMLineIndex": 1023})).body[
+            "candidate"
+        ]
+        == long
+    )
 
 
 def _code(raw) -> str:
@@ -244,7 +277,9 @@ def _code(raw) -> str:
     return exc.value.code
 
 
-@pytest.mark.parametrize("raw", ["", "{", "not json", "{'type': 'ping'}", b"\xff\xfe\x00", "[" * 100_000, "{\"a\":" * 50_000])
+@pytest.mark.parametrize(
+    "raw", ["", "{", "not json", "{'type': 'ping'}", b"\xff\xfe\x00", "[" * 100_000, '{"a":' * 50_000]
+)
 def test_parse_bad_json(raw):
     assert _code(raw) == "bad_json"
 
@@ -254,24 +289,52 @@ def test_parse_not_an_object(value):
     assert _code(json.dumps(value)) == "bad_message"
 
 
-@pytest.mark.parametrize("msg", [{}, {"type": None}, {"type": 1}, {"type": ["ping"]}, {"type": {"a": 1}},
-                                 {"type": "pong"}, {"type": "joined"}, {"type": "error"}, {"type": "JOIN"},
-                                 {"type": "peer-left"}, {"type": "x" * 10_000}])
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {},
+        {"type": None},
+        {"type": 1},
+        {"type": ["ping"]},
+        {"type": {"a": 1}},
+        {"type": "pong"},
+        {"type": "joined"},
+        {"type": "error"},
+        {"type": "JOIN"},
+        {"type": "peer-left"},
+        {"type": "x" * 10_000},
+    ],
+)
 def test_parse_unknown_type(msg):
     assert _code(json.dumps(msg)) == "unknown_type"
 
 
-@pytest.mark.parametrize("msg", [
-    {"type": "join"}, {"type": "join", "token": ""}, {"type": "join", "token": 5}, {"type": "join", "token": None},
-    {"type": "join", "token": "t" * 8193}, {"type": "join", "token": ["t"]},
-    {"type": "resume"}, {"type": "resume", "resume": ""}, {"type": "resume", "resume": "s" * 129},
-    {"type": "resume", "secret": "s"}, {"type": "resume", "resume": {"s": 1}},
-    {"type": "offer", "sdp": SDP}, {"type": "offer", "to": "", "sdp": SDP}, {"type": "answer", "to": 3, "sdp": SDP},
-    {"type": "offer", "to": "p" * (MAX_ID + 1), "sdp": SDP},
-    {"type": "offer", "to": "p"}, {"type": "answer", "to": "p", "sdp": ""}, {"type": "offer", "to": "p", "sdp": 1},
-    {"type": "offer", "to": "p", "sdp": "v=0" + "a" * MAX_SDP},
-    {"type": "candidate", "candidate": CAND}, {"type": "candidate", "to": None, "candidate": CAND},
-])
+@pytest.mark.parametrize(
+    "msg",
+    [
+        {"type": "join"},
+        {"type": "join", "token": ""},
+        {"type": "join", "token": 5},
+        {"type": "join", "token": None},
+        {"type": "join", "token": "t" * 8193},
+        {"type": "join", "token": ["t"]},
+        {"type": "resume"},
+        {"type": "resume", "resume": ""},
+        {"type": "resume", "resume": "s" * 129},
+        {"type": "resume", "secret": "s"},
+        {"type": "resume", "resume": {"s": 1}},
+        {"type": "offer", "sdp": SDP},
+        {"type": "offer", "to": "", "sdp": SDP},
+        {"type": "answer", "to": 3, "sdp": SDP},
+        {"type": "offer", "to": "p" * (MAX_ID + 1), "sdp": SDP},
+        {"type": "offer", "to": "p"},
+        {"type": "answer", "to": "p", "sdp": ""},
+        {"type": "offer", "to": "p", "sdp": 1},
+        {"type": "offer", "to": "p", "sdp": "v=0" + "a" * MAX_SDP},
+        {"type": "candidate", "candidate": CAND},
+        {"type": "candidate", "to": None, "candidate": CAND},
+    ],
+)
 def test_parse_bad_message(msg):
     assert _code(json.dumps(msg)) == "bad_message"
 
@@ -282,13 +345,23 @@ def test_parse_bad_sdp(sdp):
     assert _code(json.dumps({"type": "answer", "to": "p", "sdp": sdp})) == "bad_sdp"
 
 
-@pytest.mark.parametrize("fields", [
-    {}, {"candidate": None}, {"candidate": 5}, {"candidate": "1 1 udp 1 1.2.3.4 5 typ host"},
-    {"candidate": "candidate:" + "1" * MAX_CANDIDATE}, {"candidate": ["candidate:1"]},
-    {"candidate": CAND, "sdpMid": 0}, {"candidate": CAND, "sdpMid": "m" * (MAX_ID + 1)},
-    {"candidate": CAND, "sdpMLineIndex": -1}, {"candidate": CAND, "sdpMLineIndex": 1024},
-    {"candidate": CAND, "sdpMLineIndex": "0"}, {"candidate": CAND, "sdpMLineIndex": True},
-    {"candidate": CAND, "sdpMLineIndex": 0.5},
-])
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {},
+        {"candidate": None},
+        {"candidate": 5},
+        {"candidate": "1 1 udp 1 1.2.3.4 5 typ host"},
+        {"candidate": "candidate:" + "1" * MAX_CANDIDATE},
+        {"candidate": ["candidate:1"]},
+        {"candidate": CAND, "sdpMid": 0},
+        {"candidate": CAND, "sdpMid": "m" * (MAX_ID + 1)},
+        {"candidate": CAND, "sdpMLineIndex": -1},
+        {"candidate": CAND, "sdpMLineIndex": 1024},
+        {"candidate": CAND, "sdpMLineIndex": "0"},
+        {"candidate": CAND, "sdpMLineIndex": True},
+        {"candidate": CAND, "sdpMLineIndex": 0.5},
+    ],
+)
 def test_parse_bad_candidate(fields):
     assert _code(json.dumps({"type": "candidate", "to": "p", **fields})) == "bad_candidate"

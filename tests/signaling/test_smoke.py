@@ -32,8 +32,10 @@ async def test_two_peers_relay(call):
     app, host, w, consult = call
     a, b = await token(w, consult, "a-clinician"), await token(w, consult, "b-specialist")
     assert a["ice_servers"] == [] and a["room"] == f"consult-{consult['id']}"
-    async with websockets.connect(f"ws://{host}/api/v1/signaling", compression=None) as wa, \
-            websockets.connect(f"ws://{host}/api/v1/signaling", compression=None) as wb:
+    async with (
+        websockets.connect(f"ws://{host}/api/v1/signaling", compression=None) as wa,
+        websockets.connect(f"ws://{host}/api/v1/signaling", compression=None) as wb,
+    ):
         await wa.send(json.dumps({"type": "join", "token": a["token"]}))
         joined_a = await recv(wa)
         assert joined_a["type"] == "joined" and joined_a["peers"] == []
@@ -44,8 +46,17 @@ async def test_two_peers_relay(call):
         await wb.send(json.dumps({"type": "offer", "to": joined_a["peer_id"], "sdp": SDP}))
         got = await recv(wa)
         assert got == {"type": "offer", "from": joined_b["peer_id"], "sdp": SDP}
-        await wa.send(json.dumps({"type": "candidate", "to": joined_b["peer_id"], "candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host",
-                                  "sdpMid": "0", "sdpMLineIndex": 0}))
+        await wa.send(
+            json.dumps(
+                {
+                    "type": "candidate",
+                    "to": joined_b["peer_id"],
+                    "candidate": "candidate:1 1 udp 1 1.2.3.4 5 typ host",
+                    "sdpMid": "0",
+                    "sdpMLineIndex": 0,
+                }
+            )
+        )
         assert (await recv(wb))["from"] == joined_a["peer_id"]
         await wa.send(json.dumps({"type": "offer", "to": "nobody", "sdp": SDP}))
         assert (await recv(wa))["code"] == "unknown_peer"
@@ -54,7 +65,9 @@ async def test_two_peers_relay(call):
     reused = await asyncio.wait_for(_join_again(host, a["token"]), 5)
     assert reused["code"] == "token_used"
     for _ in range(100):  # the call's record, written shortly after the joins, put the consult in session
-        detail = (await w.client.get(f"/api/v1/consults/{consult['id']}", headers=await w.headers("a-clinician"))).json()
+        detail = (
+            await w.client.get(f"/api/v1/consults/{consult['id']}", headers=await w.headers("a-clinician"))
+        ).json()
         if detail["status"] != "accepted":
             break
         await asyncio.sleep(0.05)

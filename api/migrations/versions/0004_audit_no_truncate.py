@@ -3,20 +3,25 @@
 Revision ID: 0004
 Revises: 0003
 """
+
 from alembic import op
 
-revision = '0004'
-down_revision = '0003'
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute("CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()")
-        op.execute("CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()")
+        op.execute(
+            "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_head_no_truncate BEFORE TRUNCATE ON audit_head "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()"
+        )
 
 
 def downgrade() -> None:

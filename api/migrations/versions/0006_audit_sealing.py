@@ -9,17 +9,30 @@ allows is the sealing itself, which may set only seq, prev_hash and hash, once.
 Revision ID: 0006
 Revises: 0005
 """
-from alembic import op
+
 import sqlalchemy as sa
 import sqlmodel
+from alembic import op
 
-revision = '0006'
-down_revision = '0005'
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
-CONTENT = ("at", "actor_type", "actor_id", "actor_org_id", "org_id", "action", "resource_type", "resource_id",
-           "outcome", "reason", "request_id", "client_addr")
+CONTENT = (
+    "at",
+    "actor_type",
+    "actor_id",
+    "actor_org_id",
+    "org_id",
+    "action",
+    "resource_type",
+    "resource_id",
+    "outcome",
+    "reason",
+    "request_id",
+    "client_addr",
+)
 Text = sqlmodel.sql.sqltypes.AutoString
 
 
@@ -27,37 +40,51 @@ def upgrade() -> None:
     pg = op.get_bind().dialect.name == "postgresql"
     _drop_triggers(pg)
     op.create_table(
-        'audit_events_new',
-        sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), "sqlite"), sa.Identity() if pg else None,
-                  primary_key=True, autoincrement=True),
-        sa.Column('seq', sa.BigInteger(), nullable=True),
-        sa.Column('at', sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
-        sa.Column('actor_type', Text(length=16), nullable=False),
-        sa.Column('actor_id', Text(length=64), nullable=True),
-        sa.Column('actor_org_id', sa.Uuid(), nullable=True),
-        sa.Column('org_id', sa.Uuid(), nullable=True),
-        sa.Column('action', Text(length=80), nullable=False),
-        sa.Column('resource_type', Text(length=40), nullable=True),
-        sa.Column('resource_id', Text(length=64), nullable=True),
-        sa.Column('outcome', Text(length=16), nullable=False),
-        sa.Column('reason', Text(length=80), nullable=True),
-        sa.Column('request_id', Text(length=64), nullable=True),
-        sa.Column('client_addr', Text(length=64), nullable=True),
-        sa.Column('prev_hash', Text(length=64), nullable=True),
-        sa.Column('hash', Text(length=64), nullable=True),
+        "audit_events_new",
+        sa.Column(
+            "id",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            sa.Identity() if pg else None,
+            primary_key=True,
+            autoincrement=True,
+        ),
+        sa.Column("seq", sa.BigInteger(), nullable=True),
+        sa.Column("at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=False),
+        sa.Column("actor_type", Text(length=16), nullable=False),
+        sa.Column("actor_id", Text(length=64), nullable=True),
+        sa.Column("actor_org_id", sa.Uuid(), nullable=True),
+        sa.Column("org_id", sa.Uuid(), nullable=True),
+        sa.Column("action", Text(length=80), nullable=False),
+        sa.Column("resource_type", Text(length=40), nullable=True),
+        sa.Column("resource_id", Text(length=64), nullable=True),
+        sa.Column("outcome", Text(length=16), nullable=False),
+        sa.Column("reason", Text(length=80), nullable=True),
+        sa.Column("request_id", Text(length=64), nullable=True),
+        sa.Column("client_addr", Text(length=64), nullable=True),
+        sa.Column("prev_hash", Text(length=64), nullable=True),
+        sa.Column("hash", Text(length=64), nullable=True),
     )
     columns = ", ".join(("seq",) + CONTENT + ("prev_hash", "hash"))
-    op.execute(f"INSERT INTO audit_events_new (id, {columns}) SELECT seq, {columns} FROM audit_events ORDER BY seq")
-    op.drop_table('audit_events')
-    op.rename_table('audit_events_new', 'audit_events')
+    op.execute(
+        f"INSERT INTO audit_events_new (id, {columns}) SELECT seq, {columns} FROM audit_events ORDER BY seq"
+    )
+    op.drop_table("audit_events")
+    op.rename_table("audit_events_new", "audit_events")
     if pg:
-        op.execute("SELECT setval(pg_get_serial_sequence('audit_events', 'id'), "
-                   "(SELECT COALESCE(MAX(id), 0) + 1 FROM audit_events), false)")
-    op.create_index('ux_audit_events_seq', 'audit_events', ['seq'], unique=True)
-    op.create_index('ix_audit_events_unsealed', 'audit_events', ['id'], postgresql_where=sa.text('seq IS NULL'),
-                    sqlite_where=sa.text('seq IS NULL'))
-    for column in ('action', 'actor_org_id', 'org_id'):
-        op.create_index(f'ix_audit_events_{column}', 'audit_events', [column])
+        op.execute(
+            "SELECT setval(pg_get_serial_sequence('audit_events', 'id'), "
+            "(SELECT COALESCE(MAX(id), 0) + 1 FROM audit_events), false)"
+        )
+    op.create_index("ux_audit_events_seq", "audit_events", ["seq"], unique=True)
+    op.create_index(
+        "ix_audit_events_unsealed",
+        "audit_events",
+        ["id"],
+        postgresql_where=sa.text("seq IS NULL"),
+        sqlite_where=sa.text("seq IS NULL"),
+    )
+    for column in ("action", "actor_org_id", "org_id"):
+        op.create_index(f"ix_audit_events_{column}", "audit_events", [column])
     _create_triggers(pg)
 
 
@@ -78,18 +105,27 @@ def _create_triggers(pg: bool) -> None:
             "CREATE FUNCTION audit_seal_only() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
             f"IF TG_OP = 'UPDATE' AND OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND {unchanged} "
             "THEN RETURN NEW; END IF; "
-            "RAISE EXCEPTION 'audit_events is append-only'; END $$")
-        op.execute("CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
-                   "FOR EACH ROW EXECUTE FUNCTION audit_seal_only()")
-        op.execute("CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
-                   "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()")
+            "RAISE EXCEPTION 'audit_events is append-only'; END $$"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_events_append_only BEFORE UPDATE OR DELETE ON audit_events "
+            "FOR EACH ROW EXECUTE FUNCTION audit_seal_only()"
+        )
+        op.execute(
+            "CREATE TRIGGER audit_events_no_truncate BEFORE TRUNCATE ON audit_events "
+            "FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only()"
+        )
         return
     unchanged = unchanged.replace("IS NOT DISTINCT FROM", "IS")
-    op.execute("CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
-               f"WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND {unchanged}) "
-               "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END")
-    op.execute("CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
-               "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END")
+    op.execute(
+        "CREATE TRIGGER audit_events_no_update BEFORE UPDATE ON audit_events "
+        f"WHEN NOT (OLD.seq IS NULL AND NEW.seq IS NOT NULL AND NEW.id = OLD.id AND {unchanged}) "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END"
+    )
+    op.execute(
+        "CREATE TRIGGER audit_events_no_delete BEFORE DELETE ON audit_events "
+        "BEGIN SELECT RAISE(ABORT, 'audit_events is append-only'); END"
+    )
 
 
 def downgrade() -> None:
