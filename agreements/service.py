@@ -136,6 +136,27 @@ async def _in_force(
     return [a for a in rows if specialty in a.specialties]
 
 
+async def served(
+    session: AsyncSession, *, providing_org_id: uuid.UUID, at: datetime | None = None
+) -> dict[uuid.UUID, frozenset[str]]:
+    """Which orgs may send this org consults now, and in which specialties (active, in date)."""
+    at = at or datetime.now(UTC)
+    rows = (
+        await session.execute(
+            select(Agreement.requesting_org_id, Agreement.specialties).where(
+                Agreement.providing_org_id == providing_org_id,
+                Agreement.status == S.active,
+                Agreement.valid_from <= at,
+                Agreement.valid_until > at,
+            )
+        )
+    ).all()
+    out: dict[uuid.UUID, set[str]] = {}
+    for requesting, specialties in rows:
+        out.setdefault(requesting, set()).update(specialties)
+    return {org: frozenset(specs) for org, specs in out.items()}
+
+
 async def may_send(
     session: AsyncSession,
     *,

@@ -56,7 +56,8 @@ ROLE_PERMS: dict[Role, frozenset[Perm]] = {
             Perm.policy_manage,
         }
     ),
-    Role.platform_admin: frozenset({Perm.orgs_create, Perm.users_read, Perm.users_manage, Perm.audit_read}),
+    # The operator makes organizations and their first admin (orgs.service), nothing inside them.
+    Role.platform_admin: frozenset({Perm.orgs_create, Perm.audit_read}),
 }
 
 # What an integration client may be granted: reading and acting for its org, never administering it.

@@ -27,7 +27,11 @@ async def pending_offers(
         await session.execute(
             select(Offer, Consult)
             .join(Consult, Consult.id == Offer.consult_id)
-            .where(Offer.specialist_id == actor.id, Offer.status == "pending")
+            .where(
+                Offer.specialist_id == actor.id,
+                Offer.status == "pending",
+                await access.covered(session, actor),
+            )
             .order_by(Offer.created_at.desc())
             .limit(page.limit + 1)
             .offset(page.offset)

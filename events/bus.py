@@ -44,6 +44,13 @@ class LocalBus:
             self._subs[channel].add(sub)
         return sub
 
+    def rescope(self, sub: Subscription, channels: list[str]) -> None:
+        """Move a subscription to other channels (its holder's roles changed); its queue is kept."""
+        self.unsubscribe(sub)
+        sub.channels = channels
+        for channel in channels:
+            self._subs[channel].add(sub)
+
     def unsubscribe(self, sub: Subscription) -> None:
         for channel in sub.channels:
             subs = self._subs.get(channel)

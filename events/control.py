@@ -21,6 +21,11 @@ def session_ended(session: AsyncSession, session_id: uuid.UUID, reason: str) -> 
     order(session, SESSIONS, {"action": "close_session", "session_id": str(session_id), "reason": reason})
 
 
+def roles_changed(session: AsyncSession, user_id: uuid.UUID) -> None:
+    """The user's roles changed: their open sockets re-read who they are and re-scope at once."""
+    order(session, SESSIONS, {"action": "rescope_user", "user_id": str(user_id), "reason": "roles changed"})
+
+
 def order(session: AsyncSession, channel: str, body: dict) -> None:
     """Store `body` for `channel`; every node's subscribers receive it once this transaction commits."""
     stage(session, channels=[channel], type=body["action"], consult_id=None, data=body)
@@ -35,3 +40,8 @@ def ends(order_: dict, *, user_id: str, session_id: str | None) -> bool:
         and session_id is not None
         and order_.get("session_id") == session_id
     )
+
+
+def rescopes(order_: dict, *, user_id: str) -> bool:
+    """Does this order (an event's `data`) ask that user's connections to re-read their roles?"""
+    return order_.get("action") == "rescope_user" and order_.get("user_id") == user_id

@@ -5,19 +5,23 @@ import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.errors import Unauthenticated
 from events.bus import Subscription
-from events.control import SESSIONS, ends
+from events.control import SESSIONS, ends, rescopes
 from events.models import channel_of_role, channel_of_user
 from events.service import missed
 
 log = logging.getLogger("liaison.events")
 # (session, *, ctx, token) -> the caller it names (auth.principal.Actor), or raises Unauthenticated
 Authenticate = Callable[..., Awaitable]
+# (session, actor, events) -> those of the events the actor may read now (consults.access.admit)
+Admit = Callable[..., Awaitable[list[dict]]]
 AUTH_TIMEOUT = 5.0
 POLICY_VIOLATION = 1008
 ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
@@ -30,33 +34,61 @@ class AuthMessage(BaseModel):
     last_event_id: int | None = Field(default=None, ge=0)
 
 
-def build(authenticate: Authenticate) -> APIRouter:
-    """The socket's route, naming callers with `authenticate`: events sit below auth, so liaison.app
-    hands auth's in (auth.identity.authenticate)."""
+def build(authenticate: Authenticate, admit: Admit) -> APIRouter:
+    """The socket's route, naming callers with `authenticate` and deciding what they may read with
+    `admit`: events sit below auth and consults, so liaison.app hands both in."""
     router = APIRouter()
 
     @router.websocket("/events")
     async def events_socket(ws: WebSocket) -> None:
-        await _serve(ws, authenticate)
+        await _serve(ws, authenticate, admit)
 
     return router
 
 
-async def _serve(ws: WebSocket, authenticate: Authenticate) -> None:
+@dataclass
+class Reader:
+    """One socket's caller, re-read when their roles change, and the token that names them."""
+
+    ws: WebSocket
+    authenticate: Authenticate
+    admit: Admit
+    token: str
+    actor: Any
+
+    @property
+    def channels(self) -> list[str]:
+        a = self.actor
+        return [channel_of_user(a.id)] + [channel_of_role(a.org_id, r) for r in sorted(a.roles & ORG_ROLES)]
+
+    async def reload(self) -> bool:
+        """Who the token names now; False if it names nobody any more (the socket then closes)."""
+        try:
+            async with self.ws.app.state.sessionmaker() as session:
+                self.actor = await self.authenticate(session, ctx=self.ws.app.state.auth, token=self.token)
+        except Unauthenticated:
+            return False
+        return True
+
+    async def readable(self, events: list[dict]) -> list[dict]:
+        """Decided when sending, not when subscribing: an agreement may have ended since."""
+        async with self.ws.app.state.sessionmaker() as session:
+            return await self.admit(session, self.actor, events)
+
+
+async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit) -> None:
     """First message {"type": "auth", "token", "last_event_id"?}; then {"type": "event", ...} frames."""
     await ws.accept()
     hello = await _authenticate(ws, authenticate)
     if hello is None:
         return
-    actor, last = hello
+    actor, token, last = hello
+    reader = Reader(ws, authenticate, admit, token, actor)
     bus = ws.app.state.bus
-    channels = [channel_of_user(actor.id)] + [
-        channel_of_role(actor.org_id, r) for r in sorted(actor.roles & ORG_ROLES)
-    ]
-    sub = bus.subscribe(channels + [SESSIONS])
+    sub = bus.subscribe(reader.channels + [SESSIONS])
     try:
-        await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": channels})
-        await _pump(ws, sub, channels, actor, last)
+        await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": reader.channels})
+        await _pump(ws, sub, reader, last)
     except (WebSocketDisconnect, RuntimeError):
         pass
     finally:
@@ -69,7 +101,7 @@ async def _authenticate(ws: WebSocket, authenticate: Authenticate):
         msg = AuthMessage.model_validate(json.loads(raw))
         async with ws.app.state.sessionmaker() as session:
             actor = await authenticate(session, ctx=ws.app.state.auth, token=msg.token)
-        return actor, msg.last_event_id
+        return actor, msg.token, msg.last_event_id
     except (TimeoutError, ValueError, ValidationError, Unauthenticated, WebSocketDisconnect) as exc:
         code = "invalid_token" if isinstance(exc, Unauthenticated) else "auth_required"
         with contextlib.suppress(Exception):
@@ -80,53 +112,64 @@ async def _authenticate(ws: WebSocket, authenticate: Authenticate):
         return None
 
 
-async def _pump(ws: WebSocket, sub: Subscription, channels: list[str], actor, last: int | None) -> None:
+async def _pump(ws: WebSocket, sub: Subscription, reader: Reader, last: int | None) -> None:
     """Write events as they come, replaying from the log when reconnecting or after falling behind.
 
     Positions grow in commit order, so one high-water mark tells what this socket has been sent:
     a live event at or below it came through a replay already."""
-    reader = asyncio.create_task(_read(ws))
+    listener = asyncio.create_task(_read(ws))
     high = 0  # without a last id: only what is delivered from now on, all of it
     try:
         if last is not None:
-            high = await _replay(ws, channels, last)
-        while not reader.done():
+            high = await _replay(ws, reader, last)
+        while not listener.done():
             getter = asyncio.create_task(sub.queue.get())
-            done, _ = await asyncio.wait({getter, reader}, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait({getter, listener}, return_when=asyncio.FIRST_COMPLETED)
             if getter not in done:
                 getter.cancel()
                 break
             event = getter.result()
             if event["channel"] == SESSIONS:
-                if ends(
-                    event["data"],
-                    user_id=str(actor.id),
-                    session_id=str(actor.session_id) if actor.session_id else None,
-                ):
-                    await ws.send_json(
-                        {"type": "error", "code": "session_ended", "message": event["data"]["reason"]}
-                    )
-                    await ws.close(POLICY_VIOLATION)
+                if not await _obey(ws, sub, reader, event["data"]):
                     break
                 continue
             if sub.lagging:
                 sub.lagging = False
                 _drain(sub)
-                high = await _replay(ws, channels, high)
+                high = await _replay(ws, reader, high)
             elif event["id"] > high:
-                await ws.send_json(event)
+                for readable in await reader.readable([event]):
+                    await ws.send_json(readable)
                 high = event["id"]
     finally:
-        reader.cancel()
+        listener.cancel()
 
 
-async def _replay(ws: WebSocket, channels: list[str], after: int) -> int:
-    """Send the channels' events after `after`; the last position sent."""
+async def _obey(ws: WebSocket, sub: Subscription, reader: Reader, order: dict) -> bool:
+    """Carry out an order heard on the control channel; False once the socket is closed."""
+    actor = reader.actor
+    user_id, session_id = str(actor.id), str(actor.session_id) if actor.session_id else None
+    if rescopes(order, user_id=user_id):
+        if await reader.reload():
+            ws.app.state.bus.rescope(sub, reader.channels + [SESSIONS])
+            await ws.send_json({"type": "rescoped", "channels": reader.channels})
+            return True
+        order = {"reason": "Your sign-in no longer names an active user"}
+    elif not ends(order, user_id=user_id, session_id=session_id):
+        return True
+    await ws.send_json({"type": "error", "code": "session_ended", "message": order["reason"]})
+    await ws.close(POLICY_VIOLATION)
+    return False
+
+
+async def _replay(ws: WebSocket, reader: Reader, after: int) -> int:
+    """Send the channels' events after `after` that the caller may read now; the last position read."""
     async with ws.app.state.sessionmaker() as session:
-        while batch := await missed(session, channels=channels, after=after):
-            for event in batch:
-                await ws.send_json(event.wire())
-            after = batch[-1].pos or after
+        while batch := await missed(session, channels=reader.channels, after=after):
+            wired = [e.wire() for e in batch]  # before admit: its rollback expires the rows
+            after = wired[-1]["id"] or after
+            for event in await reader.admit(session, reader.actor, wired):
+                await ws.send_json(event)
     return after
 
 

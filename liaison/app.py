@@ -15,6 +15,7 @@ import audit.router
 import auth.denials
 import auth.router
 import auth.startup
+import consults.access
 import consults.boundary
 import consults.hooks
 import consults.reoffer
@@ -97,7 +98,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router.build(reader=require(Perm.audit_read)),
         rosters.router.router,
         consults.router.router,
-        events.router.build(authenticate=authenticate),
+        events.router.build(authenticate=authenticate, admit=consults.access.admit),
         signaling.router.router,
     ):
         app.include_router(router, prefix="/api/v1")

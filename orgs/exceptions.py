@@ -1,6 +1,6 @@
 """Errors of organization and user management."""
 
-from api.errors import Conflict, InvalidInput
+from api.errors import Conflict, Forbidden, InvalidInput
 
 
 class NameTaken(Conflict):
@@ -9,3 +9,10 @@ class NameTaken(Conflict):
 
 class RoleNotGrantable(InvalidInput):
     code, title = "role_not_grantable", "That role cannot be granted here"
+
+
+class FirstAdminOnly(Forbidden):
+    """The platform admin bootstraps an org, then its own admins manage it."""
+
+    code, title = "first_admin_only", "The platform admin only creates an organization's first admin"
+    denial = True

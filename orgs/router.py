@@ -9,6 +9,7 @@ from api.db import get_session
 from api.schemas import Page, PageParams, make_page, page_params
 from auth.context import AuthContext
 from auth.dependencies import auth_context, current_actor, require
+from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
 from orgs import service
@@ -48,15 +49,22 @@ async def get_org(
     return await service.get_org(session, actor=actor, org_id=org_id)
 
 
+async def user_creator(actor: Actor = Depends(current_actor)) -> Actor:
+    """Org admins, and the platform admin for an org's first admin (orgs.service decides which)."""
+    if not (actor.can(Perm.users_manage) or actor.can(Perm.orgs_create)):
+        raise PermissionDenied()
+    return actor
+
+
 @router.post("/orgs/{org_id}/users", response_model=UserOut, status_code=201)
 async def create_user(
     org_id: uuid.UUID,
     body: UserIn,
-    actor: Actor = Depends(require(Perm.users_manage)),
+    actor: Actor = Depends(user_creator),
     session: AsyncSession = Depends(get_session),
     ctx: AuthContext = Depends(auth_context),
 ):
-    """Add a user to the org."""
+    """Add a user to the org (its admin; the platform admin only its first admin)."""
     return await service.create_user(
         session,
         ctx=ctx,

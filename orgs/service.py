@@ -14,10 +14,11 @@ from auth.context import AuthContext
 from auth.exceptions import Hidden
 from auth.models import User
 from auth.principal import Actor
+from auth.roles import Perm
 from auth.scope import ensure_own_org
 from auth.service import revoke_user_sessions
-from events.control import user_ended
-from orgs.exceptions import NameTaken, RoleNotGrantable
+from events.control import roles_changed, user_ended
+from orgs.exceptions import FirstAdminOnly, NameTaken, RoleNotGrantable
 from orgs.hooks import user_disabled
 from orgs.models import Organization
 from orgs.schemas import GRANTABLE, UserPatch
@@ -71,9 +72,9 @@ async def create_user(
     roles: list[str],
 ) -> User:
     """Add a user to an org (its admin, or the platform admin bootstrapping a new org)."""
-    ensure_own_org(actor, org_id, platform_admin_ok=True)
-    if await session.get(Organization, org_id) is None:
-        raise Hidden()
+    if not (actor.can(Perm.users_manage) and actor.org_id == org_id):
+        ensure_own_org(actor, org_id, platform_admin_ok=True)
+        await _first_admin(session, org_id, roles)
     user = User(
         org_id=org_id,
         username=username,
@@ -93,9 +94,7 @@ async def list_users(
     session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, role: str | None, page: PageParams
 ) -> list[User]:
     """The org's users, optionally those holding one role."""
-    ensure_own_org(actor, org_id, platform_admin_ok=True)
-    if await session.get(Organization, org_id) is None:  # the platform admin asking for a missing org
-        raise Hidden()
+    ensure_own_org(actor, org_id)
     rows = (
         (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username)))
         .scalars()
@@ -117,7 +116,7 @@ async def update_user(
     patch: UserPatch,
 ) -> User:
     """Change a user's name, password, roles or status; disabling also ends their sign-ins."""
-    ensure_own_org(actor, org_id, platform_admin_ok=True)
+    ensure_own_org(actor, org_id)
     user = await session.get(User, user_id)
     if user is None or user.org_id != org_id:
         raise Hidden()
@@ -125,8 +124,9 @@ async def update_user(
         user.display_name = patch.display_name
     if patch.password is not None:
         user.password_hash = await ctx.passwords.hash(patch.password)
-    if patch.roles is not None:
+    if patch.roles is not None and _grantable(patch.roles) != sorted(user.roles):
         user.roles = _grantable(patch.roles)
+        roles_changed(session, user.id)  # open sockets drop (or gain) what the old roles reached
     if patch.is_active is False and user.is_active:
         await revoke_user_sessions(session, user_id=user.id, reason="disabled")
         user_ended(session, user.id, "Your account was disabled")
@@ -155,6 +155,18 @@ async def set_escalation_windows(
     org = await session.get(Organization, org_id)
     org.escalation_windows = dict(windows)
     return org.escalation_windows
+
+
+async def _first_admin(session: AsyncSession, org_id: uuid.UUID, roles: list[str]) -> None:
+    """The platform admin may give an org an admin while it has no active one, and nothing else."""
+    query = select(Organization).where(Organization.id == org_id).with_for_update()
+    if (await session.execute(query)).scalar_one_or_none() is None:
+        raise Hidden()
+    if sorted(set(roles)) != ["org_admin"]:
+        raise FirstAdminOnly("Create the organization's admin (roles: org_admin); they add everyone else")
+    members = (await session.execute(select(User).where(User.org_id == org_id, User.is_active))).scalars()
+    if any("org_admin" in u.roles for u in members):
+        raise FirstAdminOnly("The organization has an admin: its users are theirs to manage")
 
 
 def _grantable(roles: list[str]) -> list[str]:
