@@ -24,6 +24,7 @@ Authenticate = Callable[..., Awaitable]
 Admit = Callable[..., Awaitable[list[dict]]]
 AUTH_TIMEOUT = 5.0
 POLICY_VIOLATION = 1008
+TRY_AGAIN = 1013  # RFC 6455: the client may reconnect later (with its last event id: nothing is lost)
 ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
 
 
@@ -91,6 +92,10 @@ async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit) -> Non
         await _pump(ws, sub, reader, last)
     except (WebSocketDisconnect, RuntimeError):
         pass
+    except Exception as exc:  # the database, away while deciding what may be sent: nothing is sent
+        log.warning("events socket closed: access could not be checked (%s)", type(exc).__name__)
+        with contextlib.suppress(Exception):
+            await ws.close(TRY_AGAIN, "Reconnect with the last event id")
     finally:
         bus.unsubscribe(sub)
 
