@@ -22,7 +22,7 @@ def joined(consult: Consult, user_id: uuid.UUID, at: datetime) -> None:
     """`user_id` joined one of the consult's calls at `at`."""
     # Recorded after the fact, so the consult may have closed meanwhile; a join never refuses. It
     # sets nothing off (the call's own events say someone joined), so the change is not applied.
-    if allows(consult.status, Event.join):
-        transition(consult, Event.join, at=at)
+    if allows(consult.status, Event.join_call):
+        transition(consult, Event.join_call, at=at)
     if consult.assigned_to == user_id and consult.first_response_at is None:
         consult.first_response_at = at

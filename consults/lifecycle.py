@@ -10,6 +10,7 @@ from datetime import datetime
 from enum import Enum, StrEnum
 
 from sqlalchemy import ColumnElement, Update, func, update
+from sqlmodel import col
 
 from consults.exceptions import InvalidTransition
 from consults.models import Consult
@@ -28,7 +29,7 @@ class Event(StrEnum):
     exhaust = "exhaust"  # nobody is left to offer it to: it waits in the coordinators' queue
     accept = "accept"  # an offered specialist takes it
     assign = "assign"  # a coordinator assigns or reassigns it by hand
-    join = "join"  # someone joins one of its calls
+    join_call = "join_call"  # someone joins one of its calls
     complete = "complete"  # the assignee closes it with an outcome
     cancel = "cancel"  # the requester or a coordinator calls it off
 
@@ -61,7 +62,7 @@ RULES: dict[Event, Rule] = {
         ROUTING | HELD, S.accepted, ("accepted_at",), withdraw="assigned", audit="consult.assign"
     ),
     # Joining a call already in session moves nothing; calls.joined asks first.
-    Event.join: Rule(frozenset({S.accepted}), S.in_session, announce=Announce.never),
+    Event.join_call: Rule(frozenset({S.accepted}), S.in_session, announce=Announce.never),
     Event.complete: Rule(
         HELD,
         S.completed,
@@ -150,7 +151,7 @@ def guarded(
     stamps = {mark: func.coalesce(getattr(Consult, mark), at) for mark in rule.stamps}
     return (
         update(Consult)
-        .where(Consult.id == consult_id, Consult.status.in_(rule.sources), guard)
+        .where(col(Consult.id) == consult_id, col(Consult.status).in_(rule.sources), guard)
         .values(
             status=rule.target, assigned_to=assignee[0], assigned_org_id=assignee[1], updated_at=at, **stamps
         )

@@ -3,9 +3,11 @@ the specialist it freed looked at again, the news, its calls ended, the audit re
 
 import uuid
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, update
+from sqlalchemy import ColumnElement, CursorResult, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from audit.service import record
 from auth.principal import Actor
@@ -60,7 +62,7 @@ async def race(
     A raced move has a single source status, so that winning it tells where the consult came from."""
     (source,) = RULES[event].sources
     won = await session.execute(guarded(consult.id, event, at=at, assignee=assignee, guard=guard))
-    if won.rowcount != 1:
+    if cast(CursorResult[Any], won).rowcount != 1:
         return None
     await session.refresh(consult)
     return Change(consult, event, source, at)
@@ -72,9 +74,9 @@ async def close_pending(
     """Mark the consult's pending offers `status`; return whose they were."""
     rows = await session.execute(
         update(Offer)
-        .where(Offer.consult_id == consult.id, Offer.status == OfferStatus.pending)
+        .where(col(Offer.consult_id) == consult.id, col(Offer.status) == OfferStatus.pending)
         .values(status=status, responded_at=now)
-        .returning(Offer.specialist_id)
+        .returning(col(Offer.specialist_id))
     )
     return list(rows.scalars())
 

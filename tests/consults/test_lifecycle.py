@@ -28,7 +28,7 @@ EXPECTED: dict[Event, tuple[set[Status], Status]] = {
     Event.exhaust: (ROUTING, S.unassigned),
     Event.accept: ({S.offered}, S.accepted),
     Event.assign: (ROUTING | HELD, S.accepted),
-    Event.join: ({S.accepted}, S.in_session),
+    Event.join_call: ({S.accepted}, S.in_session),
     Event.complete: (HELD, S.completed),
     Event.cancel: (ROUTING | HELD, S.cancelled),
 }
@@ -137,7 +137,7 @@ def test_who_a_move_releases():
         assert move(a_consult(S.in_session, **holder), event).released == expected, event
     same = a_consult(S.accepted, **holder)
     assert transition(same, Event.assign, at=SOON, assignee=expected).released is None
-    assert move(a_consult(S.accepted, **holder), Event.join).released is None
+    assert move(a_consult(S.accepted, **holder), Event.join_call).released is None
     assert move(a_consult(S.offered), Event.cancel).released is None
 
 
