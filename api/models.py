@@ -2,9 +2,13 @@
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
+from typing import TypeVar
 
-from sqlalchemy import JSON
-from sqlmodel import Column, Field
+from sqlalchemy import JSON, Dialect, TypeDecorator
+from sqlmodel import AutoString, Column, Field
+
+E = TypeVar("E", bound=StrEnum)
 
 
 def utcnow() -> datetime:
@@ -21,3 +25,25 @@ def created_field() -> datetime:
 
 def json_list_field() -> list:
     return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+
+
+class EnumString(TypeDecorator[E]):
+    """A StrEnum kept as its plain string (no database enum type, so no migration), read back as the enum."""
+
+    impl = AutoString
+    cache_ok = True
+
+    def __init__(self, enum: type[E], length: int = 16) -> None:
+        super().__init__(length=length)
+        self.enum, self.length = enum, length
+
+    def process_bind_param(self, value: E | str | None, dialect: Dialect) -> str | None:
+        return None if value is None else self.enum(value).value
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> E | None:
+        return None if value is None else self.enum(value)
+
+
+def enum_field(enum: type[E], default: E, *, index: bool = False) -> E:
+    """A status-like column: one of `enum`'s values, `default` until set."""
+    return Field(default=default, sa_column=Column(EnumString(enum), nullable=False, index=index))

@@ -7,8 +7,9 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from consults import hooks, notify
-from consults.escalation import schedule
-from consults.models import Consult, Offer, Status
+from consults.lifecycle import HELD
+from consults.models import Consult, Offer, OfferStatus, Status
+from consults.steps import schedule
 
 
 async def withdraw_offers(
@@ -20,8 +21,12 @@ async def withdraw_offers(
     rows = (
         await session.execute(
             update(Offer)
-            .where(Offer.status == "pending", Offer.org_id == providing_org_id, Offer.consult_id.in_(mine))
-            .values(status="withdrawn", responded_at=now)
+            .where(
+                Offer.status == OfferStatus.pending,
+                Offer.org_id == providing_org_id,
+                Offer.consult_id.in_(mine),
+            )
+            .values(status=OfferStatus.withdrawn, responded_at=now)
             .returning(Offer.consult_id, Offer.specialist_id)
             .execution_options(synchronize_session=False)
         )
@@ -35,7 +40,7 @@ async def withdraw_offers(
         )
         left = (
             await session.execute(
-                select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+                select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == OfferStatus.pending)
             )
         ).first()
         if left is None and consult.status == Status.offered:
@@ -43,7 +48,7 @@ async def withdraw_offers(
     calls = select(Consult.id).where(
         Consult.org_id == requesting_org_id,
         Consult.assigned_org_id == providing_org_id,
-        Consult.status.in_((Status.accepted, Status.in_session)),
+        Consult.status.in_(HELD),
     )
     for consult_id in (await session.execute(calls)).scalars():
         hooks.calls_ended(session, consult_id=consult_id, reason="The agreement this call depended on ended")

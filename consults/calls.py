@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consults.models import Consult, Status
+from consults.lifecycle import Event, allows, transition
+from consults.models import Consult
 
 
 async def lock(session: AsyncSession, consult_id: uuid.UUID) -> Consult:
@@ -19,7 +20,9 @@ async def lock(session: AsyncSession, consult_id: uuid.UUID) -> Consult:
 
 def joined(consult: Consult, user_id: uuid.UUID, at: datetime) -> None:
     """`user_id` joined one of the consult's calls at `at`."""
-    if consult.status == Status.accepted:
-        consult.status, consult.updated_at = Status.in_session, at
+    # Recorded after the fact, so the consult may have closed meanwhile; a join never refuses. It
+    # sets nothing off (the call's own events say someone joined), so the change is not applied.
+    if allows(consult.status, Event.join_call):
+        transition(consult, Event.join_call, at=at)
     if consult.assigned_to == user_id and consult.first_response_at is None:
         consult.first_response_at = at

@@ -2,11 +2,13 @@
 
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from consults import notify, routing
-from consults.models import Consult, EscalationStep, Offer, Status
+from consults import notify, routing, transitions
+from consults.lifecycle import Event, transition
+from consults.models import Consult, Offer, OfferStatus, Status
+from consults.steps import schedule
 
 DEFAULT_WINDOWS = {"emergent": 60, "urgent": 300, "routine": 4 * 3600}
 UNASSIGNED_RECHECK = 60
@@ -17,19 +19,13 @@ def window(policy: dict | None, urgency: str) -> int:
     return int((policy or {}).get(urgency, DEFAULT_WINDOWS[urgency]))
 
 
-def schedule(session: AsyncSession, consult: Consult, due_at: datetime) -> None:
-    """Make a new step current; older pending steps go stale and are skipped when they come due."""
-    consult.step_seq += 1
-    session.add(EscalationStep(consult_id=consult.id, seq=consult.step_seq, due_at=due_at))
-
-
 async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fresh: bool = False) -> None:
     """Offer the next batch of eligible specialists, or leave the consult unassigned for the coordinators.
 
     `fresh`: the consult was just created, so it has no offers to expire or skip."""
     tried: set = set()
     if not fresh:
-        expired = await close_pending(session, consult, now, "expired")
+        expired = await transitions.close_pending(session, consult, now, OfferStatus.expired)
         if expired:
             await notify.offers_withdrawn(session, consult, expired, "expired")
         tried = set(
@@ -43,11 +39,9 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
     if batch:
         await _offer(session, consult, level, batch, now, window(policy, consult.urgency))
         return
-    first_time = consult.status != Status.unassigned
-    consult.status, consult.level, consult.updated_at = Status.unassigned, level, now
+    change = transition(consult, Event.exhaust, at=now, level=level)
     await _recheck(session, consult, now)
-    if first_time:
-        await notify.status_changed(session, consult, alert=True)
+    await transitions.apply(session, change)  # the coordinators are alerted the first time only
 
 
 async def _recheck(session: AsyncSession, consult: Consult, now: datetime) -> None:
@@ -72,22 +66,8 @@ async def _offer(
     session.add_all(
         [Offer(consult_id=consult.id, specialist_id=c.user_id, org_id=c.org_id, level=level) for c in batch]
     )
-    changed = consult.status != Status.offered
-    consult.status, consult.level, consult.updated_at = Status.offered, level, now
-    consult.first_offered_at = consult.first_offered_at or now
+    change = transition(consult, Event.offer, at=now, level=level)
     due = now + timedelta(seconds=seconds)
     schedule(session, consult, due)
     await notify.offers_made(session, consult, [c.user_id for c in batch], due)
-    if changed:
-        await notify.status_changed(session, consult)
-
-
-async def close_pending(session: AsyncSession, consult: Consult, now: datetime, status: str) -> list:
-    """Mark the consult's pending offers `status`; return whose they were."""
-    rows = await session.execute(
-        update(Offer)
-        .where(Offer.consult_id == consult.id, Offer.status == "pending")
-        .values(status=status, responded_at=now)
-        .returning(Offer.specialist_id)
-    )
-    return list(rows.scalars())
+    await transitions.apply(session, change)

@@ -11,12 +11,10 @@ from audit.service import record
 from auth.exceptions import Hidden, PermissionDenied
 from auth.models import User
 from auth.principal import Actor
-from consults import access, capacity, hooks, notify, reoffer
-from consults.escalation import close_pending
+from consults import access, capacity, transitions
 from consults.exceptions import InvalidTransition, NotEligible
-from consults.lifecycle import ALLOWED_FROM
+from consults.lifecycle import Event, require, transition
 from consults.models import Consult, Status
-from rosters import profiles
 
 
 async def assign(
@@ -27,8 +25,7 @@ async def assign(
     consult, _ = await access.load(session, actor, consult_id, lock=True)
     if consult.org_id != actor.org_id:
         raise Hidden()
-    if consult.status not in ALLOWED_FROM[Status.accepted]:
-        raise InvalidTransition(consult.status)
+    require(consult, Event.assign)  # a 409 before a 422 about the specialist
     specialist = await session.get(User, specialist_id)
     if (
         specialist is None
@@ -42,36 +39,10 @@ async def assign(
         )
     ):
         raise NotEligible()
-    now = datetime.now(UTC)
-    withdrawn = await close_pending(session, consult, now, "withdrawn")
-    previous, previous_org = consult.assigned_to, consult.assigned_org_id
-    consult.status, consult.assigned_to, consult.assigned_org_id = (
-        Status.accepted,
-        specialist.id,
-        specialist.org_id,
+    change = transition(
+        consult, Event.assign, at=datetime.now(UTC), assignee=(specialist.id, specialist.org_id)
     )
-    consult.accepted_at, consult.updated_at = consult.accepted_at or now, now
-    if profile is not None:
-        profiles.assigned(profile, now)
-    await notify.offers_withdrawn(session, consult, withdrawn, "assigned")
-    if previous and previous != specialist.id:
-        await notify.offers_withdrawn(session, consult, [previous], "reassigned")
-        hooks.removed_from_calls(
-            session,
-            consult_id=consult.id,
-            user_id=previous,
-            reason="The consult was reassigned to another specialist",
-        )
-        await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
-    await notify.status_changed(session, consult)
-    await record(
-        session,
-        actor=actor,
-        action="consult.assign",
-        org_id=consult.org_id,
-        resource_type="consult",
-        resource_id=consult.id,
-    )
+    await transitions.apply(session, change, actor=actor, profile=profile)
     await commit(session)
     return consult
 
@@ -83,27 +54,8 @@ async def complete(
     consult, _ = await access.load(session, actor, consult_id, lock=True)
     if consult.assigned_to != actor.id:
         raise PermissionDenied("Only the assigned specialist may complete a consult")
-    if consult.status not in ALLOWED_FROM[Status.completed]:
-        raise InvalidTransition(consult.status)
-    now = datetime.now(UTC)
-    consult.status, consult.recommendation, consult.disposition = (
-        Status.completed,
-        recommendation,
-        disposition,
-    )
-    consult.completed_at, consult.updated_at = now, now
-    consult.first_response_at = consult.first_response_at or now
-    await reoffer.load_dropped(session, consult, now)
-    await notify.status_changed(session, consult)
-    hooks.calls_ended(session, consult_id=consult.id, reason="The consult was completed")
-    await record(
-        session,
-        actor=actor,
-        action="consult.complete",
-        org_id=consult.org_id,
-        resource_type="consult",
-        resource_id=consult.id,
-    )
+    change = transition(consult, Event.complete, at=datetime.now(UTC), outcome=(recommendation, disposition))
+    await transitions.apply(session, change, actor=actor)
     await commit(session)
     return consult
 

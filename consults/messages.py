@@ -12,11 +12,10 @@ from audit.service import record
 from auth.principal import Actor
 from consults import access
 from consults.exceptions import InvalidTransition
-from consults.models import Message, Status
+from consults.lifecycle import CLOSED
+from consults.models import Message
 from consults.notify import people
 from events.service import emit
-
-CLOSED = (Status.completed, Status.cancelled)
 
 
 async def post(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, body: str) -> Message:

@@ -7,7 +7,7 @@ from enum import StrEnum
 from sqlalchemy import JSON, Index, UniqueConstraint
 from sqlmodel import Column, Field, SQLModel
 
-from api.models import created_field, id_field, json_list_field
+from api.models import created_field, enum_field, id_field, json_list_field
 
 
 class Status(StrEnum):
@@ -18,6 +18,21 @@ class Status(StrEnum):
     completed = "completed"
     cancelled = "cancelled"
     unassigned = "unassigned"
+
+
+class OfferStatus(StrEnum):
+    pending = "pending"
+    accepted = "accepted"
+    declined = "declined"
+    expired = "expired"  # its level's window passed
+    withdrawn = (
+        "withdrawn"  # someone else took the consult, it was cancelled or assigned, or the agreement ended
+    )
+
+
+class StepStatus(StrEnum):
+    pending = "pending"
+    done = "done"
 
 
 class Urgency(StrEnum):
@@ -42,7 +57,7 @@ class Consult(SQLModel, table=True):
     details: str = Field(default="", max_length=20000)
     site_capabilities: dict = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
     languages: list[str] = json_list_field()
-    status: str = Field(default=Status.requested, max_length=16, index=True)
+    status: Status = enum_field(Status, Status.requested, index=True)  # changed by consults.lifecycle only
     assigned_to: uuid.UUID | None = Field(default=None, foreign_key="users.id", index=True)
     assigned_org_id: uuid.UUID | None = Field(default=None, foreign_key="organizations.id", index=True)
     level: int = 0  # the escalation level whose offers are out
@@ -71,7 +86,7 @@ class Offer(SQLModel, table=True):
     specialist_id: uuid.UUID = Field(foreign_key="users.id", index=True)
     org_id: uuid.UUID = Field(foreign_key="organizations.id")
     level: int
-    status: str = Field(default="pending", max_length=16)  # pending, accepted, declined, expired, withdrawn
+    status: OfferStatus = enum_field(OfferStatus, OfferStatus.pending)
     created_at: datetime = created_field()
     responded_at: datetime | None = None
 
@@ -95,7 +110,7 @@ class EscalationStep(SQLModel, table=True):
     consult_id: uuid.UUID = Field(foreign_key="consults.id")
     seq: int
     due_at: datetime
-    status: str = Field(default="pending", max_length=16)  # pending, done, cancelled
+    status: StepStatus = enum_field(StepStatus, StepStatus.pending)
     done_at: datetime | None = None
     done_by: str | None = Field(default=None, max_length=64)
 

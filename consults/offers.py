@@ -10,13 +10,11 @@ from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.principal import Actor
-from consults import access, capacity, notify
-from consults.escalation import advance, close_pending
+from consults import access, capacity, transitions
+from consults.escalation import advance
 from consults.exceptions import InvalidTransition, OverCapacity
-from consults.lifecycle import HELD
-from consults.models import Consult, Offer, Status
-from rosters import profiles
-from rosters.models import SpecialistProfile
+from consults.lifecycle import HELD, Event
+from consults.models import Consult, Offer, OfferStatus, Status
 
 
 async def pending_offers(
@@ -29,7 +27,7 @@ async def pending_offers(
             .join(Consult, Consult.id == Offer.consult_id)
             .where(
                 Offer.specialist_id == actor.id,
-                Offer.status == "pending",
+                Offer.status == OfferStatus.pending,
                 await access.covered(session, actor),
             )
             .order_by(Offer.created_at.desc())
@@ -48,21 +46,25 @@ async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     consult, _ = await access.load(session, actor, consult_id, need=access.View.triage)
     profile = await capacity.lock_profile(session, actor.id)
     now = datetime.now(UTC)
-    if not await _take(session, actor, consult_id, now):
+    change = await transitions.race(
+        session,
+        consult,
+        Event.accept,
+        at=now,
+        assignee=(actor.id, actor.org_id),
+        guard=exists().where(_mine(actor, consult_id)),  # and my offer still pending
+    )
+    if change is None:
         return await _replay(session, actor, consult)
     # Counted after taking it, so that a retry of a won accept is never refused by the consult it won.
     if profile is not None and await capacity.held(session, actor.id) > profile.max_concurrent:
         await session.rollback()
         raise OverCapacity()
-    await _settle(session, actor, consult, profile, now)
-    await record(
-        session,
-        actor=actor,
-        action="consult.accept",
-        org_id=consult.org_id,
-        resource_type="consult",
-        resource_id=consult.id,
+    # Mine accepted before the move withdraws the others (and tells their holders it was taken).
+    await session.execute(
+        update(Offer).where(_mine(actor, consult.id)).values(status=OfferStatus.accepted, responded_at=now)
     )
+    await transitions.apply(session, change, actor=actor, profile=profile)
     await commit(session)
     return consult
 
@@ -73,14 +75,18 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
     now = datetime.now(UTC)
     declined = await session.execute(
         update(Offer)
-        .where(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
-        .values(status="declined", responded_at=now)
+        .where(
+            Offer.consult_id == consult_id,
+            Offer.specialist_id == actor.id,
+            Offer.status == OfferStatus.pending,
+        )
+        .values(status=OfferStatus.declined, responded_at=now)
     )
     if declined.rowcount != 1:
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
     still_out = (
         await session.execute(
-            select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+            select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == OfferStatus.pending)
         )
     ).first()
     if still_out is None and consult.status == Status.offered:
@@ -94,42 +100,6 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
         resource_id=consult.id,
     )
     await commit(session)
-
-
-async def _take(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, now: datetime) -> bool:
-    """The consult becomes mine if it is still offered and my offer still pending."""
-    won = await session.execute(
-        update(Consult)
-        .where(
-            Consult.id == consult_id,
-            Consult.status == Status.offered,
-            exists().where(_mine(actor, consult_id)),
-        )
-        .values(
-            status=Status.accepted,
-            assigned_to=actor.id,
-            assigned_org_id=actor.org_id,
-            accepted_at=now,
-            updated_at=now,
-        )
-        .execution_options(synchronize_session=False)
-    )
-    return won.rowcount == 1
-
-
-async def _settle(
-    session: AsyncSession, actor: Actor, consult: Consult, profile: SpecialistProfile | None, now: datetime
-) -> None:
-    """My offer accepted, the others withdrawn and told, my turn in the fairness order taken."""
-    await session.execute(
-        update(Offer).where(_mine(actor, consult.id)).values(status="accepted", responded_at=now)
-    )
-    others = await close_pending(session, consult, now, "withdrawn")
-    if profile is not None:
-        profiles.assigned(profile, now)
-    await session.refresh(consult)
-    await notify.offers_withdrawn(session, consult, others, "taken")
-    await notify.status_changed(session, consult)
 
 
 async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Consult:
@@ -153,4 +123,6 @@ async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Cons
 
 
 def _mine(actor: Actor, consult_id: uuid.UUID):
-    return and_(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
+    return and_(
+        Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == OfferStatus.pending
+    )

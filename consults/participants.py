@@ -14,7 +14,7 @@ from auth.principal import Actor
 from auth.roles import Perm
 from consults import access
 from consults.exceptions import InvalidTransition, NotEligible
-from consults.messages import CLOSED
+from consults.lifecycle import CLOSED
 from consults.models import Participant
 
 

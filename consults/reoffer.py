@@ -15,8 +15,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agreements.service import may_send
-from consults.escalation import schedule
-from consults.models import Consult, EscalationStep, Status
+from consults.models import Consult, EscalationStep, Status, StepStatus
+from consults.steps import schedule
 from rosters.models import Roster, Shift
 
 
@@ -72,15 +72,7 @@ async def _due_by(session: AsyncSession, consult: Consult, at: datetime) -> bool
     query = select(EscalationStep.id).where(
         EscalationStep.consult_id == consult.id,
         EscalationStep.seq == consult.step_seq,
-        EscalationStep.status == "pending",
+        EscalationStep.status == StepStatus.pending,
         EscalationStep.due_at <= at,
     )
     return (await session.execute(query)).first() is not None
-
-
-async def load_dropped(session: AsyncSession, consult: Consult, at: datetime) -> None:
-    """The consult's assignee holds one fewer: the place is free for a waiting consult."""
-    if consult.assigned_to is not None and consult.assigned_org_id is not None:
-        await specialist_on_call(
-            session, specialist_id=consult.assigned_to, org_id=consult.assigned_org_id, at=at
-        )

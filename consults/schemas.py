@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
 from api.schemas import Out, Strict
-from consults.models import Status, Urgency
+from consults.models import OfferStatus, Status, Urgency
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$")]
@@ -86,7 +86,7 @@ class OfferOut(Out):
     id: uuid.UUID
     consult_id: uuid.UUID
     level: int
-    status: str
+    status: OfferStatus
     created_at: datetime
     consult: TriageOut
 

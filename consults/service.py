@@ -15,11 +15,11 @@ from audit.service import record
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import access, hooks, notify, reoffer, stats
-from consults.escalation import advance, close_pending
-from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch, InvalidTransition
-from consults.lifecycle import ALLOWED_FROM, HELD
-from consults.models import Consult, Status
+from consults import access, stats, transitions
+from consults.escalation import advance
+from consults.exceptions import IdempotencyInFlight, IdempotencyMismatch
+from consults.lifecycle import Event, transition
+from consults.models import Consult
 from consults.schemas import ConsultIn, ConsultOut
 
 
@@ -132,24 +132,8 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
         or (actor.can(Perm.consults_queue) and actor.org_id == consult.org_id)
     ):
         raise PermissionDenied("Only the requester or a coordinator of the requesting org may cancel")
-    if consult.status not in ALLOWED_FROM[Status.cancelled]:
-        raise InvalidTransition(consult.status)
-    now = datetime.now(UTC)
-    withdrawn = await close_pending(session, consult, now, "withdrawn")
-    if consult.status in HELD:
-        await reoffer.load_dropped(session, consult, now)
-    consult.status, consult.cancelled_at, consult.updated_at = Status.cancelled, now, now
-    await notify.offers_withdrawn(session, consult, withdrawn, "cancelled")
-    await notify.status_changed(session, consult)
-    hooks.calls_ended(session, consult_id=consult.id, reason="The consult was cancelled")
-    await record(
-        session,
-        actor=actor,
-        action="consult.cancel",
-        org_id=consult.org_id,
-        resource_type="consult",
-        resource_id=consult.id,
-    )
+    change = transition(consult, Event.cancel, at=datetime.now(UTC))
+    await transitions.apply(session, change, actor=actor)
     await commit(session)
     return consult
 

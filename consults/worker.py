@@ -13,7 +13,8 @@ from api.errors import log_failure
 from api.tasks import cancel
 from consults.escalation import advance
 from consults.lifecycle import ROUTING
-from consults.models import Consult, EscalationStep
+from consults.models import Consult, EscalationStep, StepStatus
+from consults.steps import done
 
 log = logging.getLogger("liaison.escalation")
 
@@ -24,7 +25,7 @@ async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None
     step = (
         await session.execute(
             select(EscalationStep)
-            .where(EscalationStep.status == "pending", EscalationStep.due_at <= now)
+            .where(EscalationStep.status == StepStatus.pending, EscalationStep.due_at <= now)
             .order_by(EscalationStep.due_at)
             .limit(1)
             .with_for_update(skip_locked=True)
@@ -37,7 +38,7 @@ async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None
     ).scalar_one()
     if step.seq == consult.step_seq and consult.status in ROUTING:
         await advance(session, consult, now)
-    step.status, step.done_at, step.done_by = "done", now, node
+    done(step, at=now, node=node)
     await commit(session)
     return True
 

@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from sqlmodel import Field, SQLModel
 
-from api.models import created_field, id_field, json_list_field
+from api.models import created_field, enum_field, id_field, json_list_field
 
 
 class Availability(StrEnum):
@@ -22,7 +22,7 @@ class SpecialistProfile(SQLModel, table=True):
     specialties: list[str] = json_list_field()
     languages: list[str] = json_list_field()
     max_concurrent: int = 2
-    availability: str = Field(default=Availability.available, max_length=16)
+    availability: Availability = enum_field(Availability, Availability.available)
     last_assigned_at: datetime | None = None
     updated_at: datetime = created_field()
 

@@ -46,7 +46,9 @@ async def put_profile(
     return profile
 
 
-async def set_availability(session: AsyncSession, *, actor: Actor, availability: str) -> SpecialistProfile:
+async def set_availability(
+    session: AsyncSession, *, actor: Actor, availability: Availability
+) -> SpecialistProfile:
     """A specialist says whether they can take consults now."""
     profile = await session.get(SpecialistProfile, actor.id)
     if profile is None:
