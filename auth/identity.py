@@ -12,7 +12,7 @@ from auth.jwks import keyring_from_jwks
 from auth.models import AuthSession, ExternalIdentity, IdentityProvider, IntegrationClient, User
 from auth.principal import Actor
 from auth.roles import CLIENT_SCOPES, Perm, perms_for_roles
-from auth.tokens import InvalidToken, verify
+from auth.tokens import InvalidToken, verify, within_lifetime
 
 
 async def authenticate(session: AsyncSession, *, ctx: AuthContext, token: str) -> Actor:
@@ -45,6 +45,7 @@ async def _local(session: AsyncSession, ctx: AuthContext, token: str) -> Actor |
     claims = verify(
         token, ctx.keyring, audience=s.jwt_audience, issuer=s.jwt_issuer, typ="access", leeway=s.clock_leeway
     )
+    within_lifetime(claims, s.access_token_ttl, s.clock_leeway)
     if "cid" in claims:
         return await _client(session, claims)
     user_id, session_id = _uuid(claims.get("sub")), _uuid(claims.get("sid"))

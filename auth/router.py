@@ -39,7 +39,9 @@ async def login(
     ctx: AuthContext = Depends(auth_context),
 ) -> TokenPair:
     """Sign in with username and password."""
-    return await service.login(session, ctx=ctx, actor=actor, username=body.username, password=body.password)
+    return await service.login(
+        session, ctx=ctx, actor=actor, username=body.username, password=body.password, org_id=body.org_id
+    )
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])

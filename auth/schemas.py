@@ -10,6 +10,10 @@ from api.schemas import Out, Strict
 class LoginIn(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    org_id: uuid.UUID | None = Field(
+        default=None,
+        description="The user's organization: needed only when the username is also another org's",
+    )
 
 
 class RefreshIn(Strict):

@@ -136,6 +136,13 @@ def _check_numeric_claims(claims: dict[str, Any], leeway: int) -> None:
         raise InvalidToken("issued in the future")
 
 
+def within_lifetime(claims: dict[str, Any], ttl: int, leeway: int) -> None:
+    """Refuse a token older than `ttl` since its `iat`, whatever its `exp` says: a key that leaked, or
+    an issuer that is careless, cannot make a token that lasts."""
+    if time.time() > claims["iat"] + ttl + leeway:
+        raise InvalidToken("token older than its allowed lifetime")
+
+
 def _log_refusal(token: Any, reason: str) -> None:
     fp = token_fingerprint(token) if isinstance(token, str) else "non-string"
     log.info("token refused: %s (sha256:%s)", reason, fp)

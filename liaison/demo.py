@@ -36,8 +36,20 @@ CIV_TO_MIL = ["burns", "infectious-disease", "toxicology", "trauma-surgery"]
 MIL_TO_CIV = ["paediatrics", "psychiatry", "radiology"]
 
 
+DEMO_ENVIRONMENTS = ("development", "test")
+
+
+class DemoRefused(Exception):
+    """The demo's users have published passwords: never seeded where real patients could be."""
+
+
 async def seed(settings: Settings) -> bool:
     """Create the demo data unless it is there already; True if created."""
+    if settings.environment not in DEMO_ENVIRONMENTS:
+        raise DemoRefused(
+            f"liaison demo seeds users with published passwords; refused with LIAISON_ENVIRONMENT="
+            f"{settings.environment} (only {' or '.join(DEMO_ENVIRONMENTS)})"
+        )
     engine = make_engine(settings.database_url)
     ctx = build_auth_context(settings, None)
     try:
