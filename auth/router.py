@@ -16,6 +16,7 @@ from auth.schemas import (
     ClientCreated,
     ClientIn,
     ClientOut,
+    ClientPatch,
     ClientToken,
     IdentityLinkIn,
     IdentityLinkOut,
@@ -134,6 +135,43 @@ async def list_clients(
 ):
     """The org's integration clients."""
     return await clients.list_clients(session, actor=actor, org_id=org_id)
+
+
+@router.patch("/orgs/{org_id}/clients/{client_id}", response_model=ClientOut, tags=["integration"])
+async def update_client(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    body: ClientPatch,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+):
+    """Rename, disable or enable a client; disabling takes effect at once, open sockets included."""
+    return await clients.update_client(session, actor=actor, org_id=org_id, client_id=client_id, patch=body)
+
+
+@router.post("/orgs/{org_id}/clients/{client_id}/secret", response_model=ClientCreated, tags=["integration"])
+async def rotate_client_secret(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+) -> ClientCreated:
+    """Issue a new secret (shown once); the old one works for the configured overlap, then is refused."""
+    return await clients.rotate_secret(session, ctx=ctx, actor=actor, org_id=org_id, client_id=client_id)
+
+
+@router.delete(
+    "/orgs/{org_id}/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["integration"]
+)
+async def delete_client(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+) -> None:
+    """Delete a client: its secret and tokens are refused and its sockets closed."""
+    await clients.delete_client(session, actor=actor, org_id=org_id, client_id=client_id)
 
 
 @router.post(

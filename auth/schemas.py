@@ -4,7 +4,8 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-from api.schemas import Out, Strict
+from api.schemas import Bool, Out, Strict
+from auth.roles import ClientScope
 
 
 class LoginIn(Strict):
@@ -46,7 +47,14 @@ class MeOut(BaseModel):
 
 class ClientIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(default_factory=list, max_length=20)
+    scopes: list[ClientScope] = Field(default_factory=list, max_length=20)
+
+
+class ClientPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    is_active: Bool | None = Field(
+        default=None, description="false refuses its secret and its tokens at once"
+    )
 
 
 class ClientOut(Out):
