@@ -22,6 +22,7 @@ from auth.schemas import (
     IdentityLinkOut,
     IdpIn,
     IdpOut,
+    IdpPatch,
     LoginIn,
     MeOut,
     RefreshIn,
@@ -182,11 +183,45 @@ async def create_idp(
     body: IdpIn,
     actor: Actor = Depends(manage),
     session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
 ):
-    """Trust an OIDC issuer and its JWKS for this org's users."""
+    """Trust an OIDC issuer and its keys (inline JWKS or jwks_uri) for this org's users."""
     return await idp.register(
-        session, actor=actor, org_id=org_id, issuer=body.issuer, audience=body.audience, jwks=body.jwks
+        session,
+        ctx=ctx,
+        actor=actor,
+        org_id=org_id,
+        issuer=body.issuer,
+        audience=body.audience,
+        jwks=body.jwks,
+        jwks_uri=body.jwks_uri,
     )
+
+
+@router.patch("/orgs/{org_id}/identity-providers/{idp_id}", response_model=IdpOut, tags=["integration"])
+async def update_idp(
+    org_id: uuid.UUID,
+    idp_id: uuid.UUID,
+    body: IdpPatch,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+):
+    """Change an identity provider's audience or keys, or disable / enable it; effective at once."""
+    return await idp.update(session, ctx=ctx, actor=actor, org_id=org_id, idp_id=idp_id, patch=body)
+
+
+@router.delete(
+    "/orgs/{org_id}/identity-providers/{idp_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["integration"]
+)
+async def delete_idp(
+    org_id: uuid.UUID,
+    idp_id: uuid.UUID,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+) -> None:
+    """Stop trusting an identity provider; its links go with it."""
+    await idp.delete(session, actor=actor, org_id=org_id, idp_id=idp_id)
 
 
 @router.get("/orgs/{org_id}/identity-providers", response_model=list[IdpOut], tags=["integration"])

@@ -143,7 +143,14 @@ async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, toke
 async def logout(session: AsyncSession, *, actor: Actor) -> None:
     """Revoke the caller's sign-in session: its access and refresh tokens stop working."""
     if actor.session_id is not None:
-        await _revoke(session, actor.session_id, "logout")
+        revoked = await _revoke(session, actor.session_id, "logout")
+        # An identity provider's token has no sign-in row (auth.identity.idp_session_id): its revocation
+        # is one, refused from now on, while the IdP may still consider the token valid.
+        if not revoked and actor.id is not None and await session.get(AuthSession, actor.session_id) is None:
+            now = datetime.now(UTC)
+            session.add(
+                AuthSession(id=actor.session_id, user_id=actor.id, revoked_at=now, revoked_reason="logout")
+            )
         session_ended(session, actor.session_id, "Signed out")
     await record(
         session,
@@ -165,12 +172,14 @@ async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, rea
     )
 
 
-async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
-    await session.execute(
+async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> bool:
+    """Revoke one open sign-in; False if there was none open by that id."""
+    done = await session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
+    return done.rowcount == 1
 
 
 def mint_access(ctx: AuthContext, *, sub: str, org_id: uuid.UUID, extra: dict) -> tuple[str, int]:

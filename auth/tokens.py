@@ -35,6 +35,9 @@ class Keyring:
     def __init__(self, keys: list[VerifyKey]) -> None:
         self._keys = {k.kid: k for k in keys}
 
+    def has(self, kid: Any) -> bool:
+        return isinstance(kid, str) and kid in self._keys
+
     def find(self, kid: Any) -> VerifyKey:
         if not isinstance(kid, str) or kid not in self._keys:
             raise InvalidToken("unknown key id")
