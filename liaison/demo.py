@@ -79,7 +79,9 @@ async def seed(settings: Settings) -> bool:
                         )
                     )
             await session.flush()
-            admin = (await session.execute(select(User).where(User.username == "civ-admin"))).scalar_one()
+            admin = (
+                await session.execute(select(User).where(User.org_id == civ.id, User.username == "civ-admin"))
+            ).scalar_one()
             session.add_all(
                 [_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)]
             )
@@ -111,7 +113,9 @@ async def _on_call(
     session, org: Organization, username: str, specialties: list[str], languages: list[str]
 ) -> None:
     """A profile, and a roster per specialty with this specialist on a 30-day tier-1 shift from now."""
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one()
+    user = (
+        await session.execute(select(User).where(User.org_id == org.id, User.username == username))
+    ).scalar_one()
     session.add(
         SpecialistProfile(user_id=user.id, org_id=org.id, specialties=specialties, languages=languages)
     )
