@@ -50,7 +50,7 @@ async def create_client(
         resource_id=client.id,
     )
     await commit(session)
-    return ClientCreated(**client.model_dump(exclude={"secret_hash"}), client_secret=secret)
+    return _created(client, secret)
 
 
 async def list_clients(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> list[IntegrationClient]:
@@ -89,19 +89,26 @@ async def update_client(
 
 
 async def rotate_secret(
-    session: AsyncSession, *, ctx: AuthContext, actor: Actor, org_id: uuid.UUID, client_id: uuid.UUID
+    session: AsyncSession,
+    *,
+    ctx: AuthContext,
+    actor: Actor,
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    at_once: bool = False,
 ) -> ClientCreated:
-    """A new secret, shown this once; the one it replaces keeps working for the configured overlap."""
+    """A new secret, shown this once; the one it replaces keeps working for the configured overlap
+    (a planned rotation), or not at all (`at_once`: a leaked secret)."""
     client = await _own_client(session, actor, org_id, client_id)
     secret = secrets.token_urlsafe(32)
-    overlap = timedelta(seconds=ctx.settings.client_secret_overlap_seconds)
+    overlap = timedelta(seconds=0 if at_once else ctx.settings.client_secret_overlap_seconds)
     client.previous_secret_hash, client.previous_secret_until = (
         client.secret_hash,
         datetime.now(UTC) + overlap,
     )
     client.secret_hash = _digest(secret)
     await _audit(session, actor, client, "client.rotate_secret")
-    return ClientCreated(**client.model_dump(exclude={"secret_hash"}), client_secret=secret)
+    return _created(client, secret)
 
 
 async def delete_client(
@@ -200,6 +207,11 @@ def _credentials(form: dict[str, str], authorization: str | None) -> tuple[uuid.
         return uuid.UUID(raw_id), secret
     except ValueError:
         return None, secret
+
+
+def _created(client: IntegrationClient, secret: str) -> ClientCreated:
+    kept = client.model_dump(exclude={"secret_hash", "previous_secret_hash", "previous_secret_until"})
+    return ClientCreated(**kept, client_secret=secret)
 
 
 def _secret_matches(client: IntegrationClient, secret: str) -> bool:

@@ -2,7 +2,7 @@
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
@@ -154,12 +154,15 @@ async def update_client(
 async def rotate_client_secret(
     org_id: uuid.UUID,
     client_id: uuid.UUID,
+    at_once: bool = Query(False, description="refuse the old secret now (it leaked), with no overlap"),
     actor: Actor = Depends(manage),
     session: AsyncSession = Depends(get_session),
     ctx: AuthContext = Depends(auth_context),
 ) -> ClientCreated:
     """Issue a new secret (shown once); the old one works for the configured overlap, then is refused."""
-    return await clients.rotate_secret(session, ctx=ctx, actor=actor, org_id=org_id, client_id=client_id)
+    return await clients.rotate_secret(
+        session, ctx=ctx, actor=actor, org_id=org_id, client_id=client_id, at_once=at_once
+    )
 
 
 @router.delete(

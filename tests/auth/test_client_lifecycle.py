@@ -68,6 +68,14 @@ async def test_rotation_keeps_the_old_secret_for_the_overlap_then_refuses_it(app
     assert_problem(await grant(world, form(made)), 401, "invalid_client")
 
 
+async def test_rotation_at_once_refuses_the_old_secret_now(world, made):
+    admin = await world.headers("a-org_admin")
+    resp = await world.client.post(url(world, made, "/secret?at_once=true"), headers=admin)
+    assert resp.status_code == 200, resp.text
+    assert_problem(await grant(world, form(made)), 401, "invalid_client")
+    await token(world, made, resp.json()["client_secret"])
+
+
 async def test_delete_refuses_everything_and_answers_404_after(world, made):
     admin = await world.headers("a-org_admin")
     live = await token(world, made)
