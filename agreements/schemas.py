@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
 from agreements.models import AgreementStatus
-from api.schemas import Out, Strict
+from api.schemas import Out, Strict, When
 
 Specialty = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
 
@@ -16,8 +16,8 @@ class AgreementIn(Strict):
     requesting_org_id: uuid.UUID
     providing_org_id: uuid.UUID
     specialties: list[Specialty] = Field(min_length=1, max_length=50)
-    valid_from: AwareDatetime
-    valid_until: AwareDatetime
+    valid_from: When
+    valid_until: When
 
     @model_validator(mode="after")
     def _check(self) -> "AgreementIn":

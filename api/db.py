@@ -5,6 +5,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from sqlalchemy import event
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 
@@ -188,3 +189,14 @@ async def _still_wanted(request: Request, session: UnitOfWork) -> None:
     await session.connection()
     if await request.is_disconnected():
         raise ClientGone()
+
+
+async def insert_unique(session: AsyncSession, row: Any, conflict: Exception) -> None:
+    """Add `row` and flush at once, raising `conflict` on a unique violation: left to a later autoflush
+    (the audit's query) the IntegrityError would surface where nobody expects it, as a 500."""
+    session.add(row)
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        raise conflict from None

@@ -97,8 +97,16 @@ async def _domain(request: Request, exc: DomainError) -> JSONResponse:
 
 async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = [_slim(e) for e in exc.errors()]
-    if any(e["type"] == "json_invalid" for e in errors):
+    types = {e["type"] for e in errors}
+    if "json_invalid" in types:
         return problem(400, "malformed_json", "Malformed JSON", "The request body is not valid JSON")
+    # Stable codes of their own for what the shared request check (api.schemas.Strict) refuses.
+    for code, title in (
+        ("unstorable_character", "Text holds a character that cannot be stored"),
+        ("nesting_too_deep", "Nested too deeply"),
+    ):
+        if code in types:
+            return problem(422, code, title, "The request does not match the schema", errors=errors)
     return problem(
         422, "validation_error", "Invalid input", "The request does not match the schema", errors=errors
     )

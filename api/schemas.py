@@ -1,18 +1,73 @@
 """Shapes shared by every domain: strict request bodies and pagination."""
 
-from typing import Generic, TypeVar
+import re
+from datetime import datetime
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Query
-from pydantic import BaseModel, ConfigDict
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    StrictBool,
+    StrictInt,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
 MAX_PAGE = 200
+MAX_DEPTH = 32  # of any JSON value in a request body; more is no sane shape and breaks recursive code
+# PostgreSQL stores neither NUL (text, jsonb) nor a lone surrogate (not encodable as UTF-8); SQLite
+# would, so both databases refuse them here, the same way, before any is written.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+UNSTORABLE_CODE, TOO_DEEP_CODE = "unstorable_character", "nesting_too_deep"
+
+
+def _iso_only(value: Any) -> Any:
+    # Lax pydantic reads an integer as epoch seconds; a timestamp on our wire is always ISO 8601 text.
+    if isinstance(value, datetime | str):
+        return value
+    raise PydanticCustomError("datetime_type", "Input should be an ISO 8601 date-time string")
+
+
+# Per-field strict types: pydantic's model-wide strict mode would also refuse UUIDs, enums and
+# date-times given as JSON strings, since FastAPI validates the decoded body as Python objects.
+Bool = StrictBool
+Int = StrictInt
+When = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
 class Strict(BaseModel):
-    """Request bodies: an unknown field is an error, never silently dropped."""
+    """Request bodies: an unknown field is an error, never silently dropped; no string PostgreSQL
+    could not store and no nesting past MAX_DEPTH gets past validation."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _storable(cls, data: Any) -> Any:
+        check_storable(data)
+        return data
+
+
+def check_storable(data: Any) -> None:
+    """Raise a validation error for a NUL or lone surrogate anywhere in `data`, keys included, or
+    for nesting deeper than MAX_DEPTH; iterative, so depth itself cannot exhaust the stack."""
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, str):
+            if UNSTORABLE.search(value):
+                raise PydanticCustomError(UNSTORABLE_CODE, "Text holds a NUL or a lone surrogate")
+        elif isinstance(value, dict | list | tuple):
+            if depth >= MAX_DEPTH:
+                raise PydanticCustomError(
+                    TOO_DEEP_CODE, "Nested deeper than {limit} levels", {"limit": MAX_DEPTH}
+                )
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            stack.extend((item, depth + 1) for item in items)
 
 
 class Out(BaseModel):

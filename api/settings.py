@@ -36,6 +36,16 @@ class Settings(BaseSettings):
     access_token_ttl: int = Field(default=900, ge=30, le=900)
     refresh_token_ttl: int = Field(default=14 * 24 * 3600, ge=60)
     clock_leeway: int = Field(default=5, ge=0, le=60)
+    # After a client's secret is rotated the old one still works this long, so its deployments can move.
+    client_secret_overlap_seconds: int = Field(default=3600, ge=0, le=7 * 86400)
+    # Identity-provider tokens: refused past iat + this, whatever their exp says.
+    idp_token_max_lifetime: int = Field(default=3600, ge=60, le=86400)
+    # Fetching an IdP's jwks_uri: keys kept this long, refetched at most this often on an unknown kid,
+    # within this timeout, never from a private, loopback or link-local address unless allowed (tests).
+    jwks_cache_seconds: float = Field(default=300.0, ge=0, le=86400)
+    jwks_refresh_min_seconds: float = Field(default=10.0, ge=0, le=3600)
+    jwks_fetch_timeout: float = Field(default=3.0, gt=0, le=30)
+    jwks_allow_private_addresses: bool = False
 
     # argon2id cost; tests lower it so the suite stays fast.
     argon2_time_cost: int = 3

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from api.settings import Settings
+from auth.jwks_fetch import JwksCache
 from auth.passwords import Passwords
 from auth.ratelimit import FailureLimiter
 from auth.tokens import Keyring, Signer, build_local_keys
@@ -17,6 +18,7 @@ class AuthContext:
     keyring: Keyring
     passwords: Passwords
     limiter: FailureLimiter
+    jwks: JwksCache
 
 
 def build_auth_context(settings: Settings, redis: Redis | None) -> AuthContext:
@@ -32,4 +34,5 @@ def build_auth_context(settings: Settings, redis: Redis | None) -> AuthContext:
         keyring=keyring,
         passwords=Passwords(time_cost=settings.argon2_time_cost, memory_kib=settings.argon2_memory_kib),
         limiter=FailureLimiter(redis=redis, window=settings.login_window_seconds),
+        jwks=JwksCache(settings),
     )

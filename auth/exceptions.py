@@ -42,3 +42,10 @@ class Hidden(NotFound):
     """Another org's resource, or none at all: the same answer, so ids do not leak."""
 
     denial = True
+
+
+class InvalidRequest(DomainError):
+    status, code, title = 400, "invalid_request", "Malformed token request"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail, error="invalid_request")

@@ -1,18 +1,25 @@
 """From a bearer token to an Actor: our own users and clients, or an org's identity provider."""
 
+import hashlib
+import logging
 import uuid
 
 from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from api.schemas import UNSTORABLE
 from auth.context import AuthContext
 from auth.exceptions import InvalidTokenError
 from auth.jwks import keyring_from_jwks
+from auth.jwks_fetch import JwksUnavailable
 from auth.models import AuthSession, ExternalIdentity, IdentityProvider, IntegrationClient, User
 from auth.principal import Actor
 from auth.roles import CLIENT_SCOPES, Perm, perms_for_roles
-from auth.tokens import InvalidToken, verify
+from auth.tokens import InvalidToken, verify, within_lifetime
+
+log = logging.getLogger("liaison.auth")
+IDP_SESSIONS = uuid.UUID("5b0f3c1e-7a52-4e8e-9d0a-3f1c2b7e6a41")  # namespace of idp_session_id
 
 
 async def authenticate(session: AsyncSession, *, ctx: AuthContext, token: str) -> Actor:
@@ -35,9 +42,16 @@ def _peek_issuer(token: str) -> str:
         iss = jwt.get_unverified_claims(token).get("iss")
     except Exception:
         raise InvalidToken("malformed token") from None
-    if not isinstance(iss, str):
+    if not isinstance(iss, str) or UNSTORABLE.search(iss):  # PostgreSQL could not even compare it
         raise InvalidToken("no issuer")
     return iss
+
+
+def _peek_kid(token: str) -> object:
+    try:
+        return jwt.get_unverified_header(token).get("kid")
+    except Exception:
+        raise InvalidToken("malformed token") from None
 
 
 async def _local(session: AsyncSession, ctx: AuthContext, token: str) -> Actor | None:
@@ -45,6 +59,7 @@ async def _local(session: AsyncSession, ctx: AuthContext, token: str) -> Actor |
     claims = verify(
         token, ctx.keyring, audience=s.jwt_audience, issuer=s.jwt_issuer, typ="access", leeway=s.clock_leeway
     )
+    within_lifetime(claims, s.access_token_ttl, s.clock_leeway)
     if "cid" in claims:
         return await _client(session, claims)
     user_id, session_id = _uuid(claims.get("sub")), _uuid(claims.get("sid"))
@@ -72,21 +87,57 @@ async def _client(session: AsyncSession, claims: dict) -> Actor | None:
 
 
 async def _external(session: AsyncSession, ctx: AuthContext, token: str, issuer: str) -> Actor | None:
-    idp = (
-        await session.execute(select(IdentityProvider).where(IdentityProvider.issuer == issuer))
-    ).scalar_one_or_none()
-    if idp is None:
+    """The one active registration of this issuer whose keys and audience verify the token and that
+    links its subject decides the user, and so the org. Several orgs may register one issuer; a
+    registration verifies only what its own keys signed and maps only to its own org's users, so no
+    org can shadow another's. Two that both match are ambiguous, and sign in neither."""
+    kid = _peek_kid(token)
+    idps = (
+        await session.execute(
+            select(IdentityProvider)
+            .where(IdentityProvider.issuer == issuer, IdentityProvider.is_active)
+            .order_by(IdentityProvider.created_at)
+        )
+    ).scalars()
+    users = [user for idp in idps if (user := await _through(session, ctx, idp, token, kid)) is not None]
+    if len(users) != 1:
+        if users:
+            log.warning("token of issuer %r matches %d registrations; refused", issuer, len(users))
         return None
-    verify(
-        token,
-        keyring_from_jwks(idp.jwks),
-        audience=idp.audience,
-        issuer=idp.issuer,
-        typ=None,
-        leeway=ctx.settings.clock_leeway,
-        required=("exp", "iat", "iss", "aud", "sub"),
-    )
-    subject = jwt.get_unverified_claims(token)["sub"]
+    sid = idp_session_id(token)
+    if await session.get(AuthSession, sid) is not None:  # signed out: the row records the revocation
+        return None
+    return _user_actor(users[0], sid)
+
+
+async def _through(
+    session: AsyncSession, ctx: AuthContext, idp: IdentityProvider, token: str, kid: object
+) -> User | None:
+    """The user this registration maps the token to, or None if it does not verify or map."""
+    s = ctx.settings
+    try:
+        keyring = (
+            await ctx.jwks.keyring(idp.id, idp.updated_at, idp.jwks_uri, kid=kid)
+            if idp.jwks_uri
+            else keyring_from_jwks(idp.jwks)
+        )
+        claims = verify(
+            token,
+            keyring,
+            audience=idp.audience,
+            issuer=idp.issuer,
+            typ=None,
+            leeway=s.clock_leeway,
+            required=("exp", "iat", "iss", "aud", "sub"),
+        )
+        within_lifetime(claims, s.idp_token_max_lifetime, s.clock_leeway)
+        if claims["exp"] - claims["iat"] > s.idp_token_max_lifetime + s.clock_leeway:
+            raise InvalidToken("identity provider token lifetime above idp_token_max_lifetime")
+    except (InvalidToken, JwksUnavailable):
+        return None
+    subject = claims["sub"]
+    if not isinstance(subject, str) or UNSTORABLE.search(subject):
+        return None
     user = (
         await session.execute(
             select(User)
@@ -96,7 +147,13 @@ async def _external(session: AsyncSession, ctx: AuthContext, token: str, issuer:
     ).scalar_one_or_none()
     if user is None or not user.is_active or user.org_id != idp.org_id:
         return None
-    return _user_actor(user, None)
+    return user
+
+
+def idp_session_id(token: str) -> uuid.UUID:
+    """An identity-provider token's sign-in id, derived from the token: no row exists for it until it is
+    signed out, when one records the revocation (auth.service.logout)."""
+    return uuid.uuid5(IDP_SESSIONS, hashlib.sha256(token.encode()).hexdigest())
 
 
 def _user_actor(user: User, session_id: uuid.UUID | None) -> Actor:

@@ -78,3 +78,7 @@ def perms_for_roles(roles: list[str]) -> frozenset[Perm]:
     for r in roles:
         out |= ROLE_PERMS.get(Role(r), frozenset()) if r in Role.__members__ else frozenset()
     return frozenset(out)
+
+
+# The same, as the enum the OpenAPI document lists for a client's scopes.
+ClientScope = StrEnum("ClientScope", {p.name: p.value for p in sorted(CLIENT_SCOPES)})

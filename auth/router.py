@@ -2,7 +2,7 @@
 
 import uuid
 
-from fastapi import APIRouter, Depends, Request, status
+from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
@@ -16,11 +16,13 @@ from auth.schemas import (
     ClientCreated,
     ClientIn,
     ClientOut,
+    ClientPatch,
     ClientToken,
     IdentityLinkIn,
     IdentityLinkOut,
     IdpIn,
     IdpOut,
+    IdpPatch,
     LoginIn,
     MeOut,
     RefreshIn,
@@ -39,7 +41,9 @@ async def login(
     ctx: AuthContext = Depends(auth_context),
 ) -> TokenPair:
     """Sign in with username and password."""
-    return await service.login(session, ctx=ctx, actor=actor, username=body.username, password=body.password)
+    return await service.login(
+        session, ctx=ctx, actor=actor, username=body.username, password=body.password, org_id=body.org_id
+    )
 
 
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
@@ -134,6 +138,46 @@ async def list_clients(
     return await clients.list_clients(session, actor=actor, org_id=org_id)
 
 
+@router.patch("/orgs/{org_id}/clients/{client_id}", response_model=ClientOut, tags=["integration"])
+async def update_client(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    body: ClientPatch,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+):
+    """Rename, disable or enable a client; disabling takes effect at once, open sockets included."""
+    return await clients.update_client(session, actor=actor, org_id=org_id, client_id=client_id, patch=body)
+
+
+@router.post("/orgs/{org_id}/clients/{client_id}/secret", response_model=ClientCreated, tags=["integration"])
+async def rotate_client_secret(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    at_once: bool = Query(False, description="refuse the old secret now (it leaked), with no overlap"),
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+) -> ClientCreated:
+    """Issue a new secret (shown once); the old one works for the configured overlap, then is refused."""
+    return await clients.rotate_secret(
+        session, ctx=ctx, actor=actor, org_id=org_id, client_id=client_id, at_once=at_once
+    )
+
+
+@router.delete(
+    "/orgs/{org_id}/clients/{client_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["integration"]
+)
+async def delete_client(
+    org_id: uuid.UUID,
+    client_id: uuid.UUID,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+) -> None:
+    """Delete a client: its secret and tokens are refused and its sockets closed."""
+    await clients.delete_client(session, actor=actor, org_id=org_id, client_id=client_id)
+
+
 @router.post(
     "/orgs/{org_id}/identity-providers", response_model=IdpOut, status_code=201, tags=["integration"]
 )
@@ -142,11 +186,45 @@ async def create_idp(
     body: IdpIn,
     actor: Actor = Depends(manage),
     session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
 ):
-    """Trust an OIDC issuer and its JWKS for this org's users."""
+    """Trust an OIDC issuer and its keys (inline JWKS or jwks_uri) for this org's users."""
     return await idp.register(
-        session, actor=actor, org_id=org_id, issuer=body.issuer, audience=body.audience, jwks=body.jwks
+        session,
+        ctx=ctx,
+        actor=actor,
+        org_id=org_id,
+        issuer=body.issuer,
+        audience=body.audience,
+        jwks=body.jwks,
+        jwks_uri=body.jwks_uri,
     )
+
+
+@router.patch("/orgs/{org_id}/identity-providers/{idp_id}", response_model=IdpOut, tags=["integration"])
+async def update_idp(
+    org_id: uuid.UUID,
+    idp_id: uuid.UUID,
+    body: IdpPatch,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
+):
+    """Change an identity provider's audience or keys, or disable / enable it; effective at once."""
+    return await idp.update(session, ctx=ctx, actor=actor, org_id=org_id, idp_id=idp_id, patch=body)
+
+
+@router.delete(
+    "/orgs/{org_id}/identity-providers/{idp_id}", status_code=status.HTTP_204_NO_CONTENT, tags=["integration"]
+)
+async def delete_idp(
+    org_id: uuid.UUID,
+    idp_id: uuid.UUID,
+    actor: Actor = Depends(manage),
+    session: AsyncSession = Depends(get_session),
+) -> None:
+    """Stop trusting an identity provider; its links go with it."""
+    await idp.delete(session, actor=actor, org_id=org_id, idp_id=idp_id)
 
 
 @router.get("/orgs/{org_id}/identity-providers", response_model=list[IdpOut], tags=["integration"])

@@ -2,14 +2,19 @@
 
 import uuid
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
-from api.schemas import Out, Strict
+from api.schemas import Bool, Out, Strict
+from auth.roles import ClientScope
 
 
 class LoginIn(Strict):
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
+    org_id: uuid.UUID | None = Field(
+        default=None,
+        description="The user's organization: needed only when the username is also another org's",
+    )
 
 
 class RefreshIn(Strict):
@@ -42,7 +47,14 @@ class MeOut(BaseModel):
 
 class ClientIn(Strict):
     name: str = Field(min_length=1, max_length=200)
-    scopes: list[str] = Field(default_factory=list, max_length=20)
+    scopes: list[ClientScope] = Field(default_factory=list, max_length=20)
+
+
+class ClientPatch(Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=200)
+    is_active: Bool | None = Field(
+        default=None, description="false refuses its secret and its tokens at once"
+    )
 
 
 class ClientOut(Out):
@@ -58,9 +70,33 @@ class ClientCreated(ClientOut):
 
 
 class IdpIn(Strict):
+    """Keys inline (`jwks`) or fetched from the provider (`jwks_uri`, https): exactly one."""
+
     issuer: str = Field(min_length=1, max_length=500)
     audience: str = Field(min_length=1, max_length=500)
-    jwks: dict
+    jwks: dict | None = None
+    jwks_uri: str | None = Field(default=None, min_length=1, max_length=2000)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "IdpIn":
+        if (self.jwks is None) == (self.jwks_uri is None):
+            raise ValueError("give exactly one of jwks and jwks_uri")
+        return self
+
+
+class IdpPatch(Strict):
+    """What changes; new keys (either source) replace the old at once, on every node."""
+
+    audience: str | None = Field(default=None, min_length=1, max_length=500)
+    jwks: dict | None = None
+    jwks_uri: str | None = Field(default=None, min_length=1, max_length=2000)
+    is_active: Bool | None = None
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> "IdpPatch":
+        if self.jwks is not None and self.jwks_uri is not None:
+            raise ValueError("give at most one of jwks and jwks_uri")
+        return self
 
 
 class IdpOut(Out):
@@ -68,6 +104,8 @@ class IdpOut(Out):
     org_id: uuid.UUID
     issuer: str
     audience: str
+    jwks_uri: str | None
+    is_active: bool
 
 
 class IdentityLinkIn(Strict):

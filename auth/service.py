@@ -19,9 +19,18 @@ from auth.schemas import TokenPair
 from auth.tokens import InvalidToken, new_jti, verify
 from events.control import session_ended
 
+# Login without an org_id tries the password against at most this many users of the name.
+MAX_NAMESAKES = 5
+
 
 async def login(
-    session: AsyncSession, *, ctx: AuthContext, actor: Actor, username: str, password: str
+    session: AsyncSession,
+    *,
+    ctx: AuthContext,
+    actor: Actor,
+    username: str,
+    password: str,
+    org_id: uuid.UUID | None = None,
 ) -> TokenPair:
     """Check a password, rate-limited per username and per address, and open a sign-in session."""
     user_key, addr_key = f"login:user:{username.lower()}", f"login:addr:{actor.client_addr}"
@@ -35,15 +44,18 @@ async def login(
             (addr_key, ctx.settings.login_max_failures_per_address),
         ),
     )
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
-    ok = await ctx.passwords.verify(user.password_hash if user else None, password)
-    if not (ok and user and user.is_active):
+    query = select(User).where(User.username == username)
+    if org_id is not None:
+        query = query.where(User.org_id == org_id)
+    namesakes = list((await session.execute(query.order_by(User.created_at).limit(MAX_NAMESAKES))).scalars())
+    user = await _password_match(ctx, namesakes, password)
+    if not (user and user.is_active):
         await record(
             session,
             actor=actor,
             action="auth.login",
             outcome="failure",
-            org_id=user.org_id if user else None,
+            org_id=namesakes[0].org_id if len(namesakes) == 1 else None,
             reason="bad_credentials",
         )
         await commit(session)
@@ -63,6 +75,16 @@ async def login(
     )
     await commit(session)
     return pair
+
+
+async def _password_match(ctx: AuthContext, namesakes: list[User], password: str) -> User | None:
+    """The one user of that name whose password this is. Usernames are unique per org only, so a name
+    may be several orgs'; without an org_id each is tried, and two that both match sign in neither."""
+    if not namesakes:
+        await ctx.passwords.verify(None, password)  # the same work as for a known name
+        return None
+    matches = [u for u in namesakes if await ctx.passwords.verify(u.password_hash, password)]
+    return matches[0] if len(matches) == 1 else None
 
 
 async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:
@@ -121,7 +143,14 @@ async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, toke
 async def logout(session: AsyncSession, *, actor: Actor) -> None:
     """Revoke the caller's sign-in session: its access and refresh tokens stop working."""
     if actor.session_id is not None:
-        await _revoke(session, actor.session_id, "logout")
+        revoked = await _revoke(session, actor.session_id, "logout")
+        # An identity provider's token has no sign-in row (auth.identity.idp_session_id): its revocation
+        # is one, refused from now on, while the IdP may still consider the token valid.
+        if not revoked and actor.id is not None and await session.get(AuthSession, actor.session_id) is None:
+            now = datetime.now(UTC)
+            session.add(
+                AuthSession(id=actor.session_id, user_id=actor.id, revoked_at=now, revoked_reason="logout")
+            )
         session_ended(session, actor.session_id, "Signed out")
     await record(
         session,
@@ -143,12 +172,14 @@ async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, rea
     )
 
 
-async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
-    await session.execute(
+async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> bool:
+    """Revoke one open sign-in; False if there was none open by that id."""
+    done = await session.execute(
         update(AuthSession)
         .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
+    return done.rowcount == 1
 
 
 def mint_access(ctx: AuthContext, *, sub: str, org_id: uuid.UUID, extra: dict) -> tuple[str, int]:

@@ -35,6 +35,9 @@ class Keyring:
     def __init__(self, keys: list[VerifyKey]) -> None:
         self._keys = {k.kid: k for k in keys}
 
+    def has(self, kid: Any) -> bool:
+        return isinstance(kid, str) and kid in self._keys
+
     def find(self, kid: Any) -> VerifyKey:
         if not isinstance(kid, str) or kid not in self._keys:
             raise InvalidToken("unknown key id")
@@ -134,6 +137,13 @@ def _check_numeric_claims(claims: dict[str, Any], leeway: int) -> None:
                 raise InvalidToken(f"claim {name} is not a number")
     if "iat" in claims and claims["iat"] > time.time() + leeway:
         raise InvalidToken("issued in the future")
+
+
+def within_lifetime(claims: dict[str, Any], ttl: int, leeway: int) -> None:
+    """Refuse a token older than `ttl` since its `iat`, whatever its `exp` says: a key that leaked, or
+    an issuer that is careless, cannot make a token that lasts."""
+    if time.time() > claims["iat"] + ttl + leeway:
+        raise InvalidToken("token older than its allowed lifetime")
 
 
 def _log_refusal(token: Any, reason: str) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, field_validator
 
-from api.schemas import Out, Strict
+from api.schemas import Bool, Int, Out, Strict
 from consults.models import OfferStatus, Status, Urgency
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
@@ -25,7 +25,7 @@ class ConsultIn(Strict):
         pattern=r"^[A-Za-z0-9._:-]+$",
         description="A pseudonymous reference: never a name",
     )
-    patient_age: int | None = Field(default=None, ge=0, le=130)
+    patient_age: Int | None = Field(default=None, ge=0, le=130)
     patient_sex: Literal["female", "male", "other", "unknown"] | None = None
     details: str = Field(default="", max_length=20000)
     site_capabilities: dict[str, Any] = Field(default_factory=dict)
@@ -101,7 +101,7 @@ class CompleteIn(Strict):
 
 
 class RatingIn(Strict):
-    helpful: bool
+    helpful: Bool
 
 
 class MessageIn(Strict):
@@ -118,9 +118,9 @@ class MessageOut(Out):
 
 
 class PolicyIn(Strict):
-    emergent: int = Field(ge=1, le=86400)
-    urgent: int = Field(ge=1, le=86400)
-    routine: int = Field(ge=1, le=7 * 86400)
+    emergent: Int = Field(ge=1, le=86400)
+    urgent: Int = Field(ge=1, le=86400)
+    routine: Int = Field(ge=1, le=7 * 86400)
 
 
 class StatRow(BaseModel):

@@ -26,15 +26,23 @@ def roles_changed(session: AsyncSession, user_id: uuid.UUID) -> None:
     order(session, SESSIONS, {"action": "rescope_user", "user_id": str(user_id), "reason": "roles changed"})
 
 
+def client_ended(session: AsyncSession, client_id: uuid.UUID, reason: str) -> None:
+    """An integration client was disabled or deleted: close every connection it opened."""
+    order(session, SESSIONS, {"action": "close_client", "client_id": str(client_id), "reason": reason})
+
+
 def order(session: AsyncSession, channel: str, body: dict) -> None:
     """Store `body` for `channel`; every node's subscribers receive it once this transaction commits."""
     stage(session, channels=[channel], type=body["action"], consult_id=None, data=body)
 
 
 def ends(order_: dict, *, user_id: str, session_id: str | None) -> bool:
-    """Does this order (an event's `data`) close a connection of that user and sign-in?"""
+    """Does this order (an event's `data`) close a connection of that user (or client: `user_id` is
+    the principal's id) and sign-in?"""
     if order_.get("action") == "close_user":
         return order_.get("user_id") == user_id
+    if order_.get("action") == "close_client":
+        return order_.get("client_id") == user_id
     return (
         order_.get("action") == "close_session"
         and session_id is not None

@@ -76,9 +76,13 @@ def migrate() -> None:
 @app.command()
 def demo() -> None:
     """Seed the demo organizations, users and agreement (idempotent)."""
-    from liaison.demo import seed
+    from liaison.demo import DemoRefused, seed
 
-    created = asyncio.run(seed(get_settings()))
+    try:
+        created = asyncio.run(seed(get_settings()))
+    except DemoRefused as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
     typer.echo("demo data created" if created else "demo data already present")
 
 

@@ -36,8 +36,20 @@ CIV_TO_MIL = ["burns", "infectious-disease", "toxicology", "trauma-surgery"]
 MIL_TO_CIV = ["paediatrics", "psychiatry", "radiology"]
 
 
+DEMO_ENVIRONMENTS = ("development", "test")
+
+
+class DemoRefused(Exception):
+    """The demo's users have published passwords: never seeded where real patients could be."""
+
+
 async def seed(settings: Settings) -> bool:
     """Create the demo data unless it is there already; True if created."""
+    if settings.environment not in DEMO_ENVIRONMENTS:
+        raise DemoRefused(
+            f"liaison demo seeds users with published passwords; refused with LIAISON_ENVIRONMENT="
+            f"{settings.environment} (only {' or '.join(DEMO_ENVIRONMENTS)})"
+        )
     engine = make_engine(settings.database_url)
     ctx = build_auth_context(settings, None)
     try:
@@ -67,7 +79,9 @@ async def seed(settings: Settings) -> bool:
                         )
                     )
             await session.flush()
-            admin = (await session.execute(select(User).where(User.username == "civ-admin"))).scalar_one()
+            admin = (
+                await session.execute(select(User).where(User.org_id == civ.id, User.username == "civ-admin"))
+            ).scalar_one()
             session.add_all(
                 [_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)]
             )
@@ -99,7 +113,9 @@ async def _on_call(
     session, org: Organization, username: str, specialties: list[str], languages: list[str]
 ) -> None:
     """A profile, and a roster per specialty with this specialist on a 30-day tier-1 shift from now."""
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one()
+    user = (
+        await session.execute(select(User).where(User.org_id == org.id, User.username == username))
+    ).scalar_one()
     session.add(
         SpecialistProfile(user_id=user.id, org_id=org.id, specialties=specialties, languages=languages)
     )

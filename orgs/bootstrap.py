@@ -29,15 +29,20 @@ async def on_startup(app: FastAPI) -> None:
 
 
 async def ensure_admin(session, *, ctx, username: str, password: str, org_name: str) -> bool:
-    """Create a platform admin (and its operator org) unless that username exists; True if created."""
+    """Create a platform admin (and its operator org) unless the org has that username; True if created."""
     # Every node runs this at start, at the same moment on a fresh deploy: one at a time, each
     # deciding on what the one before committed (else two both insert the org and one dies).
     await hold(session, BOOTSTRAP)
-    if (await session.execute(select(User).where(User.username == username))).scalar_one_or_none():
-        return False
     org = (
         await session.execute(select(Organization).where(Organization.name == org_name))
     ).scalar_one_or_none()
+    if (
+        org is not None
+        and (
+            await session.execute(select(User).where(User.org_id == org.id, User.username == username))
+        ).scalar_one_or_none()
+    ):
+        return False  # usernames are per org: the same name in another org is someone else
     if org is None:
         org = Organization(name=org_name, kind=OrgKind.government)
         session.add(org)

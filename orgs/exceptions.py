@@ -7,6 +7,12 @@ class NameTaken(Conflict):
     code, title = "name_taken", "That name is already in use"
 
 
+class UsernameTaken(Conflict):
+    """Only ever about the caller's own org: usernames are unique per org."""
+
+    code, title = "username_taken", "That username is already in use in this organization"
+
+
 class RoleNotGrantable(InvalidInput):
     code, title = "role_not_grantable", "That role cannot be granted here"
 

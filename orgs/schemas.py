@@ -5,7 +5,7 @@ from datetime import datetime
 
 from pydantic import Field
 
-from api.schemas import Out, Strict
+from api.schemas import Bool, Out, Strict
 from orgs.models import OrgKind
 
 USERNAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{2,63}$"
@@ -35,7 +35,7 @@ class UserPatch(Strict):
     display_name: str | None = Field(default=None, max_length=200)
     password: str | None = Field(default=None, min_length=10, max_length=1024)
     roles: list[str] | None = Field(default=None, max_length=5)
-    is_active: bool | None = None
+    is_active: Bool | None = None
 
 
 class UserOut(Out):

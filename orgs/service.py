@@ -4,10 +4,9 @@ import uuid
 from datetime import UTC, datetime
 
 from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import commit
+from api.db import commit, insert_unique
 from api.schemas import PageParams
 from audit.service import record
 from auth.context import AuthContext
@@ -18,7 +17,7 @@ from auth.roles import Perm
 from auth.scope import ensure_own_org
 from auth.service import revoke_user_sessions
 from events.control import roles_changed, user_ended
-from orgs.exceptions import FirstAdminOnly, NameTaken, RoleNotGrantable
+from orgs.exceptions import FirstAdminOnly, NameTaken, RoleNotGrantable, UsernameTaken
 from orgs.hooks import user_disabled
 from orgs.models import Organization
 from orgs.schemas import GRANTABLE, UserPatch
@@ -27,11 +26,11 @@ from orgs.schemas import GRANTABLE, UserPatch
 async def create_org(session: AsyncSession, *, actor: Actor, name: str, kind: str) -> Organization:
     """Create an organization (platform admins only, checked by the route)."""
     org = Organization(name=name, kind=kind)
-    session.add(org)
+    await insert_unique(session, org, NameTaken("An organization with that name exists"))
     await record(
         session, actor=actor, action="org.create", org_id=org.id, resource_type="org", resource_id=org.id
     )
-    await _commit_unique(session, "An organization with that name exists")
+    await commit(session)
     return org
 
 
@@ -82,11 +81,11 @@ async def create_user(
         roles=_grantable(roles),
         password_hash=await ctx.passwords.hash(password) if password else None,
     )
-    session.add(user)
+    await insert_unique(session, user, UsernameTaken())
     await record(
         session, actor=actor, action="user.create", org_id=org_id, resource_type="user", resource_id=user.id
     )
-    await _commit_unique(session, "That username is taken")
+    await commit(session)
     return user
 
 
@@ -123,7 +122,11 @@ async def update_user(
     if patch.display_name is not None:
         user.display_name = patch.display_name
     if patch.password is not None:
+        # A reset is what an admin does when the password may be known to someone else: whoever
+        # signed in with it is signed out (refresh tokens refused, open sockets closed).
         user.password_hash = await ctx.passwords.hash(patch.password)
+        await revoke_user_sessions(session, user_id=user.id, reason="password_reset")
+        user_ended(session, user.id, "Your password was reset")
     if patch.roles is not None and _grantable(patch.roles) != sorted(user.roles):
         user.roles = _grantable(patch.roles)
         roles_changed(session, user.id)  # open sockets drop (or gain) what the old roles reached
@@ -174,11 +177,3 @@ def _grantable(roles: list[str]) -> list[str]:
     if bad:
         raise RoleNotGrantable(f"Roles that cannot be granted: {', '.join(bad)}")
     return sorted(set(roles))
-
-
-async def _commit_unique(session: AsyncSession, message: str) -> None:
-    try:
-        await commit(session)
-    except IntegrityError:
-        await session.rollback()
-        raise NameTaken(message) from None

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints, model_validator
 
-from api.schemas import Out, Strict
+from api.schemas import Int, Out, Strict, When
 from rosters.models import Availability
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
@@ -16,7 +16,7 @@ Language = Annotated[str, StringConstraints(pattern=r"^[a-z]{2,3}(-[A-Za-z0-9]{2
 class ProfileIn(Strict):
     specialties: list[Slug] = Field(min_length=1, max_length=20)
     languages: list[Language] = Field(default_factory=list, max_length=20)
-    max_concurrent: int = Field(default=2, ge=1, le=50)
+    max_concurrent: Int = Field(default=2, ge=1, le=50)
 
 
 class ProfileOut(Out):
@@ -48,9 +48,9 @@ class RosterOut(Out):
 
 class ShiftIn(Strict):
     specialist_id: uuid.UUID
-    starts_at: AwareDatetime
-    ends_at: AwareDatetime
-    tier: int = Field(default=1, ge=1, le=9)
+    starts_at: When
+    ends_at: When
+    tier: Int = Field(default=1, ge=1, le=9)
 
     @model_validator(mode="after")
     def _order(self) -> "ShiftIn":

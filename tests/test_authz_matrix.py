@@ -59,7 +59,7 @@ from starlette.routing import WebSocketRoute
 import events.router
 from agreements.models import Agreement
 from api.db import commit
-from auth.models import IdentityProvider
+from auth.models import IdentityProvider, IntegrationClient
 from liaison.app import create_app
 from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings
@@ -284,6 +284,34 @@ async def new_idp(m: Matrix, role: str, rel: str) -> Call:
         {"org_id": m.org(rel)},
         {"issuer": f"https://{m.unique('issuer')}.example", "audience": "liaison-matrix", "jwks": jwks()},
     )
+
+
+def existing_client(body: Any = None) -> Builder:
+    """A fresh client of the target org (each case may disable, rotate or delete it)."""
+
+    async def build(m: Matrix, role: str, rel: str) -> Call:
+        client_id = uuid.uuid4()
+        if rel in ORG_OF:
+            async with m.app.state.sessionmaker() as session:
+                client = IntegrationClient(
+                    org_id=m.world.orgs[ORG_OF[rel]], name=m.unique("client"), secret_hash="0" * 64
+                )
+                session.add(client)
+                await commit(session)
+                client_id = client.id
+        return Call({"org_id": m.org(rel), "client_id": client_id}, body)
+
+    return build
+
+
+def existing_idp(body: Any = None) -> Builder:
+    """A fresh identity provider of the target org (each case may disable or delete it)."""
+
+    async def build(m: Matrix, role: str, rel: str) -> Call:
+        idp = await m.add_idp(ORG_OF[rel]) if rel in ORG_OF else uuid.uuid4()
+        return Call({"org_id": m.org(rel), "idp_id": idp}, body)
+
+    return build
 
 
 LINK_RELATIONS = TARGETED + ("mixed-idp", "mixed-user")
@@ -1110,6 +1138,23 @@ EXPECTATIONS: dict[str, Entry] = {
     ),
     f"GET {API}/orgs/{{org_id}}/clients": Entry(
         org_only, {"org_admin": own_org(200), "*": 403}, check=rows_of_target_org
+    ),
+    f"PATCH {API}/orgs/{{org_id}}/clients/{{client_id}}": Entry(
+        existing_client({"is_active": False}),
+        {"org_admin": own_org(200), "*": 403},
+        check=is_target("client_id"),
+    ),
+    f"POST {API}/orgs/{{org_id}}/clients/{{client_id}}/secret": Entry(
+        existing_client(), {"org_admin": own_org(200), "*": 403}, check=is_target("client_id")
+    ),
+    f"DELETE {API}/orgs/{{org_id}}/clients/{{client_id}}": Entry(
+        existing_client(), {"org_admin": own_org(204), "*": 403}
+    ),
+    f"PATCH {API}/orgs/{{org_id}}/identity-providers/{{idp_id}}": Entry(
+        existing_idp({"is_active": False}), {"org_admin": own_org(200), "*": 403}, check=is_target("idp_id")
+    ),
+    f"DELETE {API}/orgs/{{org_id}}/identity-providers/{{idp_id}}": Entry(
+        existing_idp(), {"org_admin": own_org(204), "*": 403}
     ),
     f"POST {API}/orgs/{{org_id}}/identity-providers": Entry(
         new_idp, {"org_admin": own_org(201), "*": 403}, check=created_in_target_org

@@ -68,3 +68,13 @@ def test_several_workers_without_redis_are_refused(tmp_path):
     """Each worker would be alone: calls, events, close orders and the call ledger cross workers only through Redis."""
     done = liaison(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}", "serve", "--workers", "2", "--port", "1")
     assert done.returncode == 2 and "LIAISON_REDIS_URL" in done.stderr
+
+
+def test_demo_refuses_outside_development(tmp_path):
+    url = f"sqlite+aiosqlite:///{tmp_path / 'prod.db'}"
+    assert liaison(url, "migrate").returncode == 0
+    prod = {"LIAISON_ENVIRONMENT": "production", "LIAISON_JWT_SECRET": "p" * 40}
+    refused = liaison(url, "demo", **prod)
+    assert refused.returncode == 2 and "refused" in refused.stderr, refused
+    assert "demo data" not in refused.stdout
+    assert liaison(url, "demo", **prod | {"LIAISON_ENVIRONMENT": "test"}).returncode == 0

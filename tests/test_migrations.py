@@ -1,9 +1,11 @@
 """Upgrading a database that already holds events and an audit trail keeps both whole."""
 
+import uuid
 from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from api.db import make_sessionmaker
@@ -70,5 +72,81 @@ async def test_events_and_a_sealed_chain_survive_the_upgrade(fresh_url):
         async with make_sessionmaker(engine)() as session:
             report = await verify_chain(session)
         assert report.ok and report.checked == 2
+    finally:
+        await engine.dispose()
+
+
+async def test_users_and_identity_providers_survive_the_credentials_upgrade(fresh_url):
+    """0008: usernames and issuers become unique per org; existing rows and their links are kept."""
+    await upgrade(fresh_url, "0007")
+    engine = create_async_engine(fresh_url)
+    ids = {
+        k: uuid.uuid4().hex if "sqlite" in fresh_url else str(uuid.uuid4()) for k in ("a", "b", "u", "i", "c")
+    }
+    now = datetime(2026, 11, 1, tzinfo=UTC)
+    async with engine.begin() as conn:
+        for org, name in (("a", "Org A"), ("b", "Org B")):
+            await conn.execute(
+                text("INSERT INTO organizations (id, name, kind, created_at) VALUES (:id, :n, 'ngo', :t)"),
+                {"id": ids[org], "n": name, "t": now},
+            )
+        await conn.execute(
+            text(
+                "INSERT INTO users (id, org_id, username, display_name, roles, is_active, created_at, updated_at)"
+                " VALUES (:id, :o, 'jsmith', '', '[]', true, :t, :t)"
+            ),
+            {"id": ids["u"], "o": ids["a"], "t": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO identity_providers (id, org_id, issuer, audience, jwks, created_at)"
+                " VALUES (:id, :o, 'https://idp.example', 'aud', '{}', :t)"
+            ),
+            {"id": ids["i"], "o": ids["a"], "t": now},
+        )
+        await conn.execute(
+            text(
+                "INSERT INTO integration_clients (id, org_id, name, secret_hash, scopes, is_active, created_at)"
+                " VALUES (:id, :o, 'bridge', 'h', '[]', true, :t)"
+            ),
+            {"id": ids["c"], "o": ids["a"], "t": now},
+        )
+    await engine.dispose()
+    await upgrade(fresh_url)
+    engine = create_async_engine(fresh_url)
+    try:
+        async with engine.begin() as conn:
+            idp = (
+                await conn.execute(text("SELECT issuer, is_active, jwks_uri FROM identity_providers"))
+            ).one()
+            assert tuple(idp) == ("https://idp.example", True, None)
+            client = (await conn.execute(text("SELECT previous_secret_hash FROM integration_clients"))).one()
+            assert client[0] is None
+            # The same username and issuer in another org are now allowed; in the same org, not.
+            other = {
+                "o": ids["b"],
+                "t": now,
+                "id": uuid.uuid4().hex if "sqlite" in fresh_url else str(uuid.uuid4()),
+            }
+            await conn.execute(
+                text(
+                    "INSERT INTO users (id, org_id, username, display_name, roles, is_active, created_at, updated_at)"
+                    " VALUES (:id, :o, 'jsmith', '', '[]', true, :t, :t)"
+                ),
+                other,
+            )
+        with pytest.raises(IntegrityError):
+            async with engine.begin() as conn:
+                await conn.execute(
+                    text(
+                        "INSERT INTO users (id, org_id, username, display_name, roles, is_active, created_at,"
+                        " updated_at) VALUES (:id, :o, 'jsmith', '', '[]', true, :t, :t)"
+                    ),
+                    {
+                        "id": uuid.uuid4().hex if "sqlite" in fresh_url else str(uuid.uuid4()),
+                        "o": ids["a"],
+                        "t": now,
+                    },
+                )
     finally:
         await engine.dispose()

@@ -286,9 +286,37 @@ async def test_non_admin_may_not_manage_providers(world, idp_key):
     assert resp.status_code == 403 and resp.json()["code"] == "permission_denied"
 
 
-async def test_an_issuer_is_registered_once(world, idp_key, linked_idp):
-    resp = await register(world, idp_key, admin="b-org_admin", org="B")
+async def test_an_issuer_is_registered_once_per_org(world, idp_key, linked_idp):
+    resp = await register(world, idp_key)
     assert resp.status_code == 409 and resp.json()["code"] == "conflict"
+
+
+async def test_another_org_registering_the_issuer_neither_squats_nor_shadows(
+    world, idp_key, other_key, linked_idp
+):
+    """B may trust the same issuer (a shared IdP); A's registration and A's sign-ins stay A's."""
+    resp = await register(world, other_key, admin="b-org_admin", org="B")
+    assert resp.status_code == 201, resp.text  # A registered first: no squatting the name
+    b_idp = resp.json()["id"]
+    assert (await link(world, b_idp, "b-clinician", admin="b-org_admin", org="B")).status_code == 201
+    # A's IdP-signed token still signs in A's user: B's keys do not verify it, B's links do not apply.
+    assert (await me(world, idp_token(idp_key))).json()["username"] == "a-clinician"
+    # A token signed with B's key (B's IdP, or B itself) reaches only B's linked user.
+    assert (await me(world, idp_token(other_key))).json()["username"] == "b-clinician"
+
+
+async def test_two_registrations_that_both_match_sign_in_neither(world, idp_key, linked_idp):
+    """Same issuer, keys, audience and subject in two orgs: the token cannot say which org it is for."""
+    resp = await register(world, idp_key, admin="b-org_admin", org="B")
+    assert (
+        await link(world, resp.json()["id"], "b-clinician", admin="b-org_admin", org="B")
+    ).status_code == 201
+    await assert_refused(world, idp_token(idp_key))
+
+
+async def test_liaisons_own_issuer_cannot_be_registered(world, idp_key):
+    resp = await register(world, idp_key, issuer="liaison")
+    assert resp.status_code == 422 and resp.json()["code"] == "invalid_input"
 
 
 # --- JWKS validation ---------------------------------------------------------------------------

@@ -79,3 +79,21 @@ async def test_org_admin_cannot_grant_platform_admin(world):
         json={"username": "sneaky", "password": "long-enough-pw", "roles": ["platform_admin"]},
     )
     assert resp.status_code == 422 and resp.json()["code"] == "role_not_grantable"
+
+
+async def test_password_reset_ends_the_users_sign_ins(world):
+    pair = await world.login("a-clinician")
+    bearer = {"Authorization": f"Bearer {pair['access_token']}"}
+    resp = await world.client.patch(
+        f"/api/v1/orgs/{world.orgs['A']}/users/{world.users['a-clinician']}",
+        json={"password": "a-fresh-password-7"},
+        headers=await world.headers("a-org_admin"),
+    )
+    assert resp.status_code == 200, resp.text
+    assert (await world.client.get("/api/v1/me", headers=bearer)).status_code == 401
+    again = await world.client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert again.status_code == 401 and again.json()["code"] == "invalid_token"
+    assert (
+        await world.client.post("/api/v1/auth/login", json={"username": "a-clinician", "password": PASSWORD})
+    ).status_code == 401
+    await world.login("a-clinician", "a-fresh-password-7")

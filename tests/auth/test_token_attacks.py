@@ -165,6 +165,18 @@ async def test_expired_token_is_refused(world, claims):
     )
 
 
+async def test_far_exp_does_not_outlive_the_configured_ttl(world, claims):
+    """Lifetime is iat + access_token_ttl (900 s) + leeway, whatever `exp` says."""
+    now = int(time.time())
+    ten_years = now + 10 * 365 * 86400
+    await assert_refused(
+        world.client, sign(claims | {"iat": now - 1000, "nbf": now - 1000, "exp": ten_years})
+    )
+    # Just inside the TTL the same far `exp` is still refused only because of age, not of `exp`.
+    resp = await me(world.client, sign(claims | {"iat": now - 800, "nbf": now - 800, "exp": ten_years}))
+    assert resp.status_code == 200, resp.text
+
+
 async def test_not_yet_valid_token_is_refused(world, claims):
     await assert_refused(world.client, sign(claims | {"nbf": int(time.time()) + 3600}))
 

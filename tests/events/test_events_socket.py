@@ -62,7 +62,7 @@ async def test_authentication_is_the_first_message(live, first):
         assert closed.value.rcvd.code == 1008
 
 
-@pytest.mark.parametrize("how", ["logout", "disable"])
+@pytest.mark.parametrize("how", ["logout", "disable", "password_reset"])
 async def test_socket_closes_when_the_sign_in_ends(live, how):
     app, host, w = live
     pair = await w.login("a-coordinator")
@@ -74,10 +74,37 @@ async def test_socket_closes_when_the_sign_in_ends(live, how):
         else:
             done = await w.client.patch(
                 f"/api/v1/orgs/{w.orgs['A']}/users/{w.users['a-coordinator']}",
-                json={"is_active": False},
+                json={"is_active": False} if how == "disable" else {"password": "a-new-password-9"},
                 headers=await w.headers("a-org_admin"),
             )
         assert done.status_code in (200, 204)
+        reply = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
+        assert reply == {"type": "error", "code": "session_ended", "message": reply["message"]}
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(events.ws.recv(), 5)
+        assert closed.value.rcvd.code == 1008
+
+
+@pytest.mark.parametrize("how", ["disable", "delete"])
+async def test_client_socket_closes_when_the_client_is_disabled_or_deleted(live, how):
+    app, host, w = live
+    admin = await w.headers("a-org_admin")
+    base = f"/api/v1/orgs/{w.orgs['A']}/clients"
+    made = (
+        await w.client.post(base, json={"name": "bridge", "scopes": ["consults:queue"]}, headers=admin)
+    ).json()
+    form = {
+        "grant_type": "client_credentials",
+        "client_id": made["id"],
+        "client_secret": made["client_secret"],
+    }
+    token = (await w.client.post("/api/v1/auth/token", data=form)).json()["access_token"]
+    async with EventClient.connect(host, token) as events:
+        if how == "disable":
+            done = await w.client.patch(f"{base}/{made['id']}", json={"is_active": False}, headers=admin)
+        else:
+            done = await w.client.delete(f"{base}/{made['id']}", headers=admin)
+        assert done.status_code in (200, 204), done.text
         reply = json.loads(await asyncio.wait_for(events.ws.recv(), 5))
         assert reply == {"type": "error", "code": "session_ended", "message": reply["message"]}
         with pytest.raises(websockets.ConnectionClosed) as closed:
