@@ -14,7 +14,7 @@ from sqlalchemy import event, update
 
 from agreements.models import Agreement
 from api.db import commit
-from signaling.redis_fabric import RedisFabric
+from signaling.fabric.redis_fabric import RedisFabric
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import free_port, http, put_on_call, serve
 from tests.signaling.test_call_lifecycle import call_closed, eventually, refused_join, status_of

@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from signaling.redis_lane import KEEP, Lane
+from signaling.fabric.lane import KEEP, Lane
 from tests.live import free_port
 
 ECHO = "return {KEYS[1], ARGV[1]}"

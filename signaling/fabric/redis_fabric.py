@@ -38,13 +38,13 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from api.tasks import cancel
-from signaling import redis_scripts as scripts
-from signaling.fabric import Admission, Deliver
-from signaling.ledger import RedisLedger
-from signaling.messages import ProtocolError
-from signaling.redis_lane import Lane
-from signaling.rooms import room_full
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant
+from signaling.core.messages import ProtocolError
+from signaling.core.rooms import room_full
+from signaling.fabric import scripts
+from signaling.fabric.lane import Lane
+from signaling.fabric.ledger import RedisLedger
+from signaling.fabric.local import Admission, Deliver
 
 log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500

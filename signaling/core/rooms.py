@@ -4,7 +4,7 @@ values (`Send`), and nothing here touches a socket, Redis or the clock."""
 import secrets
 from dataclasses import dataclass, field
 
-from signaling.messages import ProtocolError, Relay
+from signaling.core.messages import ProtocolError, Relay
 
 
 def new_peer_id() -> str:
@@ -54,6 +54,10 @@ class Rooms:
 
     def peers(self, room: str) -> list[Peer]:
         return list(self.rooms.get(room, {}).values())
+
+    def others(self, peer: Peer, remote: list[dict]) -> list[dict]:
+        """Who a peer is told is in its room: the room's other local peers, then the remote ones."""
+        return [p.public() for p in self.rooms.get(peer.room, {}).values() if p is not peer] + remote
 
     def check_space(self, room: str, remote_count: int = 0) -> None:
         """room_full if the room has no place left."""

@@ -128,6 +128,17 @@ _PARSERS = {
 }
 
 
+def joined(
+    *, peer_id: str, secret: str, room: str, peers: list[dict], ice_servers: list[dict], resumed: bool = False
+) -> dict:
+    """The answer to a join or a resume: the peer's id and resume secret, and who else is in the room."""
+    answer: dict = {"type": "joined", "peer_id": peer_id, "resume": secret, "room": room, "peers": peers}
+    if resumed:
+        answer["resumed"] = True
+    answer["ice_servers"] = ice_servers
+    return answer
+
+
 def error(code: str, message: str) -> dict[str, str]:
     return {"type": "error", "code": code, "message": message}
 

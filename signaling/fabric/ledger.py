@@ -13,7 +13,6 @@ checked against the database (signaling.service.may_join), as is every join a cl
 In one process the ledger is memory; with Redis, keys that every node shares. Times compared
 across nodes (a token's `iat`, Redis's clock) allow for `leeway` seconds of skew."""
 
-import enum
 import logging
 import time
 
@@ -21,16 +20,11 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import Unavailable
-from signaling.messages import ProtocolError
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant, Verdict
+from signaling.core.messages import ProtocolError
 
 log = logging.getLogger("liaison.signaling")
 MAX_TOKEN_LIFE = 300  # settings cap call_token_ttl here; a mark must outlive any token issued before it
-
-
-class Verdict(enum.Enum):
-    FRESH = 1  # first use, nothing ended since it was issued: admit
-    RECHECK = 2  # first use, but the database decides
 
 
 class LocalLedger:
@@ -69,7 +63,7 @@ class LocalLedger:
             self._marks = {k: v for k, v in self._marks.items() if v > now}
 
 
-# The ledger's step of a join, in Lua, for the fabric's admission script (signaling.redis_scripts),
+# The ledger's step of a join, in Lua, for the fabric's admission script (signaling.fabric.scripts),
 # which also answers the room's members in the same round trip. KEYS[1..4]: spent token, room mark,
 # user mark, since; ARGV[1..3]: token ttl (s), token iat (s), leeway (s). Leaves `verdict`: 0 spent
 # already, 1 fresh, 2 recheck.

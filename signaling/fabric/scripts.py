@@ -1,7 +1,7 @@
 """The Lua scripts of the Redis signaling fabric: each membership change and each forward is one
 atomic step on Redis's own clock."""
 
-from signaling.ledger import ADMIT as LEDGER_ADMIT
+from signaling.fabric.ledger import ADMIT as LEDGER_ADMIT
 
 PRELUDE = """
 local function now_ms()
@@ -109,7 +109,7 @@ return snapshot(KEYS[1], now_ms(), ARGV[1])
 )
 
 # A join's one round trip. A full room is refused before the token is spent; then the ledger's step
-# (KEYS[1..4], ARGV[1..3]: signaling.ledger.ADMIT); then, for a fresh token with an entry to enter,
+# (KEYS[1..4], ARGV[1..3]: signaling.fabric.ledger.ADMIT); then, for a fresh token with an entry to enter,
 # the peer enters the room as JOIN would. Answers {3} (full), {0} (spent already), or {verdict,
 # entered, seq, members...}. KEYS[5] room hash; ARGV[4..10]: me, max peers, ttl_ms, key_ttl_ms, events
 # channel, room, entry json ('' to leave entering to a later JOIN).
