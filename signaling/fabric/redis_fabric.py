@@ -45,6 +45,7 @@ from signaling.fabric import scripts
 from signaling.fabric.lane import Lane
 from signaling.fabric.ledger import RedisLedger
 from signaling.fabric.local import Admission, Deliver
+from signaling.fabric.lua import Script
 
 log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500
@@ -84,17 +85,7 @@ class RedisFabric:
         self._node_prefix = f"liaison:sig:{db}:node:"
         self._events = f"liaison:sig:{db}:events"
         self._node_channel = self._node_prefix + self.node
-        self._scripts = {
-            name: redis.register_script(src)
-            for name, src in (
-                ("join", scripts.JOIN),
-                ("leave", scripts.LEAVE),
-                ("heartbeat", scripts.HEARTBEAT),
-                ("peers", scripts.PEERS),
-                ("forward", scripts.FORWARD),
-                ("admit", scripts.ADMIT),
-            )
-        }
+        self._scripts = {described: redis.register_script(described.SOURCE) for described in scripts.SCRIPTS}
         self._lane = Lane(redis)  # joins and relays; the heartbeat's pipelines go through the client
         self._views: dict[str, _View] = {}
         self._deliver: Deliver | None = None
@@ -126,7 +117,7 @@ class RedisFabric:
             async with asyncio.timeout(3):
                 for room, view in views.items():
                     for peer_id in view.local:
-                        await self._run("leave", room, self._events, room, peer_id)
+                        await self._run(self._leave(room, peer_id))
         await self._lane.close()
 
     async def admit(self, grant: CallGrant, peer: dict, *, max_peers: int, enter: bool) -> Admission:
@@ -136,11 +127,18 @@ class RedisFabric:
         view = self._views.setdefault(room, _View()) if enter else None
         entry = self._enter(view, peer) if view is not None else ""
         try:
-            answer = await self._lane.run(
-                self._scripts["admit"],
-                ledger.keys(grant) + [self._room_prefix + room],
-                ledger.args(grant)
-                + [self.node, max_peers, self.ttl_ms, self.key_ttl_ms, self._events, room, entry],
+            answer = await self._run(
+                scripts.Admit(
+                    ledger=ledger.step(grant),
+                    room_key=self._room_prefix + room,
+                    me=self.node,
+                    max_peers=max_peers,
+                    ttl_ms=self.ttl_ms,
+                    key_ttl_ms=self.key_ttl_ms,
+                    channel=self._events,
+                    room=room,
+                    entry=entry,
+                )
             )
         except BaseException as exc:
             self._forget(room, peer["peer_id"])
@@ -160,7 +158,9 @@ class RedisFabric:
 
     async def remote_peers(self, room: str) -> list[dict]:
         try:
-            _, entries = self._decode(await self._run("peers", room, self.node))
+            _, entries = self._decode(
+                await self._run(scripts.Peers(room_key=self._room_prefix + room, me=self.node))
+            )
         except RedisError as exc:
             raise self._unavailable(exc) from None
         return [_public(e) for e in entries]
@@ -176,7 +176,15 @@ class RedisFabric:
             try:
                 entered = self._decode(
                     await self._run(
-                        "join", room, self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, entry
+                        scripts.Join(
+                            room_key=self._room_prefix + room,
+                            me=self.node,
+                            ttl_ms=self.ttl_ms,
+                            key_ttl_ms=self.key_ttl_ms,
+                            channel=self._events,
+                            room=room,
+                            entry=entry,
+                        )
                     )
                 )
             except RedisError:
@@ -218,14 +226,21 @@ class RedisFabric:
     async def left(self, room: str, peer: dict) -> None:
         self._forget(room, peer["peer_id"])
         try:
-            await self._run("leave", room, self._events, room, peer["peer_id"])
+            await self._run(self._leave(room, peer["peer_id"]))
         except RedisError:  # its presence will expire and another node will announce it
             log.warning("could not announce that %s left %s", peer["peer_id"], room, exc_info=True)
 
     async def forward(self, room: str, to: str, message: dict) -> bool:
         payload = json.dumps({"room": room, "to": to, "message": message}, separators=(",", ":"))
         try:
-            return await self._run("forward", room, self.node, self._node_prefix, to, payload) > 0
+            call = scripts.Forward(
+                room_key=self._room_prefix + room,
+                me=self.node,
+                node_prefix=self._node_prefix,
+                peer_id=to,
+                payload=payload,
+            )
+            return await self._run(call) > 0
         except RedisError as exc:
             raise self._unavailable(exc) from None
 
@@ -355,10 +370,14 @@ class RedisFabric:
             chunk = work[start : start + PIPELINE_CHUNK]
             answers = await self._pipeline(
                 [
-                    (
-                        "heartbeat",
-                        room,
-                        (self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, *entries),
+                    scripts.Heartbeat(
+                        room_key=self._room_prefix + room,
+                        me=self.node,
+                        ttl_ms=self.ttl_ms,
+                        key_ttl_ms=self.key_ttl_ms,
+                        channel=self._events,
+                        room=room,
+                        entries=tuple(entries),
                     )
                     for room, _, entries in chunk
                 ]
@@ -369,14 +388,21 @@ class RedisFabric:
 
     # -- Redis ---------------------------------------------------------------------------------
 
-    async def _run(self, script: str, room: str, *args):
-        return await self._lane.run(self._scripts[script], [self._room_prefix + room], list(args))
+    def _leave(self, room: str, peer_id: str) -> scripts.Leave:
+        return scripts.Leave(
+            room_key=self._room_prefix + room, channel=self._events, room=room, peer_id=peer_id
+        )
 
-    async def _pipeline(self, calls: list[tuple[str, str, tuple]]) -> list:
+    async def _run(self, call: Script):
+        """One script on the lane, its KEYS and ARGV from its description."""
+        return await self._lane.run(self._scripts[type(call)], call.keys(), call.args())
+
+    async def _pipeline(self, calls: list[Script]) -> list:
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for script, room, args in calls:
-                    pipe.evalsha(self._scripts[script].sha, 1, self._room_prefix + room, *args)
+                for call in calls:
+                    keys = call.keys()
+                    pipe.evalsha(self._scripts[type(call)].sha, len(keys), *keys, *call.args())
                 try:
                     return await pipe.execute()
                 except NoScriptError:  # Redis restarted and forgot the scripts

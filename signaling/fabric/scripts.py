@@ -1,7 +1,9 @@
 """The Lua scripts of the Redis signaling fabric: each membership change and each forward is one
-atomic step on Redis's own clock."""
+atomic step on Redis's own clock. Each script is a description (signaling.fabric.lua): its fields
+are its KEYS and ARGV, and the fabric calls it by filling one in."""
 
-from signaling.fabric.ledger import ADMIT as LEDGER_ADMIT
+from signaling.fabric.ledger import LedgerStep
+from signaling.fabric.lua import Script, arg, key, part, rest, script
 
 PRELUDE = """
 local function now_ms()
@@ -49,83 +51,133 @@ local function enter(key, now, ttl, key_ttl, channel, room, entry, others)  -- t
 end
 """
 
-# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json
-JOIN = (
-    PRELUDE
-    + """
+
+# The functions PRELUDE defines: no input may take their names.
+DEFINED = frozenset({"now_ms", "bump", "announce", "members", "snapshot", "enter"})
+
+
+def fabric_script(body: str):
+    """A script of the fabric: PRELUDE, then its inputs, then `body`."""
+    return script(body=body, prelude=PRELUDE, reserved=DEFINED)
+
+
+@fabric_script(
+    """
 local now = now_ms()
-local out = members(KEYS[1], now, ARGV[1])
-out[1] = enter(KEYS[1], now, ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], #out - 1)
+local out = members(room_key, now, me)
+out[1] = enter(room_key, now, ttl_ms, key_ttl_ms, channel, room, entry, #out - 1)
 return out
 """
 )
+class Join(Script):
+    """A peer enters a room (after the database said yes). Answers {seq, members of other nodes...}."""
 
-# KEYS[1] room hash; ARGV: events channel, room, peer id
-LEAVE = (
-    PRELUDE
-    + """
-local v = redis.call('HGET', KEYS[1], ARGV[3])
+    room_key: str = key()  # the room's hash
+    me: str = arg()  # this node's id
+    ttl_ms: int = arg()  # how long the entry lives without a heartbeat
+    key_ttl_ms: int = arg()  # how long the room's hash lives without any
+    channel: str = arg()  # the fabric's events channel
+    room: str = arg()
+    entry: str = arg()  # the peer's entry, json {peer_id, user_id, node}
+
+
+@fabric_script(
+    """
+local v = redis.call('HGET', room_key, peer_id)
 if not v then return 0 end
-redis.call('HDEL', KEYS[1], ARGV[3])
-announce(ARGV[1], ARGV[2], bump(KEYS[1], now_ms()), 'peer-left', cjson.decode(v))
+redis.call('HDEL', room_key, peer_id)
+announce(channel, room, bump(room_key, now_ms()), 'peer-left', cjson.decode(v))
 return 1
 """
 )
+class Leave(Script):
+    """A peer leaves its room; answers 1, or 0 if it was not there (expired and announced already)."""
 
-# KEYS[1] room hash; ARGV: me, ttl_ms, key_ttl_ms, events channel, room, entry json...
-HEARTBEAT = (
-    PRELUDE
-    + """
+    room_key: str = key()
+    channel: str = arg()
+    room: str = arg()
+    peer_id: str = arg()
+
+
+@fabric_script(
+    """
 local now = now_ms()
-local expires = now + tonumber(ARGV[2])
-for i = 6, #ARGV do
-  local e = cjson.decode(ARGV[i])
+local expires = now + tonumber(ttl_ms)
+for _, entry in ipairs(entries) do
+  local e = cjson.decode(entry)
   e.expires = expires
-  if redis.call('HSET', KEYS[1], e.peer_id, cjson.encode(e)) == 1 then
-    announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-joined', e)  -- swept while this node stalled
+  if redis.call('HSET', room_key, e.peer_id, cjson.encode(e)) == 1 then
+    announce(channel, room, bump(room_key, now), 'peer-joined', e)  -- swept while this node stalled
   end
 end
-local all = redis.call('HGETALL', KEYS[1])
+local all = redis.call('HGETALL', room_key)
 for i = 1, #all, 2 do
   if string.byte(all[i], 1) ~= 126 then
     local e = cjson.decode(all[i + 1])
-    if e.node ~= ARGV[1] and tonumber(e.expires) < now then
-      redis.call('HDEL', KEYS[1], all[i])
-      announce(ARGV[4], ARGV[5], bump(KEYS[1], now), 'peer-left', e)
+    if e.node ~= me and tonumber(e.expires) < now then
+      redis.call('HDEL', room_key, all[i])
+      announce(channel, room, bump(room_key, now), 'peer-left', e)
     end
   end
 end
-redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return snapshot(KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', room_key, key_ttl_ms)
+return snapshot(room_key, now, me)
 """
 )
+class Heartbeat(Script):
+    """Refresh this node's peers of a room, sweep other nodes' expired ones; answers a snapshot."""
 
-# KEYS[1] room hash; ARGV: me
-PEERS = (
-    PRELUDE
-    + """
-return snapshot(KEYS[1], now_ms(), ARGV[1])
+    room_key: str = key()
+    me: str = arg()
+    ttl_ms: int = arg()
+    key_ttl_ms: int = arg()
+    channel: str = arg()
+    room: str = arg()
+    entries: tuple[str, ...] = rest()  # this node's entries in the room
+
+
+@fabric_script(
+    """
+return snapshot(room_key, now_ms(), me)
 """
 )
+class Peers(Script):
+    """The room's live members of other nodes: {seq, entries...}."""
 
-# A join's one round trip. A full room is refused before the token is spent; then the ledger's step
-# (KEYS[1..4], ARGV[1..3]: signaling.fabric.ledger.ADMIT); then, for a fresh token with an entry to enter,
-# the peer enters the room as JOIN would. Answers {3} (full), {0} (spent already), or {verdict,
-# entered, seq, members...}. KEYS[5] room hash; ARGV[4..10]: me, max peers, ttl_ms, key_ttl_ms, events
-# channel, room, entry json ('' to leave entering to a later JOIN).
-ADMIT = (
-    PRELUDE
-    + """
+    room_key: str = key()
+    me: str = arg()
+
+
+@script(
+    body="""
+local v = redis.call('HGET', room_key, peer_id)
+if not v then return -1 end
+local e = cjson.decode(v)
+if e.node == me then return -1 end
+return redis.call('PUBLISH', node_prefix .. e.node, payload)
+"""
+)
+class Forward(Script):
+    """A message to a peer of another node, published to that node's channel; -1 when the peer is in
+    no other node (else PUBLISH's count of receivers, 0 if that node is gone)."""
+
+    room_key: str = key()
+    me: str = arg()
+    node_prefix: str = arg()  # a node's channel is this plus its id
+    peer_id: str = arg()
+    payload: str = arg()  # json {room, to, message}
+
+
+@fabric_script(
+    """
 local now = now_ms()
-local out, live = members(KEYS[5], now, ARGV[4])
-if live >= tonumber(ARGV[5]) then return {3} end
-"""
-    + LEDGER_ADMIT
-    + """
+local out, live = members(room_key, now, me)
+if live >= tonumber(max_peers) then return {3} end
+-- part: ledger
 if verdict == 0 then return {0} end
 local entered = 0
-if verdict == 1 and ARGV[10] ~= '' then
-  out[1] = enter(KEYS[5], now, ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], #out - 1)
+if verdict == 1 and entry ~= '' then
+  out[1] = enter(room_key, now, ttl_ms, key_ttl_ms, channel, room, entry, #out - 1)
   entered = 1
 end
 table.insert(out, 1, entered)
@@ -133,12 +185,20 @@ table.insert(out, 1, verdict)
 return out
 """
 )
+class Admit(Script):
+    """A join's one round trip. A full room is refused before the token is spent; then the ledger's
+    step; then, for a fresh token with an entry, the peer enters the room as Join would. Answers {3}
+    (full), {0} (spent already), or {verdict, entered, seq, members...}."""
 
-# KEYS[1] room hash; ARGV: me, node channel prefix, peer id, payload
-FORWARD = """
-local v = redis.call('HGET', KEYS[1], ARGV[3])
-if not v then return -1 end
-local e = cjson.decode(v)
-if e.node == ARGV[1] then return -1 end
-return redis.call('PUBLISH', ARGV[2] .. e.node, ARGV[4])
-"""
+    ledger: LedgerStep = part()
+    room_key: str = key()
+    me: str = arg()
+    max_peers: int = arg()
+    ttl_ms: int = arg()
+    key_ttl_ms: int = arg()
+    channel: str = arg()
+    room: str = arg()
+    entry: str = arg()  # '' leaves entering to a later Join (the database decides first)
+
+
+SCRIPTS: tuple[type[Script], ...] = (Join, Leave, Heartbeat, Peers, Forward, Admit)
