@@ -10,24 +10,26 @@ snapshot. Time comes in as an argument (monotonic seconds).
 import json
 from dataclasses import dataclass, field
 
-Sends = list[tuple[str, str, dict]]  # (room, local peer id, message)
+from signaling.core.messages import Wire
+
+Sends = list[tuple[str, str, Wire]]  # (room, local peer id, message)
 
 
 @dataclass(slots=True)
 class View:
     """One room, as this node sees it: remote members (versioned by seq) and what each local peer was told."""
 
-    members: dict[str, dict] = field(default_factory=dict)  # remote peer id -> {peer_id, user_id}
+    members: dict[str, Wire] = field(default_factory=dict)  # remote peer id -> {peer_id, user_id}
     versions: dict[str, int] = field(default_factory=dict)  # remote peer id -> seq of the last event applied
     floor: int = 0  # seq of the newest snapshot applied: events at or below it are already reflected
     local: dict[str, str] = field(default_factory=dict)  # local peer id -> its entry (json, with this node)
-    told: dict[str, dict[str, dict]] = field(default_factory=dict)  # local peer id -> remote peers it knows
+    told: dict[str, dict[str, Wire]] = field(default_factory=dict)  # local peer id -> remote peers it knows
     pending: dict[str, None] = field(default_factory=dict)  # local peers whose join script has not answered
     # yet (a dict: 64 bytes empty against a set's 216, and there is a view per room)
     missing: dict[str, float] = field(default_factory=dict)  # members a snapshot lacked, since (monotonic)
 
 
-def public(entry: dict) -> dict:
+def public(entry: Wire) -> Wire:
     """What peers are told of a member: its peer id and user id (not its node)."""
     return {"peer_id": entry["peer_id"], "user_id": entry["user_id"]}
 
@@ -40,7 +42,7 @@ class Views:
         self.node, self.absent_after = node, absent_after
         self.rooms: dict[str, View] = {}
 
-    def enter(self, room: str, peer: dict, told: list[dict] | None = None) -> str:
+    def enter(self, room: str, peer: Wire, told: list[Wire] | None = None) -> str:
         """Count a joining local peer in its room's view (having been told `told`); events for the
         room are kept from now on, and none reach the peer until its join is done. Returns its entry."""
         view = self.rooms.setdefault(room, View())
@@ -60,7 +62,7 @@ class Views:
             view.pending.pop(peer_id, None)
 
     def joined(
-        self, room: str, peer_id: str, told: list[dict], seq: int, entries: list[dict], now: float
+        self, room: str, peer_id: str, told: list[Wire], seq: int, entries: list[Wire], now: float
     ) -> Sends | None:
         """The peer's join is done, with the room's snapshot at `seq`; None if it left meanwhile."""
         view = self.rooms.get(room)
@@ -88,7 +90,7 @@ class Views:
         ]
         return [w for w in work if w[2]]
 
-    def event(self, event: dict) -> Sends:
+    def event(self, event: Wire) -> Sends:
         """A membership event heard from Redis ({room, seq, event, peer})."""
         view = self.rooms.get(event.get("room"))  # type: ignore[arg-type]
         if view is None:
@@ -107,7 +109,7 @@ class Views:
             view.members.pop(peer_id, None)
         return sync(event["room"], view)
 
-    def snapshot(self, room: str, view: View, seq: int, entries: list[dict], now: float) -> Sends:
+    def snapshot(self, room: str, view: View, seq: int, entries: list[Wire], now: float) -> Sends:
         """Bring the view up to a snapshot (the membership at `seq`), unless the room's view was
         replaced meanwhile. A member the snapshot lacks, with no event saying it left, is dropped
         only once absent `absent_after`: after Redis loses its data (a restart, a failover) the

@@ -57,24 +57,17 @@ class Script:
     REST: ClassVar[str | None]
     BODY: ClassVar[str]  # the body with its parts' bodies in place, no input lines
     SOURCE: ClassVar[str]  # what Redis runs
-    _keys: ClassVar[Callable[[Any], tuple]]
-    _args: ClassVar[Callable[[Any], tuple]]
+    _key_getters: ClassVar[tuple["attrgetter[Any]", ...]]
+    _arg_getters: ClassVar[tuple["attrgetter[Any]", ...]]
 
-    def keys(self) -> list:
-        return list(self._keys(self))
+    def keys(self) -> list[Any]:
+        return [get(self) for get in self._key_getters]
 
-    def args(self) -> list:
-        values = list(self._args(self))
+    def args(self) -> list[Any]:
+        values = [get(self) for get in self._arg_getters]
         if self.REST is not None:
             values += getattr(self, self.REST)
         return values
-
-
-def _getter(paths: tuple[str, ...]) -> Callable[[Any], tuple]:
-    if not paths:
-        return lambda _: ()
-    get = attrgetter(*paths)
-    return (lambda obj: (get(obj),)) if len(paths) == 1 else get
 
 
 def _layout(cls: type) -> tuple[list[str], list[str], str | None, dict[str, str]]:
@@ -137,8 +130,8 @@ def script(
             "REST": rest_name,
             "BODY": full_body,
             "SOURCE": "".join(f"{text}\n" for text in (prelude.strip("\n"), *lines) if text) + full_body,
-            "_keys": staticmethod(_getter(tuple(keys))),
-            "_args": staticmethod(_getter(tuple(args))),
+            "_key_getters": tuple(attrgetter(p) for p in keys),
+            "_arg_getters": tuple(attrgetter(p) for p in args),
         }
         for name, value in attrs.items():
             setattr(described, name, value)

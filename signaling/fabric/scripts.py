@@ -2,6 +2,9 @@
 atomic step on Redis's own clock. Each script is a description (signaling.fabric.lua): its fields
 are its KEYS and ARGV, and the fabric calls it by filling one in."""
 
+from collections.abc import Callable
+from typing import TypeVar
+
 from signaling.fabric.ledger import LedgerStep
 from signaling.fabric.lua import Script, arg, key, part, rest, script
 
@@ -52,11 +55,13 @@ end
 """
 
 
+T = TypeVar("T")
+
 # The functions PRELUDE defines: no input may take their names.
 DEFINED = frozenset({"now_ms", "bump", "announce", "members", "snapshot", "enter"})
 
 
-def fabric_script(body: str):
+def fabric_script(body: str) -> Callable[[type[T]], type[T]]:
     """A script of the fabric: PRELUDE, then its inputs, then `body`."""
     return script(body=body, prelude=PRELUDE, reserved=DEFINED)
 
