@@ -1,5 +1,6 @@
-"""The signaling WebSocket: the one module that owns sockets. Everything it decides, it asks of
-signaling.core.rooms (pure state) and signaling.core.messages (parsing); it only moves bytes and keeps time."""
+"""The signaling WebSocket: the one module that owns sockets. What it decides, it asks of the core
+(signaling.core: parsing, rooms, join admission) and of the fabric for the other nodes; it only
+moves bytes and keeps time."""
 
 import asyncio
 import contextlib

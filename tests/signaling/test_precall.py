@@ -36,7 +36,7 @@ async def precall(w, who="a-clinician") -> dict:
 
 async def gone(app, room: str, timeout: float = 5.0) -> None:
     async def check():
-        while room in app.state.precall.expected or app.state.signaling.core.rooms.peers(room):
+        while room in app.state.precall.expected or app.state.signaling.rooms.peers(room):
             await asyncio.sleep(0.05)
 
     await asyncio.wait_for(check(), timeout)
@@ -48,7 +48,7 @@ async def test_echo_returns_own_frames_and_reports(live):
     grant = await precall(w)
     assert grant["room"].startswith("precall-") and grant["ice_servers"] == []
     assert grant["signaling_url"] == f"ws://{host}/api/v1/signaling"
-    [echo] = app.state.signaling.core.rooms.peers(grant["room"])  # waiting for the client before it joins
+    [echo] = app.state.signaling.rooms.peers(grant["room"])  # waiting for the client before it joins
     assert echo.user_id == "precall-echo"
     report = await asyncio.wait_for(precall_check(grant, seconds=2.5, color=(210, 50, 170)), 30)
     assert report["echoed_message"] is True
