@@ -53,6 +53,9 @@ class Rooms:
         self.limits = limits
         self.rooms: dict[str, dict[str, Peer]] = {}
         self._by_secret: dict[str, Peer] = {}
+        # peer id -> what other nodes sent it while it was being admitted (it is in the room for
+        # them from the admission's step on, here only once seated)
+        self.arriving: dict[str, list[Wire]] = {}
 
     def peers(self, room: str) -> list[Peer]:
         return list(self.rooms.get(room, {}).values())
@@ -79,6 +82,28 @@ class Rooms:
         present[peer.peer_id] = peer
         self._by_secret[peer.secret] = peer
         return peer, announce
+
+    def expect(self, peer_id: str) -> None:
+        """A peer is being admitted: hold what other nodes send it until it is seated."""
+        self.arriving[peer_id] = []
+
+    def arrived(self, peer_id: str) -> list[Wire]:
+        """Its admission is over, either way: what was held for it, in order (its backlog)."""
+        return self.arriving.pop(peer_id)
+
+    def receive(self, room: str, to: str, message: Wire) -> tuple[list[Send], bool]:
+        """A message from another node for `to`: the sends, and whether `to` is this node's (held for
+        it while it is away or being admitted; dropped past the buffer's limit)."""
+        target = self.local(room, to)
+        if target is None:
+            held = self.arriving.get(to)
+            if held is not None and len(held) < self.limits.buffer_messages:
+                held.append(message)
+            return [], held is not None
+        try:
+            return self.deliver(target, message), True
+        except ProtocolError:
+            return [], True
 
     def relay(self, sender: Peer, msg: Relay) -> list[Send]:
         """Forward to a local peer of the same room (buffered while it is away); [] if not local."""

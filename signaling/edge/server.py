@@ -61,12 +61,8 @@ class SignalingServer:
         )
         self.sockets: dict[str, WebSocket] = {}
         self.per_user: Counter[str] = Counter()
-        self.ended = CloseOrders(
-            fabric.ledger.horizon
-        )  # a join one of these may have raced asks the database
-        self.arriving: dict[
-            str, list[dict]
-        ] = {}  # peer id -> messages for it that came while it was admitted
+        # Close orders heard: a join one of them may have raced is checked against the database.
+        self.ended = CloseOrders(fabric.ledger.horizon)
         self.fabric = fabric
         self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
@@ -158,7 +154,7 @@ class SignalingServer:
     async def _seat(self, grant: CallGrant) -> tuple[Peer, list[Send], Admission]:
         """Admit the token and give the peer its place; what other nodes sent it meanwhile is its backlog."""
         public = {"peer_id": new_peer_id(), "user_id": grant.user_id}
-        self.arriving[public["peer_id"]] = held = []
+        self.rooms.expect(public["peer_id"])
         try:
             admission = await self._clear(grant, public)
             try:
@@ -173,7 +169,7 @@ class SignalingServer:
                 await self.fabric.left(grant.room, public)
                 raise
         finally:
-            del self.arriving[public["peer_id"]]
+            held = self.rooms.arrived(public["peer_id"])
         peer.consult_id, peer.buffer = grant.consult_id, held  # later messages queue behind a backlog
         return peer, announce, admission
 
@@ -403,15 +399,10 @@ class SignalingServer:
                 await ws.close(CLOSE_NORMAL, reason[:100])
 
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
-        target = self.rooms.local(room, to)
-        if target is None:
-            held = self.arriving.get(to)  # it entered the room on Redis and is being seated here
-            if held is not None and len(held) < self.s.signaling_buffer_messages:
-                held.append(message)
-            return held is not None
-        with contextlib.suppress(ProtocolError):
-            await self._send_all(self.rooms.deliver(target, message))
-        return True
+        sends, here = self.rooms.receive(room, to, message)
+        if sends:
+            await self._send_all(sends)
+        return here
 
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
         with contextlib.suppress(Exception):

@@ -14,7 +14,7 @@ from signaling.core.admission import (
     settled,
 )
 from signaling.core.messages import ProtocolError, joined
-from signaling.core.rooms import Limits, Rooms
+from signaling.core.rooms import Limits, Rooms, Send
 from signaling.core.views import Views
 
 GRANT = CallGrant("u1", "o1", "consult-1", "c1", "jti", iat=100, exp=400)
@@ -178,3 +178,27 @@ def test_a_peer_is_told_only_what_it_was_not_told_at_join():
         ("peer-joined", "p2"),
         ("peer-left", "gone"),
     ]
+
+
+# ---- messages from other nodes ----
+
+
+def test_a_peer_being_admitted_gets_what_other_nodes_sent_it_meanwhile_as_its_backlog():
+    r = Rooms(Limits(max_peers=4, buffer_messages=2))
+    r.expect("newcomer")
+    assert r.receive("x", "newcomer", {"n": 1}) == ([], True)
+    assert r.receive("x", "newcomer", {"n": 2}) == ([], True)
+    assert r.receive("x", "newcomer", {"n": 3}) == ([], True)  # past the buffer: dropped, still ours
+    assert r.receive("x", "stranger", {"n": 4}) == ([], False)  # not this node's: the sender hears it
+    assert r.arrived("newcomer") == [{"n": 1}, {"n": 2}]
+    assert r.receive("x", "newcomer", {"n": 5}) == ([], False)
+
+
+def test_a_message_from_another_node_reaches_a_local_peer_or_waits_while_it_is_away():
+    r = Rooms(Limits(max_peers=4, buffer_messages=1))
+    a, _ = r.join(room="x", user_id="u1", org_id="o")
+    assert r.receive("x", a.peer_id, {"n": 1}) == ([Send(a.peer_id, {"n": 1})], True)
+    r.detach(a, now=0.0)
+    assert r.receive("x", a.peer_id, {"n": 2}) == ([], True)
+    assert r.receive("x", a.peer_id, {"n": 3}) == ([], True)  # its buffer is full: dropped, no error
+    assert a.buffer == [{"n": 2}]

@@ -231,7 +231,7 @@ async def test_what_another_node_sends_a_peer_being_admitted_follows_its_joined(
         s, gate, newcomer = await elsewhere.newcomer(live)
         offer = {"type": "offer", "from": "elsewhere", "sdp": "v=0\r\n"}
         assert await elsewhere.fabric.forward(elsewhere.room, newcomer, offer)
-        await live.wait(lambda: live.server.arriving.get(newcomer))
+        await live.wait(lambda: live.server.rooms.arriving.get(newcomer))
         gate.set()
         joined = await s.recv()
         assert joined["type"] == "joined" and joined["peer_id"] == newcomer
