@@ -92,8 +92,8 @@ class Views:
 
     def event(self, event: Wire) -> Sends:
         """A membership event heard from Redis ({room, seq, event, peer})."""
-        view = self.rooms.get(event.get("room"))  # type: ignore[arg-type]
-        if view is None:
+        room = event.get("room")
+        if not isinstance(room, str) or (view := self.rooms.get(room)) is None:
             return []
         entry, seq = event["peer"], int(event["seq"])
         peer_id, joined = entry["peer_id"], event["event"] == "peer-joined"
@@ -107,7 +107,7 @@ class Views:
             view.members[peer_id] = public(entry)
         else:
             view.members.pop(peer_id, None)
-        return sync(event["room"], view)
+        return sync(room, view)
 
     def snapshot(self, room: str, view: View, seq: int, entries: list[Wire], now: float) -> Sends:
         """Bring the view up to a snapshot (the membership at `seq`), unless the room's view was
