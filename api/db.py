@@ -15,7 +15,7 @@ log = logging.getLogger("liaison.db")
 
 
 class CallLedger(Protocol):
-    """What the kernel needs of the call ledger (signaling.ledger): marks made before a commit."""
+    """What the kernel needs of the call ledger (signaling.fabric.ledger): marks made before a commit."""
 
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None: ...
 

@@ -61,7 +61,7 @@ class Settings(BaseSettings):
     signaling_audience: str = "liaison-signaling"
     signaling_url: str | None = None  # what call tokens name; derived from the request when unset
     signaling_port: int | None = (
-        None  # serve signaling on its own port too (lighter: see signaling/listener.py)
+        None  # serve signaling on its own port too (lighter: see signaling/edge/listener.py)
     )
     call_token_ttl: int = Field(default=300, ge=10, le=300)
     stun_urls: list[str] = []

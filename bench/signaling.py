@@ -1,6 +1,6 @@
 """Signaling relay: Liaison's WebSocket signaling against a bare `websockets` relay (bench.bare_relay),
 each in a process of its own on 127.0.0.1, in the same run. Liaison is measured on its own signaling
-port (signaling/listener.py: `websockets` inside the `liaison serve` process) and, for comparison, on
+port (signaling/edge/listener.py: `websockets` inside the `liaison serve` process) and, for comparison, on
 the API's ASGI route under uvicorn.
 
 - Throughput and server CPU: two joined peers; one sends ICE-candidate-sized messages to the other,
@@ -15,7 +15,7 @@ the API's ASGI route under uvicorn.
   signaling_record_delay, and the next call waits for it), the bare relay with names. CALLS
   rounds, the two servers taking turns to go first.
 - Idle connections: IDLE joined connections (calls of two: rooms of two peers, tokens minted with
-  signaling.tokens.issue for rooms without a consult), each server's RSS delta / IDLE, and the
+  signaling.calls.tokens.issue for rooms without a consult), each server's RSS delta / IDLE, and the
   rate they were opened and joined at (CONCURRENCY at once).
 
 The clients here are a minimal hand-written WebSocket client (`Link`, a protocol, no task per
@@ -472,7 +472,7 @@ async def run() -> list[tuple[str, str, str, str]]:
             signaling_join_timeout=60,
         )
         from auth.context import build_auth_context
-        from signaling import tokens
+        from signaling.calls import tokens
 
         ctx, org, user = build_auth_context(settings, None), uuid.uuid4(), uuid.uuid4()
 

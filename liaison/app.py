@@ -40,12 +40,13 @@ from auth.roles import Perm
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
-from signaling import control, listener
-from signaling.fabric import LocalFabric
-from signaling.ledger import make_ledger
-from signaling.precall import PrecallRooms
-from signaling.redis_fabric import RedisFabric
-from signaling.server import SignalingServer
+from signaling.calls import control
+from signaling.edge import listener
+from signaling.edge.server import SignalingServer
+from signaling.fabric.ledger import make_ledger
+from signaling.fabric.local import LocalFabric
+from signaling.fabric.redis_fabric import RedisFabric
+from signaling.peers.precall import PrecallRooms
 
 log = logging.getLogger("liaison")
 

@@ -18,9 +18,10 @@ from consults import access
 from consults.access import is_invited
 from consults.exceptions import InvalidTransition
 from consults.models import Consult, Participant, Status
-from signaling import tokens
-from signaling.control import room_of
-from signaling.ice import ice_servers
+from signaling.calls import tokens
+from signaling.calls.control import room_of
+from signaling.calls.ice import ice_servers
+from signaling.core.admission import CallGrant
 
 CALLABLE = (Status.accepted, Status.in_session)
 
@@ -80,7 +81,7 @@ async def _participant(session: AsyncSession, consult: Consult, actor: Actor) ->
     )
 
 
-async def may_join(session: AsyncSession, *, grant: tokens.CallGrant) -> bool:
+async def may_join(session: AsyncSession, *, grant: CallGrant) -> bool:
     """At join time, the consult must still allow calls and the user still be active and a participant.
 
     One autocommit SELECT (no BEGIN/ROLLBACK round trips): this sits on every join's path."""

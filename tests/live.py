@@ -14,7 +14,7 @@ import websockets
 from api.db import commit
 from liaison.app import create_app, uvicorn_options
 from rosters.models import Roster, Shift, SpecialistProfile
-from signaling.ledger import RedisLedger
+from signaling.fabric.ledger import RedisLedger
 
 
 @asynccontextmanager

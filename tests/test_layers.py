@@ -30,6 +30,34 @@ LAYERS: list[set[str]] = [
 # Outside the layers: they use everything, and nothing layered may import them.
 UNLAYERED = {"tests", "bench"}
 
+# Signaling's parts, lowest first, by the same rule: a part imports lower parts only. Its domain
+# face (router, schemas, models, service) sits beside them and may use any.
+SIGNALING_PARTS: list[set[str]] = [
+    {"core"},  # decisions without I/O
+    {"fabric", "calls"},  # the other nodes; a call's tokens, records and close orders
+    {"peers"},  # aiortc peers
+    {"edge"},  # the sockets
+]
+# All the signaling core may import: the standard library's modules that do no I/O, orjson, and
+# itself. Nothing that reaches a socket, Redis, a database, the event loop or WebRTC (websockets,
+# redis, starlette, sqlalchemy, aiortc, asyncio); add a module here only if it is as pure.
+CORE_MAY_IMPORT = {
+    "__future__",
+    "collections",
+    "dataclasses",
+    "enum",
+    "functools",
+    "itertools",
+    "json",
+    "math",
+    "operator",
+    "orjson",
+    "re",
+    "secrets",
+    "time",
+    "typing",
+}
+
 
 def packages(root: Path = ROOT) -> set[str]:
     """Every top-level package of the repository."""
@@ -137,6 +165,30 @@ def shortest_cycle(edges: dict[str, dict[str, list[str]]], group: list[str]) -> 
     )
 
 
+def signaling_parts(root: Path = ROOT) -> dict[str, dict[str, list[str]]]:
+    """part -> {part it imports -> ["file:line", ...]}, between the sub-packages of signaling/."""
+    base = root / "signaling"
+    parts = {p.parent.name for p in base.glob("*/__init__.py")}
+    out: dict[str, dict[str, list[str]]] = {part: {} for part in sorted(parts)}
+    for part in parts:
+        for path in sorted((base / part).rglob("*.py")):
+            for name, line in imported(path):
+                bits = name.split(".")
+                if bits[0] == "signaling" and len(bits) > 1 and bits[1] in parts and bits[1] != part:
+                    out[part].setdefault(bits[1], []).append(f"{path.relative_to(root)}:{line}")
+    return out
+
+
+def impure(root: Path = ROOT) -> list[str]:
+    """Every import of the signaling core outside CORE_MAY_IMPORT and signaling.core itself."""
+    problems = []
+    for path in sorted((root / "signaling" / "core").rglob("*.py")):
+        for name, line in imported(path):
+            if name.split(".")[0] not in CORE_MAY_IMPORT and not (name + ".").startswith("signaling.core."):
+                problems.append(f"{path.relative_to(root)}:{line}: the signaling core imports {name}")
+    return problems
+
+
 def test_every_package_has_a_layer():
     declared = set().union(*LAYERS)
     assert packages() - UNLAYERED - declared == set(), "a new package: give it a layer in LAYERS"
@@ -154,6 +206,47 @@ def test_no_import_cycle_between_packages():
     found = cycles(edges)
     detail = [f"{', '.join(group)}; for one: {shortest_cycle(edges, group)}" for group in found]
     assert not found, "packages that import each other:\n" + "\n".join(detail)
+
+
+def test_signaling_parts_point_down():
+    edges = signaling_parts()
+    declared = set().union(*SIGNALING_PARTS)
+    assert set(edges) == declared, "a signaling sub-package without a place in SIGNALING_PARTS, or one gone"
+    problems = upward(edges, SIGNALING_PARTS)
+    assert not problems, "signaling's parts, imports that do not point down:\n" + "\n".join(problems)
+
+
+def test_the_signaling_core_does_no_io():
+    problems = impure()
+    assert not problems, "\n".join(problems)
+
+
+def test_the_core_check_refuses_io_and_the_other_parts(tmp_path):
+    core = tmp_path / "signaling" / "core"
+    core.mkdir(parents=True)
+    (tmp_path / "signaling" / "__init__.py").write_text("")
+    (core / "__init__.py").write_text("")
+    (core / "ok.py").write_text(
+        "import json\nfrom signaling.core.ok import x\nfrom signaling.core import y\n"
+    )
+    (core / "bad.py").write_text(
+        "import asyncio\nfrom redis.asyncio import Redis\nimport websockets\n"
+        "def f():\n    from starlette.websockets import WebSocket\n    import sqlalchemy, aiortc\n"
+        "from signaling.fabric.lane import Lane\nimport signaling\n"
+    )
+    assert sorted(p.split(": ", 1)[1] for p in impure(tmp_path)) == sorted(
+        f"the signaling core imports {name}"
+        for name in (
+            "asyncio",
+            "redis.asyncio",
+            "websockets",
+            "starlette.websockets",
+            "sqlalchemy",
+            "aiortc",
+            "signaling.fabric.lane",
+            "signaling",
+        )
+    )
 
 
 def test_the_check_sees_every_kind_of_import(tmp_path):

@@ -19,7 +19,7 @@ from auth.context import build_auth_context
 from auth.service import mint_access
 from consults.models import Consult, Offer
 from liaison.demo import verify_audit
-from signaling import tokens
+from signaling.calls import tokens
 from tests.conftest import PG_ADMIN_URL, REDIS_URL, make_settings
 from tests.consults.conftest import CONSULT
 from tests.faults import assert_clean_log, assert_unavailable, node_for, seeded, sign_in

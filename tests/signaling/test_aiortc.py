@@ -7,9 +7,9 @@ import sys
 import pytest
 from sqlalchemy import select
 
-from signaling.client import CallClient
 from signaling.models import Attendance
-from signaling.webrtc import ColorTrack, Mesh, frame_color
+from signaling.peers.client import CallClient
+from signaling.peers.webrtc import ColorTrack, Mesh, frame_color
 from tests.live import accepted_consult, live_world
 
 # Both configurations: in the scaled one, presence and single-use tokens go through Redis.
@@ -180,7 +180,7 @@ async def test_cut_socket_resumes_and_call_continues(call):
 async def test_cli_help():
     done = await asyncio.to_thread(
         subprocess.run,
-        [sys.executable, "-m", "signaling.client", "--help"],
+        [sys.executable, "-m", "signaling.peers.client", "--help"],
         capture_output=True,
         text=True,
         timeout=60,

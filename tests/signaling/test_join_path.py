@@ -14,7 +14,7 @@ from sqlalchemy import event, update
 
 from agreements.models import Agreement
 from api.db import commit
-from signaling.redis_fabric import RedisFabric
+from signaling.fabric.redis_fabric import RedisFabric
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.live import free_port, http, put_on_call, serve
 from tests.signaling.test_call_lifecycle import call_closed, eventually, refused_join, status_of
@@ -231,7 +231,7 @@ async def test_what_another_node_sends_a_peer_being_admitted_follows_its_joined(
         s, gate, newcomer = await elsewhere.newcomer(live)
         offer = {"type": "offer", "from": "elsewhere", "sdp": "v=0\r\n"}
         assert await elsewhere.fabric.forward(elsewhere.room, newcomer, offer)
-        await live.wait(lambda: live.server.arriving.get(newcomer))
+        await live.wait(lambda: live.server.rooms.arriving.get(newcomer))
         gate.set()
         joined = await s.recv()
         assert joined["type"] == "joined" and joined["peer_id"] == newcomer

@@ -9,11 +9,11 @@ import pytest
 from redis.asyncio import Redis
 
 from api.errors import Unavailable
-from signaling.fabric import LocalFabric
-from signaling.ledger import LocalLedger, RedisLedger, Verdict
-from signaling.messages import ProtocolError
-from signaling.redis_fabric import RedisFabric
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant, Verdict
+from signaling.core.messages import ProtocolError
+from signaling.fabric.ledger import LocalLedger, RedisLedger
+from signaling.fabric.local import LocalFabric
+from signaling.fabric.redis_fabric import RedisFabric
 from tests.live import free_port
 
 

@@ -19,10 +19,10 @@ from redis.asyncio import Redis
 
 from api.redis import make_redis
 from liaison.app import create_app
-from signaling.ledger import RedisLedger, Verdict
-from signaling.messages import ProtocolError
-from signaling.redis_fabric import RedisFabric
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant, Verdict
+from signaling.core.messages import ProtocolError
+from signaling.fabric.ledger import RedisLedger
+from signaling.fabric.redis_fabric import RedisFabric
 from tests.conftest import World, make_settings, reset_env, seed_world
 from tests.live import Node, http, put_on_call
 

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from signaling.client import CallClient, precall_check
+from signaling.peers.client import CallClient, precall_check
 from tests.conftest import PASSWORD, make_settings, reset_env, seed_world
 from tests.live import http, serve
 
@@ -127,7 +127,7 @@ async def test_command_line_precall(live):
     cmd = [
         sys.executable,
         "-m",
-        "signaling.client",
+        "signaling.peers.client",
         "--base",
         f"http://{host}",
         "--username",

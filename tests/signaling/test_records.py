@@ -10,8 +10,8 @@ from sqlalchemy import event, select
 from api.db import make_engine, make_sessionmaker
 from consults.models import Consult
 from events.models import Event
+from signaling.calls.records import Joined, Left, RecordWriter
 from signaling.models import Attendance, Call
-from signaling.records import Joined, Left, RecordWriter
 from tests.live import accepted_consult
 
 BODY = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}

@@ -8,7 +8,7 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ConnectionError, ResponseError, TimeoutError
 
-from signaling.redis_lane import KEEP, Lane
+from signaling.fabric.lane import KEEP, Lane
 from tests.live import free_port
 
 ECHO = "return {KEYS[1], ARGV[1]}"
@@ -97,4 +97,6 @@ async def test_a_burst_stays_within_the_limit_and_keeps_a_few(redis):
 
 
 async def _clients(redis: Redis) -> int:
-    return sum(1 for c in await redis.client_list() if c.get("cmd") != "client|list")
+    """Connections to this test's database (the server is shared with other runs using other ones)."""
+    db = str(redis.connection_pool.connection_kwargs.get("db", 0))
+    return sum(1 for c in await redis.client_list() if c.get("cmd") != "client|list" and c.get("db") == db)

@@ -1,10 +1,10 @@
-"""signaling.rooms and signaling.messages as pure code: no sockets, no clock, no database."""
+"""signaling.core.rooms and signaling.core.messages as pure code: no sockets, no clock, no database."""
 
 import json
 
 import pytest
 
-from signaling.messages import (
+from signaling.core.messages import (
     MAX_CANDIDATE,
     MAX_ID,
     MAX_SDP,
@@ -17,7 +17,7 @@ from signaling.messages import (
     error,
     parse,
 )
-from signaling.rooms import Limits, Rooms, Send
+from signaling.core.rooms import Limits, Rooms, Send
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 CAND = "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host"

@@ -13,7 +13,6 @@ checked against the database (signaling.service.may_join), as is every join a cl
 In one process the ledger is memory; with Redis, keys that every node shares. Times compared
 across nodes (a token's `iat`, Redis's clock) allow for `leeway` seconds of skew."""
 
-import enum
 import logging
 import time
 
@@ -21,16 +20,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from api.errors import Unavailable
-from signaling.messages import ProtocolError
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant, Verdict
+from signaling.core.messages import ProtocolError
+from signaling.fabric.lua import Script, arg, key, script
 
 log = logging.getLogger("liaison.signaling")
 MAX_TOKEN_LIFE = 300  # settings cap call_token_ttl here; a mark must outlive any token issued before it
-
-
-class Verdict(enum.Enum):
-    FRESH = 1  # first use, nothing ended since it was issued: admit
-    RECHECK = 2  # first use, but the database decides
 
 
 class LocalLedger:
@@ -50,8 +45,8 @@ class LocalLedger:
         """Calls in these rooms, and of these users, were ended: tokens issued before now are rechecked."""
         until = time.time() + self.horizon
         self._forget(time.time())
-        for key in _keys(rooms, users):
-            self._marks[key] = until
+        for mark in _keys(rooms, users):
+            self._marks[mark] = until
 
     async def admit(self, grant: CallGrant) -> Verdict:
         """Spend the token (refused if spent) and say whether the database must decide."""
@@ -69,24 +64,34 @@ class LocalLedger:
             self._marks = {k: v for k, v in self._marks.items() if v > now}
 
 
-# The ledger's step of a join, in Lua, for the fabric's admission script (signaling.redis_scripts),
-# which also answers the room's members in the same round trip. KEYS[1..4]: spent token, room mark,
-# user mark, since; ARGV[1..3]: token ttl (s), token iat (s), leeway (s). Leaves `verdict`: 0 spent
-# already, 1 fresh, 2 recheck.
-ADMIT = """
+@script(
+    body="""
 local verdict = 0
-if redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then
-  local since = redis.call('GET', KEYS[4])
+if redis.call('SET', spent_key, '1', 'NX', 'EX', token_ttl) then
+  local since = redis.call('GET', since_key)
   if not since then  -- Redis lost its data (or never had it): the memory starts now
     since = redis.call('TIME')[1]
-    redis.call('SET', KEYS[4], since)
+    redis.call('SET', since_key, since)
   end
   verdict = 1
-  if tonumber(ARGV[2]) < tonumber(since) + tonumber(ARGV[3]) or redis.call('EXISTS', KEYS[2], KEYS[3]) > 0 then
+  if tonumber(iat) < tonumber(since) + tonumber(leeway) or redis.call('EXISTS', room_mark, user_mark) > 0 then
     verdict = 2
   end
 end
 """
+)
+class LedgerStep(Script):
+    """The ledger's step of a join, a part of the fabric's admission script (signaling.fabric.scripts),
+    which also answers the room's members in the same round trip. Leaves `verdict`: 0 spent already,
+    1 fresh, 2 recheck."""
+
+    spent_key: str = key()  # set once, for the token's remaining life: its first use
+    room_mark: str = key()  # present while calls in the room were ended (RedisLedger.end)
+    user_mark: str = key()  # the same for the user
+    since_key: str = key()  # when the ledger's memory began (Redis's clock, seconds)
+    token_ttl: int = arg()  # seconds the spent mark is kept
+    iat: int = arg()  # the token's issue time (epoch seconds)
+    leeway: int = arg()  # seconds of clock skew allowed between nodes and Redis
 
 
 class RedisLedger:
@@ -115,8 +120,8 @@ class RedisLedger:
     async def end(self, *, rooms: tuple[str, ...] = (), users: tuple[str, ...] = ()) -> None:
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
-                for key in _keys(rooms, users):
-                    pipe.set(self.PREFIX + key, b"1", ex=self.horizon)
+                for mark in _keys(rooms, users):
+                    pipe.set(self.PREFIX + mark, b"1", ex=self.horizon)
                 await pipe.execute()
         except RedisError:
             raise Unavailable(
@@ -124,19 +129,18 @@ class RedisLedger:
                 store="redis",
             ) from None
 
-    def keys(self, grant: CallGrant) -> list[str]:
-        """The KEYS of ADMIT for this token."""
+    def step(self, grant: CallGrant) -> LedgerStep:
+        """The ledger's part of this token's admission script."""
         p = self.PREFIX
-        return [
-            p + "spent:" + grant.jti,
-            p + "room:" + grant.room,
-            p + "user:" + grant.user_id,
-            self.since_key,
-        ]
-
-    def args(self, grant: CallGrant) -> list[int]:
-        """The ARGV of ADMIT for this token."""
-        return [max(1, grant.exp - int(time.time()) + self.leeway), grant.iat, self.leeway]
+        return LedgerStep(
+            spent_key=p + "spent:" + grant.jti,
+            room_mark=p + "room:" + grant.room,
+            user_mark=p + "user:" + grant.user_id,
+            since_key=self.since_key,
+            token_ttl=max(1, grant.exp - int(time.time()) + self.leeway),
+            iat=grant.iat,
+            leeway=self.leeway,
+        )
 
     @staticmethod
     def verdict(answer: int) -> Verdict:

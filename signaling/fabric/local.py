@@ -1,12 +1,12 @@
 """How a node reaches peers on other nodes. The single-node fabric knows none; the Redis one
-(signaling.redis_fabric) shares room membership and forwards messages between nodes."""
+(signaling.fabric.redis_fabric) shares room membership and forwards messages between nodes."""
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from signaling.ledger import LocalLedger, Verdict
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant, Verdict
+from signaling.fabric.ledger import LocalLedger
 
 Deliver = Callable[[str, str, dict], Awaitable[bool]]  # (room, peer_id, message) -> delivered here?
 

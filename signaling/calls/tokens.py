@@ -2,22 +2,11 @@
 
 import time
 import uuid
-from dataclasses import dataclass
 
 from auth.context import AuthContext
 from auth.tokens import InvalidToken, new_jti, verify
-from signaling.messages import ProtocolError
-
-
-@dataclass(frozen=True, slots=True)
-class CallGrant:
-    user_id: str
-    org_id: str
-    room: str
-    consult_id: str | None  # None for a pre-call echo room
-    jti: str
-    iat: int
-    exp: int
+from signaling.core.admission import CallGrant
+from signaling.core.messages import ProtocolError
 
 
 def issue(
@@ -49,7 +38,7 @@ def issue(
 
 
 def check(ctx: AuthContext, token: str) -> CallGrant:
-    """Signature, audience, expiry and type; single use is the ledger's (signaling.ledger)."""
+    """Signature, audience, expiry and type; single use is the ledger's (signaling.fabric.ledger)."""
     s = ctx.settings
     try:
         c = verify(

@@ -7,7 +7,7 @@
 Roles are fixed: a peer that joins calls (offers to) every peer already in the room; a peer that
 is there first answers the offers of those who come later. A lost socket is resumed with the
 session secret within the grace period; the RTCPeerConnections live on meanwhile, and what we
-send in the gap goes out after the resume. Run `python -m signaling.client --help` for the CLI.
+send in the gap goes out after the resume. Run `python -m signaling.peers.client --help` for the CLI.
 """
 
 import argparse
@@ -23,7 +23,7 @@ import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
-from signaling.webrtc import ColorTrack, Link, Mesh, frame_color, json_object
+from signaling.peers.webrtc import ColorTrack, Link, Mesh, frame_color, json_object
 
 log = logging.getLogger("liaison.client")
 
@@ -35,7 +35,7 @@ class SignalingError(Exception):
 
 
 class CallClient:
-    """One participant of a call, with one RTCPeerConnection per other peer (see signaling.webrtc)."""
+    """One participant of a call, with one RTCPeerConnection per other peer (see signaling.peers.webrtc)."""
 
     def __init__(
         self,
@@ -299,7 +299,7 @@ async def _run(args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m signaling.client",
+        prog="python -m signaling.peers.client",
         description="Join a Liaison call (or a pre-call check) with aiortc.",
     )
     parser.add_argument("--url", help="signaling WebSocket URL (with --token)")

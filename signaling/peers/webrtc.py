@@ -1,5 +1,5 @@
-"""The WebRTC side of a call, shared by the Python client (signaling.client) and the server's
-pre-call echo peer (signaling.echo): one aiortc RTCPeerConnection per remote peer, driven by
+"""The WebRTC side of a call, shared by the Python client (signaling.peers.client) and the server's
+pre-call echo peer (signaling.peers.echo): one aiortc RTCPeerConnection per remote peer, driven by
 signaling messages, with trickle ICE.
 
 aiortc gathers every local candidate during setLocalDescription and writes them into the SDP; we

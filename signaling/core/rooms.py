@@ -4,7 +4,7 @@ values (`Send`), and nothing here touches a socket, Redis or the clock."""
 import secrets
 from dataclasses import dataclass, field
 
-from signaling.messages import ProtocolError, Relay
+from signaling.core.messages import ProtocolError, Relay, Wire
 
 
 def new_peer_id() -> str:
@@ -25,7 +25,9 @@ class Peer:
     consult_id: str | None = None  # the consult whose call this is (None: a pre-call echo room)
     connected: bool = True
     detached_at: float | None = None
-    buffer: list = field(default_factory=list)  # held for the peer while it is away (a deque costs 10x empty)
+    buffer: list[Wire] = field(
+        default_factory=list
+    )  # held for the peer while it is away (a deque costs 10x empty)
 
     def public(self) -> dict[str, str]:
         return {"peer_id": self.peer_id, "user_id": self.user_id}
@@ -34,7 +36,7 @@ class Peer:
 @dataclass(frozen=True, slots=True)
 class Send:
     peer_id: str
-    message: dict
+    message: Wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,9 +53,16 @@ class Rooms:
         self.limits = limits
         self.rooms: dict[str, dict[str, Peer]] = {}
         self._by_secret: dict[str, Peer] = {}
+        # peer id -> what other nodes sent it while it was being admitted (it is in the room for
+        # them from the admission's step on, here only once seated)
+        self.arriving: dict[str, list[Wire]] = {}
 
     def peers(self, room: str) -> list[Peer]:
         return list(self.rooms.get(room, {}).values())
+
+    def others(self, peer: Peer, remote: list[Wire]) -> list[Wire]:
+        """Who a peer is told is in its room: the room's other local peers, then the remote ones."""
+        return [p.public() for p in self.rooms.get(peer.room, {}).values() if p is not peer] + remote
 
     def check_space(self, room: str, remote_count: int = 0) -> None:
         """room_full if the room has no place left."""
@@ -74,6 +83,28 @@ class Rooms:
         self._by_secret[peer.secret] = peer
         return peer, announce
 
+    def expect(self, peer_id: str) -> None:
+        """A peer is being admitted: hold what other nodes send it until it is seated."""
+        self.arriving[peer_id] = []
+
+    def arrived(self, peer_id: str) -> list[Wire]:
+        """Its admission is over, either way: what was held for it, in order (its backlog)."""
+        return self.arriving.pop(peer_id)
+
+    def receive(self, room: str, to: str, message: Wire) -> tuple[list[Send], bool]:
+        """A message from another node for `to`: the sends, and whether `to` is this node's (held for
+        it while it is away or being admitted; dropped past the buffer's limit)."""
+        target = self.local(room, to)
+        if target is None:
+            held = self.arriving.get(to)
+            if held is not None and len(held) < self.limits.buffer_messages:
+                held.append(message)
+            return [], held is not None
+        try:
+            return self.deliver(target, message), True
+        except ProtocolError:
+            return [], True
+
     def relay(self, sender: Peer, msg: Relay) -> list[Send]:
         """Forward to a local peer of the same room (buffered while it is away); [] if not local."""
         target = self.rooms.get(sender.room, {}).get(msg.to)
@@ -81,7 +112,7 @@ class Rooms:
             return []
         return self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
 
-    def deliver(self, target: Peer, message: dict) -> list[Send]:
+    def deliver(self, target: Peer, message: Wire) -> list[Send]:
         """To the peer now, or into its buffer while it is away or has a backlog to be sent first."""
         if target.connected and not target.buffer:
             return [Send(target.peer_id, message)]
@@ -101,7 +132,7 @@ class Rooms:
         """The peer a resume secret names, without resuming it."""
         return self._by_secret.get(secret)
 
-    def resume(self, secret: str, now: float) -> tuple[Peer, list[dict]]:
+    def resume(self, secret: str, now: float) -> tuple[Peer, list[Wire]]:
         """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
         it gets what was buffered meanwhile, in order."""
         peer = self._by_secret.get(secret)

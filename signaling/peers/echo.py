@@ -21,8 +21,8 @@ import time
 from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.contrib.media import MediaRelay
 
-from signaling.ice import ice_servers
-from signaling.webrtc import Link, Mesh, json_object
+from signaling.calls.ice import ice_servers
+from signaling.peers.webrtc import Link, Mesh, json_object
 
 log = logging.getLogger("liaison.precall")
 ECHO_USER = "precall-echo"

@@ -1,5 +1,6 @@
-"""The signaling WebSocket: the one module that owns sockets. Everything it decides, it asks of
-signaling.rooms (pure state) and signaling.messages (parsing); it only moves bytes and keeps time."""
+"""The signaling WebSocket: the one module that owns sockets. What it decides, it asks of the core
+(signaling.core: parsing, rooms, join admission) and of the fabric for the other nodes; it only
+moves bytes and keeps time."""
 
 import asyncio
 import contextlib
@@ -13,14 +14,34 @@ from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.errors import CLOSE_TRY_AGAIN, unavailable
-from signaling import service, tokens
-from signaling.fabric import Admission
-from signaling.ice import ice_servers
-from signaling.ledger import Verdict
-from signaling.limits import Bucket, IdleWatch
-from signaling.messages import Join, Leave, Ping, ProtocolError, Relay, Resume, encode, error, parse
-from signaling.records import Joined, Left, RecordWriter
-from signaling.rooms import Limits, Peer, Rooms, Send, new_peer_id
+from signaling import service
+from signaling.calls import tokens
+from signaling.calls.ice import ice_servers
+from signaling.calls.records import Joined, Left, RecordWriter
+from signaling.core.admission import (
+    CallGrant,
+    CloseOrders,
+    admitted_at_once,
+    call_closed,
+    check_connections,
+    settled,
+)
+from signaling.core.limits import Bucket
+from signaling.core.messages import (
+    Join,
+    Leave,
+    Ping,
+    ProtocolError,
+    Relay,
+    Resume,
+    encode,
+    error,
+    joined,
+    parse,
+)
+from signaling.core.rooms import Limits, Peer, Rooms, Send, new_peer_id
+from signaling.edge.idle import IdleWatch
+from signaling.fabric.local import Admission
 
 log = logging.getLogger("liaison.signaling")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
@@ -40,12 +61,8 @@ class SignalingServer:
         )
         self.sockets: dict[str, WebSocket] = {}
         self.per_user: Counter[str] = Counter()
-        # When this node last heard a close order per "room:<room>" / "user:<id>" (monotonic): a
-        # join that a close order may have raced is checked against the database.
-        self.ended: dict[str, float] = {}
-        self.arriving: dict[
-            str, list[dict]
-        ] = {}  # peer id -> messages for it that came while it was admitted
+        # Close orders heard: a join one of them may have raced is checked against the database.
+        self.ended = CloseOrders(fabric.ledger.horizon)
         self.fabric = fabric
         self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
@@ -123,22 +140,21 @@ class SignalingServer:
     async def _join(self, ws: WebSocket, msg: Join) -> Peer:
         grant = tokens.check(self.auth, msg.token)
         # Limits this node can see are checked before the token is spent: it may be used once there is room.
-        if self.per_user[grant.user_id] >= self.s.signaling_connections_per_user:
-            raise ProtocolError("too_many_connections", "Too many signaling connections for this user")
+        check_connections(self.per_user[grant.user_id], self.s.signaling_connections_per_user)
         self.rooms.check_space(grant.room)
         peer, announce, admission = await self._seat(grant)
         self._attach(ws, peer)
-        await self._welcome(ws, peer, grant.user_id, admission.remote)
+        await self._welcome(ws, peer, admission.remote)
         await self._send_all(announce)
         await self.fabric.joined(peer.room, peer.public(), known=admission.remote, entered=admission.entered)
         if grant.consult_id is not None:
             self.records.add(Joined(uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id), peer.peer_id))
         return peer
 
-    async def _seat(self, grant: tokens.CallGrant) -> tuple[Peer, list[Send], Admission]:
+    async def _seat(self, grant: CallGrant) -> tuple[Peer, list[Send], Admission]:
         """Admit the token and give the peer its place; what other nodes sent it meanwhile is its backlog."""
         public = {"peer_id": new_peer_id(), "user_id": grant.user_id}
-        self.arriving[public["peer_id"]] = held = []
+        self.rooms.expect(public["peer_id"])
         try:
             admission = await self._clear(grant, public)
             try:
@@ -153,26 +169,14 @@ class SignalingServer:
                 await self.fabric.left(grant.room, public)
                 raise
         finally:
-            del self.arriving[public["peer_id"]]
+            held = self.rooms.arrived(public["peer_id"])
         peer.consult_id, peer.buffer = grant.consult_id, held  # later messages queue behind a backlog
         return peer, announce, admission
 
-    async def _welcome(self, ws: WebSocket, peer: Peer, user_id: str, remote: list[dict]) -> None:
+    async def _welcome(self, ws: WebSocket, peer: Peer, remote: list[dict]) -> None:
         """`joined`, then the backlog; a client gone before it heard them holds no place and no connection."""
-        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         try:
-            await ws.send_text(
-                encode(
-                    {
-                        "type": "joined",
-                        "peer_id": peer.peer_id,
-                        "resume": peer.secret,
-                        "room": peer.room,
-                        "peers": others,
-                        "ice_servers": ice_servers(self.s, user_id, int(time.time())),
-                    }
-                )
-            )
+            await ws.send_text(encode(self._joined(peer, remote)))
             await self._flush(ws, peer)
         except Exception:
             await self._lost(ws, peer)
@@ -187,32 +191,25 @@ class SignalingServer:
             for message in queued:
                 await ws.send_text(encode(message))
 
-    async def _clear(self, grant: tokens.CallGrant, peer: dict) -> Admission:
+    async def _clear(self, grant: CallGrant, peer: dict) -> Admission:
         """Spend the token, learn the room's peers on other nodes and, for a fresh token, enter the room
         there, in one step; the database decides only when the ledger can't, or when a close order for
         this room or user came meanwhile (the peer then enters the room only once it has said yes)."""
-        horizon = self.fabric.ledger.horizon
-        quiet = not self._ended_since(grant, time.monotonic() - horizon)
+        quiet = self.ended.quiet(grant, time.monotonic())
         admission = await self.fabric.admit(grant, peer, max_peers=self.s.signaling_max_peers, enter=quiet)
-        if admission.verdict is Verdict.FRESH and not self._ended_since(grant, time.monotonic() - horizon):
+        if admitted_at_once(admission.verdict, self.ended, grant, time.monotonic()):
             return admission
         if admission.entered is not None:  # an order came while it entered: out again until the database says
             await self.fabric.left(grant.room, peer)
             admission = Admission(admission.verdict, admission.remote)
-        settled = False
-        while not settled:
+        while True:
             asked = time.monotonic()
             if not await self._may_join(grant):
-                raise ProtocolError("call_closed", "This consult no longer allows calls for you")
-            settled = not self._ended_since(grant, asked)  # else an order raced the query: ask again
-        return admission
+                raise call_closed()
+            if settled(self.ended, grant, asked):  # else an order raced the query: ask again
+                return admission
 
-    def _ended_since(self, grant: tokens.CallGrant, since: float) -> bool:
-        ended = self.ended
-        never = float("-inf")
-        return max(ended.get("room:" + grant.room, never), ended.get("user:" + grant.user_id, never)) >= since
-
-    async def _may_join(self, grant: tokens.CallGrant) -> bool:
+    async def _may_join(self, grant: CallGrant) -> bool:
         async with self.sessions() as session:
             return await service.may_join(session, grant=grant)
 
@@ -224,22 +221,9 @@ class SignalingServer:
         peer, queued = self.rooms.resume(msg.secret, time.monotonic())
         old = self.sockets.get(peer.peer_id)
         self._attach(ws, peer, count=old is None)
-        others = [p.public() for p in self.rooms.peers(peer.room) if p is not peer] + remote
         sent = 0
         try:
-            await ws.send_text(
-                encode(
-                    {
-                        "type": "joined",
-                        "peer_id": peer.peer_id,
-                        "resume": peer.secret,
-                        "room": peer.room,
-                        "peers": others,
-                        "resumed": True,
-                        "ice_servers": ice_servers(self.s, peer.user_id, int(time.time())),
-                    }
-                )
-            )
+            await ws.send_text(encode(self._joined(peer, remote, resumed=True)))
             for message in queued:
                 await ws.send_text(encode(message))
                 sent += 1
@@ -253,6 +237,16 @@ class SignalingServer:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(CLOSE_NORMAL, "resumed on another connection"), 1)
         return peer
+
+    def _joined(self, peer: Peer, remote: list[dict], *, resumed: bool = False) -> dict:
+        return joined(
+            peer_id=peer.peer_id,
+            secret=peer.secret,
+            room=peer.room,
+            peers=self.rooms.others(peer, remote),
+            ice_servers=ice_servers(self.s, peer.user_id, int(time.time())),
+            resumed=resumed,
+        )
 
     def _attach(self, ws: WebSocket, peer: Peer, count: bool = True) -> None:
         self.sockets[peer.peer_id] = ws
@@ -376,18 +370,20 @@ class SignalingServer:
             now = time.monotonic()
             for peer in self.rooms.expired(now):
                 await self._leave(peer)
-            if self.ended:
-                self.ended = {k: t for k, t in self.ended.items() if t > now - self.fabric.ledger.horizon}
+            self.ended.prune(now)
 
     async def close_room(self, room: str, reason: str) -> None:
         """End a call from the server side (consult closed, agreement revoked)."""
-        self.ended["room:" + room] = time.monotonic()
+        self.ended.room_closed(room, time.monotonic())
         for peer in self.rooms.peers(room):
             await self._close_peer(peer, reason)
 
     async def close_user(self, user_id: str, reason: str, room: str | None = None) -> None:
         """End a user's calls: in one room (reassigned away), or all of them (disabled)."""
-        self.ended["room:" + room if room else "user:" + user_id] = time.monotonic()
+        if room:
+            self.ended.room_closed(room, time.monotonic())
+        else:
+            self.ended.user_closed(user_id, time.monotonic())
         for r in [room] if room else list(self.rooms.rooms):
             for peer in self.rooms.peers(r):
                 if peer.user_id == user_id:
@@ -403,15 +399,10 @@ class SignalingServer:
                 await ws.close(CLOSE_NORMAL, reason[:100])
 
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
-        target = self.rooms.local(room, to)
-        if target is None:
-            held = self.arriving.get(to)  # it entered the room on Redis and is being seated here
-            if held is not None and len(held) < self.s.signaling_buffer_messages:
-                held.append(message)
-            return held is not None
-        with contextlib.suppress(ProtocolError):
-            await self._send_all(self.rooms.deliver(target, message))
-        return True
+        sends, here = self.rooms.receive(room, to, message)
+        if sends:
+            await self._send_all(sends)
+        return here
 
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
         with contextlib.suppress(Exception):

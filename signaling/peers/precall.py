@@ -1,4 +1,4 @@
-"""Pre-call check: a server-side aiortc peer (signaling.echo) in an echo room.
+"""Pre-call check: a server-side aiortc peer (signaling.peers.echo) in an echo room.
 
 The echo peer joins its room when the pre-call token is issued, so the client finds it there and
 calls it. This object owns every echo peer and its RTCPeerConnection: each is closed when the
@@ -36,7 +36,7 @@ class PrecallRooms:
         for old in mine[: max(0, len(mine) - self.per_user + 1)]:  # a new check replaces the user's oldest
             self.owners.pop(old)
             self.echoes[old][0].socket.inbox.put_nowait(None)
-        from signaling.echo import EchoPeer  # aiortc is loaded on the first pre-call check only
+        from signaling.peers.echo import EchoPeer  # aiortc is loaded on the first pre-call check only
 
         echo = EchoPeer(self.server, room, timeout=self.timeout)
         await echo.attach()

@@ -21,7 +21,7 @@ from consults import calls
 from consults.models import Consult
 from consults.notify import people
 from events.service import emit
-from signaling.control import room_of
+from signaling.calls.control import room_of
 from signaling.models import Attendance, Call
 
 log = logging.getLogger("liaison.signaling")

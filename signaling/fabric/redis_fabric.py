@@ -11,13 +11,14 @@ join into a room no other node has live peers in (nobody would act on it).
 Joins. A join is one script (`admit`): it refuses a full room (counting every node's peers, so
 racing joins cannot overfill it) before the call token is spent, then does the ledger's step and,
 for a fresh token, enters the peer. A join the database must decide first enters afterwards, with
-the JOIN script.
+the Join script (signaling.fabric.scripts).
 
 Views. A node keeps, for each room it has local peers in, the remote members it believes are
-present, and for each local peer which remote peers that peer has been told about. Events and
-the snapshots returned by the admission, join and heartbeat scripts are applied last-writer-wins by `seq`,
-and each local peer is then told the difference (peer-joined / peer-left): no duplicates, and a
-lost Pub/Sub message (a Redis reconnect) is repaired by the next heartbeat.
+present, and for each local peer which remote peers that peer has been told about
+(signaling.core.views: pure state). Events and the snapshots returned by the admission, join and
+heartbeat scripts are applied last-writer-wins by `seq`, and each local peer is then told the
+difference (peer-joined / peer-left): no duplicates, and a lost Pub/Sub message (a Redis
+reconnect) is repaired by the next heartbeat.
 
 Relay. A message for a peer of another node is one script call: look the peer's node up in the
 room hash and PUBLISH to that node's channel (`False` when the peer is in no live node, so the
@@ -32,40 +33,23 @@ import json
 import logging
 import secrets
 import time
-from dataclasses import dataclass, field
 
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from api.tasks import cancel
-from signaling import redis_scripts as scripts
-from signaling.fabric import Admission, Deliver
-from signaling.ledger import RedisLedger
-from signaling.messages import ProtocolError
-from signaling.redis_lane import Lane
-from signaling.rooms import room_full
-from signaling.tokens import CallGrant
+from signaling.core.admission import CallGrant
+from signaling.core.messages import ProtocolError
+from signaling.core.rooms import room_full
+from signaling.core.views import Sends, Views, public
+from signaling.fabric import scripts
+from signaling.fabric.lane import Lane
+from signaling.fabric.ledger import RedisLedger
+from signaling.fabric.local import Admission, Deliver
+from signaling.fabric.lua import Script
 
 log = logging.getLogger("liaison.signaling.fabric")
 PIPELINE_CHUNK = 500
-
-
-@dataclass(slots=True)
-class _View:
-    """One room, as this node sees it: remote members (versioned by seq) and what each local peer was told."""
-
-    members: dict[str, dict] = field(default_factory=dict)  # remote peer id -> {peer_id, user_id}
-    versions: dict[str, int] = field(default_factory=dict)  # remote peer id -> seq of the last event applied
-    floor: int = 0  # seq of the newest snapshot applied: events at or below it are already reflected
-    local: dict[str, str] = field(default_factory=dict)  # local peer id -> its entry (json, with this node)
-    told: dict[str, dict[str, dict]] = field(default_factory=dict)  # local peer id -> remote peers it knows
-    pending: dict[str, None] = field(default_factory=dict)  # local peers whose join script has not answered
-    # yet (a dict: 64 bytes empty against a set's 216, and there is a view per room)
-    missing: dict[str, float] = field(default_factory=dict)  # members a snapshot lacked, since (monotonic)
-
-
-def _public(entry: dict) -> dict:
-    return {"peer_id": entry["peer_id"], "user_id": entry["user_id"]}
 
 
 class RedisFabric:
@@ -84,19 +68,9 @@ class RedisFabric:
         self._node_prefix = f"liaison:sig:{db}:node:"
         self._events = f"liaison:sig:{db}:events"
         self._node_channel = self._node_prefix + self.node
-        self._scripts = {
-            name: redis.register_script(src)
-            for name, src in (
-                ("join", scripts.JOIN),
-                ("leave", scripts.LEAVE),
-                ("heartbeat", scripts.HEARTBEAT),
-                ("peers", scripts.PEERS),
-                ("forward", scripts.FORWARD),
-                ("admit", scripts.ADMIT),
-            )
-        }
+        self._scripts = {described: redis.register_script(described.SOURCE) for described in scripts.SCRIPTS}
         self._lane = Lane(redis)  # joins and relays; the heartbeat's pipelines go through the client
-        self._views: dict[str, _View] = {}
+        self._views = Views(self.node, absent_after=self.ttl_ms / 1000)
         self._deliver: Deliver | None = None
         self._tasks: list[asyncio.Task] = []
         self._ready = asyncio.Event()
@@ -121,178 +95,111 @@ class RedisFabric:
             await cancel(task)
         self._tasks = []
         # Leave at once rather than let the others wait for our peers' presence to expire.
-        views, self._views = self._views, {}
+        views, self._views.rooms = self._views.rooms, {}
         with contextlib.suppress(Exception):
             async with asyncio.timeout(3):
                 for room, view in views.items():
                     for peer_id in view.local:
-                        await self._run("leave", room, self._events, room, peer_id)
+                        await self._run(self._leave(room, peer_id))
         await self._lane.close()
 
     async def admit(self, grant: CallGrant, peer: dict, *, max_peers: int, enter: bool) -> Admission:
         """Spend a call token unless the room is full, ask the ledger about it, and learn the room's
         remote peers; with `enter`, a fresh token's peer also enters the room: one round trip."""
         room, ledger = grant.room, self.ledger
-        view = self._views.setdefault(room, _View()) if enter else None
-        entry = self._enter(view, peer) if view is not None else ""
+        entry = self._views.enter(room, peer) if enter else ""
         try:
-            answer = await self._lane.run(
-                self._scripts["admit"],
-                ledger.keys(grant) + [self._room_prefix + room],
-                ledger.args(grant)
-                + [self.node, max_peers, self.ttl_ms, self.key_ttl_ms, self._events, room, entry],
+            answer = await self._run(
+                scripts.Admit(
+                    ledger=ledger.step(grant),
+                    room_key=self._room_prefix + room,
+                    me=self.node,
+                    max_peers=max_peers,
+                    ttl_ms=self.ttl_ms,
+                    key_ttl_ms=self.key_ttl_ms,
+                    channel=self._events,
+                    room=room,
+                    entry=entry,
+                )
             )
         except BaseException as exc:
-            self._forget(room, peer["peer_id"])
+            self._views.forget(room, peer["peer_id"])
             if isinstance(exc, RedisError):
                 raise self._unavailable(exc) from None
             raise
         code = int(answer[0])
         if not code or code == 3 or not answer[1]:
-            self._forget(
-                room, peer["peer_id"]
-            )  # refused, or left to a later JOIN (the database decides first)
+            # refused, or left to a later Join (the database decides first)
+            self._views.forget(room, peer["peer_id"])
         if code == 3:
             raise room_full(max_peers)
         verdict = ledger.verdict(code)
         seq, entries = self._decode(answer[2:])
-        return Admission(verdict, [_public(e) for e in entries], (seq, entries) if answer[1] else None)
+        return Admission(verdict, [public(e) for e in entries], (seq, entries) if answer[1] else None)
 
     async def remote_peers(self, room: str) -> list[dict]:
         try:
-            _, entries = self._decode(await self._run("peers", room, self.node))
+            _, entries = self._decode(
+                await self._run(scripts.Peers(room_key=self._room_prefix + room, me=self.node))
+            )
         except RedisError as exc:
             raise self._unavailable(exc) from None
-        return [_public(e) for e in entries]
+        return [public(e) for e in entries]
 
     async def joined(self, room: str, peer: dict, known: list[dict] | None = None, entered=None) -> None:
         """A local peer joined, having been told `known` (the remote peers when it asked); `entered`
         is its admission's snapshot if the admission already put it in the room."""
-        peer_id, told = peer["peer_id"], {p["peer_id"]: p for p in known or []}
+        peer_id, told = peer["peer_id"], known or []
         if entered is None:
-            view = self._views.setdefault(room, _View())
-            entry = self._enter(view, peer)
-            view.told[peer_id] = told
+            entry = self._views.enter(room, peer, told)
             try:
                 entered = self._decode(
                     await self._run(
-                        "join", room, self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, entry
+                        scripts.Join(
+                            room_key=self._room_prefix + room,
+                            me=self.node,
+                            ttl_ms=self.ttl_ms,
+                            key_ttl_ms=self.key_ttl_ms,
+                            channel=self._events,
+                            room=room,
+                            entry=entry,
+                        )
                     )
                 )
             except RedisError:
                 log.warning(
                     "could not announce peer %s in %s; the next heartbeat will", peer_id, room, exc_info=True
                 )
-                view.pending.pop(peer_id, None)
+                self._views.unannounced(room, peer_id)
                 return
-        view = self._views.get(room)
-        if (
-            view is None or peer_id not in view.local
-        ):  # it left meanwhile, and the leave may have reached Redis first
+        sends = self._views.joined(room, peer_id, told, *entered, now=time.monotonic())
+        if sends is None:  # it left meanwhile, and the leave may have reached Redis first
             await self.left(room, peer)
             return
-        view.told[peer_id] = told
-        view.pending.pop(peer_id, None)
-        await self._send(self._apply_snapshot(room, view, *entered))
-
-    def _enter(self, view: _View, peer: dict) -> str:
-        """Count a joining peer in its room's view: events for the room are kept from now on, and
-        none reach the peer until its join is done (`pending`)."""
-        entry = json.dumps(
-            {"peer_id": peer["peer_id"], "user_id": peer["user_id"], "node": self.node}, separators=(",", ":")
-        )
-        view.local[peer["peer_id"]] = entry
-        view.told[peer["peer_id"]] = {}
-        view.pending[peer["peer_id"]] = None
-        return entry
-
-    def _forget(self, room: str, peer_id: str) -> None:
-        view = self._views.get(room)
-        if view is not None:
-            view.local.pop(peer_id, None)
-            view.told.pop(peer_id, None)
-            view.pending.pop(peer_id, None)
-            if not view.local:
-                del self._views[room]
+        await self._send(sends)
 
     async def left(self, room: str, peer: dict) -> None:
-        self._forget(room, peer["peer_id"])
+        self._views.forget(room, peer["peer_id"])
         try:
-            await self._run("leave", room, self._events, room, peer["peer_id"])
+            await self._run(self._leave(room, peer["peer_id"]))
         except RedisError:  # its presence will expire and another node will announce it
             log.warning("could not announce that %s left %s", peer["peer_id"], room, exc_info=True)
 
     async def forward(self, room: str, to: str, message: dict) -> bool:
         payload = json.dumps({"room": room, "to": to, "message": message}, separators=(",", ":"))
         try:
-            return await self._run("forward", room, self.node, self._node_prefix, to, payload) > 0
+            call = scripts.Forward(
+                room_key=self._room_prefix + room,
+                me=self.node,
+                node_prefix=self._node_prefix,
+                peer_id=to,
+                payload=payload,
+            )
+            return await self._run(call) > 0
         except RedisError as exc:
             raise self._unavailable(exc) from None
 
-    # -- views ---------------------------------------------------------------------------------
-
-    def _apply_event(self, event: dict) -> list[tuple[str, str, dict]]:
-        room = event.get("room")
-        view = self._views.get(room)
-        if view is None:
-            return []
-        entry, seq = event["peer"], int(event["seq"])
-        peer_id, joined = entry["peer_id"], event["event"] == "peer-joined"
-        if entry["node"] == self.node or seq <= view.versions.get(peer_id, 0):
-            return []  # our own peers are the server's business; older news is already applied
-        if seq <= view.floor and (joined or peer_id not in view.missing):
-            return []  # a snapshot already said so (except a departure it left pending: this confirms it)
-        view.versions[peer_id] = seq
-        view.missing.pop(peer_id, None)
-        if joined:
-            view.members[peer_id] = _public(entry)
-        else:
-            view.members.pop(peer_id, None)
-        return self._sync(room, view)
-
-    def _apply_snapshot(
-        self, room: str, view: _View, seq: int, entries: list[dict]
-    ) -> list[tuple[str, str, dict]]:
-        """Bring the view up to a snapshot (the membership at `seq`). A member the snapshot lacks,
-        with no event saying it left, is dropped only if still absent a heartbeat and a half later:
-        after Redis loses its data (a restart, a failover) the members' nodes put them back first."""
-        if seq < view.floor:
-            return self._sync(room, view)  # older than what we know: nothing to learn
-        now = time.monotonic()
-        present = {e["peer_id"]: _public(e) for e in entries}
-        for peer_id in set(view.members) | set(present):
-            if view.versions.get(peer_id, 0) >= seq:
-                continue  # an event newer than the snapshot decided this one
-            if peer_id in present:
-                view.members[peer_id] = present[peer_id]
-                view.missing.pop(peer_id, None)
-            elif now - view.missing.setdefault(peer_id, now) >= self.ttl_ms / 1000:
-                # Absent from snapshots for a whole presence TTL: gone, by the same rule as expiry. A
-                # shorter wait announced spurious departures when Redis lost a room and the other
-                # node's heartbeat ran late under load.
-                view.members.pop(peer_id, None)
-                view.missing.pop(peer_id, None)
-        view.floor = seq
-        view.versions = {p: v for p, v in view.versions.items() if v > seq}
-        return self._sync(room, view)
-
-    @staticmethod
-    def _sync(room: str, view: _View) -> list[tuple[str, str, dict]]:
-        """Tell each local peer how the remote members differ from what it was told."""
-        out = []
-        for peer_id, told in view.told.items():
-            if peer_id in view.pending:
-                continue
-            for other, public in view.members.items():
-                if other not in told:
-                    out.append((room, peer_id, {"type": "peer-joined", **public}))
-            for other, public in told.items():
-                if other not in view.members:
-                    out.append((room, peer_id, {"type": "peer-left", **public}))
-            view.told[peer_id] = dict(view.members)
-        return out
-
-    async def _send(self, sends: list[tuple[str, str, dict]]) -> None:
+    async def _send(self, sends: Sends) -> None:
         for room, to, message in sends:
             with contextlib.suppress(Exception):
                 await self._deliver(room, to, message)
@@ -322,7 +229,7 @@ class RedisFabric:
                             if message["channel"] == node:
                                 await self._deliver(data["room"], data["to"], data["message"])
                             else:
-                                await self._send(self._apply_event(data))
+                                await self._send(self._views.event(data))
                         except Exception:
                             log.exception("could not act on a fabric message")
             except asyncio.CancelledError:
@@ -346,37 +253,44 @@ class RedisFabric:
 
     async def _heartbeat(self) -> None:
         """Refresh our peers, sweep the expired peers of other nodes, and reconcile every view."""
-        work = [
-            (room, view, [e for p, e in view.local.items() if p not in view.pending])
-            for room, view in self._views.items()
-        ]
-        work = [w for w in work if w[2]]
+        work = self._views.refreshing()
         for start in range(0, len(work), PIPELINE_CHUNK):
             chunk = work[start : start + PIPELINE_CHUNK]
             answers = await self._pipeline(
                 [
-                    (
-                        "heartbeat",
-                        room,
-                        (self.node, self.ttl_ms, self.key_ttl_ms, self._events, room, *entries),
+                    scripts.Heartbeat(
+                        room_key=self._room_prefix + room,
+                        me=self.node,
+                        ttl_ms=self.ttl_ms,
+                        key_ttl_ms=self.key_ttl_ms,
+                        channel=self._events,
+                        room=room,
+                        entries=tuple(entries),
                     )
                     for room, _, entries in chunk
                 ]
             )
             for (room, view, _), answer in zip(chunk, answers, strict=False):
-                if self._views.get(room) is view:
-                    await self._send(self._apply_snapshot(room, view, *self._decode(answer)))
+                seq, entries = self._decode(answer)
+                await self._send(self._views.snapshot(room, view, seq, entries, time.monotonic()))
 
     # -- Redis ---------------------------------------------------------------------------------
 
-    async def _run(self, script: str, room: str, *args):
-        return await self._lane.run(self._scripts[script], [self._room_prefix + room], list(args))
+    def _leave(self, room: str, peer_id: str) -> scripts.Leave:
+        return scripts.Leave(
+            room_key=self._room_prefix + room, channel=self._events, room=room, peer_id=peer_id
+        )
 
-    async def _pipeline(self, calls: list[tuple[str, str, tuple]]) -> list:
+    async def _run(self, call: Script):
+        """One script on the lane, its KEYS and ARGV from its description."""
+        return await self._lane.run(self._scripts[type(call)], call.keys(), call.args())
+
+    async def _pipeline(self, calls: list[Script]) -> list:
         for attempt in (1, 2):
             async with self._redis.pipeline(transaction=False) as pipe:
-                for script, room, args in calls:
-                    pipe.evalsha(self._scripts[script].sha, 1, self._room_prefix + room, *args)
+                for call in calls:
+                    keys = call.keys()
+                    pipe.evalsha(self._scripts[type(call)].sha, len(keys), *keys, *call.args())
                 try:
                     return await pipe.execute()
                 except NoScriptError:  # Redis restarted and forgot the scripts

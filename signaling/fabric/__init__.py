@@ -1,0 +1,1 @@
+"""The signaling fabric: how one node's server reaches peers and shared state on the other nodes."""
