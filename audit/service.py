@@ -1,6 +1,7 @@
 """Appending to, reading and verifying the audit chain."""
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.db import commit
 from audit.chain import event_hash
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
+from audit.schemas import AuditEventOut
 
 
 class Actor(Protocol):
@@ -40,19 +42,47 @@ async def record(
     It joins the hash chain after it commits (audit.sealer)."""
     await session.execute(
         insert(AuditEvent).values(
-            at=datetime.now(UTC),
-            actor_type=actor.kind,
-            actor_id=str(actor.id) if actor.id else None,
-            actor_org_id=actor.org_id,
-            org_id=org_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
-            outcome=outcome,
-            reason=reason,
-            request_id=actor.request_id,
-            client_addr=actor.client_addr,
+            _row(actor, action, outcome, org_id, resource_type, resource_id, reason, datetime.now(UTC))
         )
+    )
+
+
+async def record_list(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    items: Iterable[tuple[uuid.UUID | None, object]],
+    item_type: str,
+) -> None:
+    """A listing: one event under the reader's org, and one per listed item that another org owns,
+    under that org, so that its admin sees which of its records were read, and by whom.
+    `items` are (owning org, id) pairs."""
+    now = datetime.now(UTC)
+    rows = [_row(actor, action, "success", actor.org_id, resource_type, None, None, now)]
+    rows += [
+        _row(actor, action, "success", owner, item_type, item_id, "listed", now)
+        for owner, item_id in items
+        if owner is not None and owner != actor.org_id
+    ]
+    await session.execute(insert(AuditEvent).values(rows))  # one statement: a page is at most 100 items
+
+
+def _row(actor, action, outcome, org_id, resource_type, resource_id, reason, at) -> dict:
+    return dict(
+        at=at,
+        actor_type=actor.kind,
+        actor_id=str(actor.id) if actor.id else None,
+        actor_org_id=actor.org_id,
+        org_id=org_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        outcome=outcome,
+        reason=reason,
+        request_id=actor.request_id,
+        client_addr=actor.client_addr,
     )
 
 
@@ -73,7 +103,7 @@ async def list_events(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> list[AuditEvent]:
+) -> list[AuditEventOut]:
     """Events about the actor's org's data or by its members (all of them for the platform admin)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if not actor.is_platform_admin:
@@ -89,7 +119,17 @@ async def list_events(
     rows = list((await session.execute(query.limit(limit).offset(offset))).scalars())
     await record(session, actor=actor, action="audit.list", org_id=actor.org_id, resource_type="audit")
     await commit(session)
-    return rows
+    return [_shown(row, actor) for row in rows]
+
+
+def _shown(row: AuditEvent, actor: Actor) -> AuditEventOut:
+    """The event as the reader may see it. A refusal on another org's resource is filed under that org
+    too (auth.denials); the refused org's own view leaves out whose it was, and the hash that would let
+    it try candidate orgs, as the 404 it got did."""
+    out = AuditEventOut.model_validate(row)
+    if row.outcome == "denied" and row.org_id != actor.org_id and not actor.is_platform_admin:
+        return out.model_copy(update={"org_id": None, "hash": None})
+    return out
 
 
 @dataclass(frozen=True)
