@@ -2,7 +2,7 @@
 
 import uuid
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
 from audit.chain import event_hash
+from audit.checkpoints import Checkpoint
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
 from audit.schemas import AuditEventOut
 
@@ -139,6 +140,8 @@ class ChainReport:
     broken_seq: int | None = None
     problem: str | None = None
     unsealed: int = 0  # committed rows not chained yet (the sealer runs every second or so)
+    earliest_seq: int | None = None  # a rewrite against checkpoints lies in earliest_seq..broken_seq
+    head_seq: int = 0
 
 
 async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
@@ -170,7 +173,7 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
     unsealed = (
         await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
     ).scalar_one()
-    return ChainReport(True, checked, unsealed=unsealed)
+    return ChainReport(True, checked, unsealed=unsealed, head_seq=last)
 
 
 def _check(ev: AuditEvent, expected_seq: int, prev: str) -> str | None:
@@ -181,3 +184,34 @@ def _check(ev: AuditEvent, expected_seq: int, prev: str) -> str | None:
     if ev.hash != event_hash(ev, prev):
         return "event content does not match its hash"
     return None
+
+
+async def verify_against(session: AsyncSession, checkpoints: list[Checkpoint]) -> ChainReport:
+    """The chain, then each checkpoint in seq order: its row must still be there with its hash. The
+    first it contradicts is named; a rewritten row lies after the last checkpoint that still holds."""
+    report = await verify_chain(session)
+    if not report.ok:
+        return report
+    wanted = sorted(checkpoints, key=lambda cp: cp.seq)
+    stored = await _hashes(session, {cp.seq for cp in wanted})
+    held = 0
+    for cp in wanted:
+        if cp.seq > report.head_seq:
+            problem = f"rows from here on are gone: a checkpoint signed {cp.at} vouches for seq {cp.seq}"
+            return replace(report, ok=False, broken_seq=report.head_seq + 1, problem=problem)
+        if stored[cp.seq] != cp.hash:
+            problem = (
+                f"its hash is not the one checkpointed at {cp.at}: a row in seq {held + 1}..{cp.seq} was "
+                "rewritten and the chain re-chained after it"
+            )
+            return replace(report, ok=False, broken_seq=cp.seq, earliest_seq=held + 1, problem=problem)
+        held = cp.seq
+    return report
+
+
+async def _hashes(session: AsyncSession, seqs: set[int], batch: int = 1000) -> dict[int, str | None]:
+    wanted, found = sorted(seqs), {}
+    for i in range(0, len(wanted), batch):
+        query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted[i : i + batch]))
+        found.update({seq: h for seq, h in (await session.execute(query)).all()})
+    return found

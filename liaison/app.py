@@ -12,6 +12,7 @@ from fastapi import FastAPI
 import agreements.hooks
 import agreements.router
 import audit.router
+import audit.witness
 import auth.denials
 import auth.router
 import auth.startup
@@ -61,7 +62,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
         await orgs.bootstrap.on_startup(app)
-        sealer = Sealer(app.state.sessionmaker, seconds=settings.audit_seal_seconds)
+        app.state.checkpointer = audit.witness.from_settings(settings)
+        sealer = Sealer(
+            app.state.sessionmaker, seconds=settings.audit_seal_seconds, checkpointer=app.state.checkpointer
+        )
         sealer.start()
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
