@@ -4,8 +4,10 @@ import asyncio
 import logging
 import os
 import time
+from typing import Protocol
 
 import httpx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -14,6 +16,10 @@ from audit.checkpoints import Checkpoint, load_private, sign
 from audit.models import AuditHead
 
 log = logging.getLogger("liaison.audit")
+
+
+class Sink(Protocol):
+    async def write(self, checkpoint: Checkpoint) -> None: ...
 
 
 class FileSink:
@@ -55,7 +61,7 @@ class WebhookSink:
 class Checkpointer:
     """Signs the head and hands it to every sink; after sealing, at most once per `seconds`."""
 
-    def __init__(self, key, sinks: list, *, seconds: float = 0.0) -> None:
+    def __init__(self, key: Ed25519PrivateKey, sinks: list[Sink], *, seconds: float = 0.0) -> None:
         self._key, self.sinks, self._seconds = key, sinks, seconds
         self._pending, self._last_at = False, 0.0
 
@@ -95,7 +101,7 @@ def from_settings(settings: Settings) -> Checkpointer | None:
     """The node's checkpointer, or None when no signing key is configured."""
     if not settings.audit_checkpoint_key_file:
         return None
-    sinks: list = []
+    sinks: list[Sink] = []
     if settings.audit_checkpoint_file:
         sinks.append(FileSink(settings.audit_checkpoint_file))
     if settings.audit_checkpoint_url:

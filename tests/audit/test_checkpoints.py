@@ -14,9 +14,10 @@ from sqlalchemy import select, text, update
 
 from api.settings import Settings
 from audit.chain import event_hash
-from audit.checkpoints import generate_key
+from audit.checkpoints import generate_key, load_private
 from audit.models import AuditEvent, AuditHead
 from audit.sealer import seal_all
+from audit.witness import Checkpointer, FileSink, WebhookSink
 from tests.audit.test_audit import events
 
 LIAISON = Path(sys.executable).parent / "liaison"
@@ -55,9 +56,14 @@ async def history(app, world) -> None:
         await app.state.checkpointer.write(app.state.sessionmaker)
 
 
-async def verify(env, keys, *args: str) -> tuple[int, str]:
+async def verify(env, keys, *args: str, **extra_env: str) -> tuple[int, str]:
+    """`liaison audit ARGS` (by default verify against the checkpoint file), as an operator runs it."""
     environ = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
-    environ |= {"LIAISON_DATABASE_URL": env["database_url"], "LIAISON_ENVIRONMENT": "development"}
+    environ |= {
+        "LIAISON_DATABASE_URL": env["database_url"],
+        "LIAISON_ENVIRONMENT": "development",
+        **extra_env,
+    }
     proc = await asyncio.create_subprocess_exec(
         str(LIAISON),
         "audit",
@@ -225,3 +231,66 @@ def test_checkpoint_settings_come_as_a_pair():
         Settings(audit_checkpoint_key_file="/some/key.pem")
     with pytest.raises(ValidationError, match="CHECKPOINT_KEY_FILE"):
         Settings(audit_checkpoint_file="/var/log/liaison-checkpoints.jsonl")
+
+
+@asynccontextmanager
+async def witness():
+    """A webhook witness on loopback: keeps every body POSTed to it."""
+    bodies: list[dict] = []
+
+    async def answer(reader, writer):
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(
+            int(line.split(b":")[1])
+            for line in head.split(b"\r\n")
+            if line.lower().startswith(b"content-length")
+        )
+        bodies.append(json.loads(await reader.readexactly(length)))
+        writer.write(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}/checkpoints", bodies
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_webhook_witness_gets_each_checkpoint_and_one_down_silences_no_other(
+    app, world, keys, tmp_path
+):
+    await world.login("a-clinician")
+    await seal_all(app.state.sessionmaker)
+    sink = tmp_path / "node.jsonl"
+    async with witness() as (url, bodies):
+        checkpointer = Checkpointer(load_private(keys["private"]), [FileSink(str(sink)), WebhookSink(url)])
+        written = await checkpointer.write(app.state.sessionmaker)
+        assert bodies == [json.loads(sink.read_text())] == [written.__dict__]
+    # The witness is gone: the file still gets the checkpoint, and the next round tries again.
+    await world.login("a-clinician")
+    await seal_all(app.state.sessionmaker)
+    again = await checkpointer.write(app.state.sessionmaker)
+    assert again.seq > written.seq and [json.loads(x)["seq"] for x in sink.read_text().splitlines()] == [
+        written.seq,
+        again.seq,
+    ]
+    assert checkpointer._pending
+
+
+async def test_liaison_audit_checkpoint_appends_the_head(app, env, world, keys):
+    await world.login("a-clinician")
+    head = (await events(app))[-1].seq
+    code, output = await verify(
+        env,
+        keys,
+        "checkpoint",
+        LIAISON_AUDIT_CHECKPOINT_KEY_FILE=str(keys["private"]),
+        LIAISON_AUDIT_CHECKPOINT_FILE=str(keys["sink"]),
+    )
+    assert code == 0 and f"checkpoint at seq {head}" in output, output
+    assert head in checkpointed_seqs(keys)
+    code, output = await verify(env, keys, "checkpoint")  # no key configured: says so, exit 2
+    assert code == 2 and "LIAISON_AUDIT_CHECKPOINT_KEY_FILE" in output
