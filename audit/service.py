@@ -70,7 +70,16 @@ async def record_list(
     await session.execute(insert(AuditEvent).values(rows))  # one statement: a page is at most 100 items
 
 
-def _row(actor, action, outcome, org_id, resource_type, resource_id, reason, at) -> dict:
+def _row(
+    actor: Actor,
+    action: str,
+    outcome: str,
+    org_id: uuid.UUID | None,
+    resource_type: str | None,
+    resource_id: object,
+    reason: str | None,
+    at: datetime,
+) -> dict:
     return dict(
         at=at,
         actor_type=actor.kind,
