@@ -87,10 +87,27 @@ class Settings(BaseSettings):
     events_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Audit rows are appended unsealed and chained by each node's sealer this often.
     audit_seal_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Signed checkpoints of the chain head, kept outside the database (audit.checkpoints): the Ed25519
+    # private key's PEM file (never in the database), and where they go: an append-only file and/or a
+    # witness URL. One after each sealing round that sealed rows, at most once per checkpoint_seconds.
+    audit_checkpoint_key_file: str | None = None
+    audit_checkpoint_file: str | None = None
+    audit_checkpoint_url: str | None = None
+    audit_checkpoint_seconds: float = Field(default=0.0, ge=0, le=3600)
     escalation_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     admin_username: str | None = None
     admin_password: str | None = None
     admin_org_name: str = "Liaison Operations"
+
+    @model_validator(mode="after")
+    def _checkpoints_need_key_and_sink(self) -> "Settings":
+        has_sink = bool(self.audit_checkpoint_file or self.audit_checkpoint_url)
+        if bool(self.audit_checkpoint_key_file) != has_sink:
+            raise ValueError(
+                "audit checkpoints need both LIAISON_AUDIT_CHECKPOINT_KEY_FILE and a sink "
+                "(LIAISON_AUDIT_CHECKPOINT_FILE or LIAISON_AUDIT_CHECKPOINT_URL)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _refuse_weak_keys(self) -> "Settings":

@@ -39,6 +39,6 @@ def build(reader: Callable) -> APIRouter:
             limit=page.limit + 1,
             offset=page.offset,
         )
-        return make_page(rows, page, AuditEventOut.model_validate)
+        return make_page(rows, page, lambda row: row)
 
     return router

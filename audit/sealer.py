@@ -16,6 +16,7 @@ from api.db import commit
 from api.tasks import cancel
 from audit.chain import event_hash
 from audit.models import AuditEvent, AuditHead
+from audit.witness import Checkpointer
 
 log = logging.getLogger("liaison.audit")
 BATCH = 1000
@@ -61,11 +62,15 @@ async def seal_all(sessions: async_sessionmaker) -> int:
 
 
 class Sealer:
-    """One per process, every `seconds`; several nodes take turns on the head's lock."""
+    """One per process, every `seconds`; several nodes take turns on the head's lock. With a
+    checkpointer, the head it sealed is signed and sent out of the database after the round."""
 
-    def __init__(self, sessions: async_sessionmaker, *, seconds: float) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker, *, seconds: float, checkpointer: Checkpointer | None = None
+    ) -> None:
         self._sessions = sessions
         self._seconds = seconds
+        self._checkpointer = checkpointer
         self._task: asyncio.Task | None = None
 
     def start(self) -> None:
@@ -78,7 +83,11 @@ class Sealer:
         while True:
             await asyncio.sleep(self._seconds)
             try:
-                await seal_all(self._sessions)
+                sealed = await seal_all(self._sessions)
+                if self._checkpointer is not None:
+                    if sealed:
+                        self._checkpointer.sealed()
+                    await self._checkpointer.after_sealing(self._sessions)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the rows wait, unsealed, for the next round

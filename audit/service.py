@@ -1,7 +1,8 @@
 """Appending to, reading and verifying the audit chain."""
 
 import uuid
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -10,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.db import commit
 from audit.chain import event_hash
+from audit.checkpoints import Checkpoint
 from audit.models import GENESIS_HASH, AuditEvent, AuditHead
+from audit.schemas import AuditEventOut
 
 
 class Actor(Protocol):
@@ -40,19 +43,56 @@ async def record(
     It joins the hash chain after it commits (audit.sealer)."""
     await session.execute(
         insert(AuditEvent).values(
-            at=datetime.now(UTC),
-            actor_type=actor.kind,
-            actor_id=str(actor.id) if actor.id else None,
-            actor_org_id=actor.org_id,
-            org_id=org_id,
-            action=action,
-            resource_type=resource_type,
-            resource_id=str(resource_id) if resource_id is not None else None,
-            outcome=outcome,
-            reason=reason,
-            request_id=actor.request_id,
-            client_addr=actor.client_addr,
+            _row(actor, action, outcome, org_id, resource_type, resource_id, reason, datetime.now(UTC))
         )
+    )
+
+
+async def record_list(
+    session: AsyncSession,
+    *,
+    actor: Actor,
+    action: str,
+    resource_type: str,
+    items: Iterable[tuple[uuid.UUID | None, object]],
+    item_type: str,
+) -> None:
+    """A listing: one event under the reader's org, and one per listed item that another org owns,
+    under that org, so that its admin sees which of its records were read, and by whom.
+    `items` are (owning org, id) pairs."""
+    now = datetime.now(UTC)
+    rows = [_row(actor, action, "success", actor.org_id, resource_type, None, None, now)]
+    rows += [
+        _row(actor, action, "success", owner, item_type, item_id, "listed", now)
+        for owner, item_id in items
+        if owner is not None and owner != actor.org_id
+    ]
+    await session.execute(insert(AuditEvent).values(rows))  # one statement: a page is at most 100 items
+
+
+def _row(
+    actor: Actor,
+    action: str,
+    outcome: str,
+    org_id: uuid.UUID | None,
+    resource_type: str | None,
+    resource_id: object,
+    reason: str | None,
+    at: datetime,
+) -> dict:
+    return dict(
+        at=at,
+        actor_type=actor.kind,
+        actor_id=str(actor.id) if actor.id else None,
+        actor_org_id=actor.org_id,
+        org_id=org_id,
+        action=action,
+        resource_type=resource_type,
+        resource_id=str(resource_id) if resource_id is not None else None,
+        outcome=outcome,
+        reason=reason,
+        request_id=actor.request_id,
+        client_addr=actor.client_addr,
     )
 
 
@@ -73,7 +113,7 @@ async def list_events(
     until: datetime | None,
     limit: int,
     offset: int,
-) -> list[AuditEvent]:
+) -> list[AuditEventOut]:
     """Events about the actor's org's data or by its members (all of them for the platform admin)."""
     query = select(AuditEvent).order_by(AuditEvent.id.desc())
     if not actor.is_platform_admin:
@@ -89,7 +129,17 @@ async def list_events(
     rows = list((await session.execute(query.limit(limit).offset(offset))).scalars())
     await record(session, actor=actor, action="audit.list", org_id=actor.org_id, resource_type="audit")
     await commit(session)
-    return rows
+    return [_shown(row, actor) for row in rows]
+
+
+def _shown(row: AuditEvent, actor: Actor) -> AuditEventOut:
+    """The event as the reader may see it. A refusal on another org's resource is filed under that org
+    too (auth.denials); the refused org's own view leaves out whose it was, and the hash that would let
+    it try candidate orgs, as the 404 it got did."""
+    out = AuditEventOut.model_validate(row)
+    if row.outcome == "denied" and row.org_id != actor.org_id and not actor.is_platform_admin:
+        return out.model_copy(update={"org_id": None, "hash": None})
+    return out
 
 
 @dataclass(frozen=True)
@@ -99,6 +149,8 @@ class ChainReport:
     broken_seq: int | None = None
     problem: str | None = None
     unsealed: int = 0  # committed rows not chained yet (the sealer runs every second or so)
+    earliest_seq: int | None = None  # a rewrite against checkpoints lies in earliest_seq..broken_seq
+    head_seq: int = 0
 
 
 async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
@@ -130,7 +182,7 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
     unsealed = (
         await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
     ).scalar_one()
-    return ChainReport(True, checked, unsealed=unsealed)
+    return ChainReport(True, checked, unsealed=unsealed, head_seq=last)
 
 
 def _check(ev: AuditEvent, expected_seq: int, prev: str) -> str | None:
@@ -141,3 +193,34 @@ def _check(ev: AuditEvent, expected_seq: int, prev: str) -> str | None:
     if ev.hash != event_hash(ev, prev):
         return "event content does not match its hash"
     return None
+
+
+async def verify_against(session: AsyncSession, checkpoints: list[Checkpoint]) -> ChainReport:
+    """The chain, then each checkpoint in seq order: its row must still be there with its hash. The
+    first it contradicts is named; a rewritten row lies after the last checkpoint that still holds."""
+    report = await verify_chain(session)
+    if not report.ok:
+        return report
+    wanted = sorted(checkpoints, key=lambda cp: cp.seq)
+    stored = await _hashes(session, {cp.seq for cp in wanted})
+    held = 0
+    for cp in wanted:
+        if cp.seq > report.head_seq:
+            problem = f"rows from here on are gone: a checkpoint signed {cp.at} vouches for seq {cp.seq}"
+            return replace(report, ok=False, broken_seq=report.head_seq + 1, problem=problem)
+        if stored[cp.seq] != cp.hash:
+            problem = (
+                f"its hash is not the one checkpointed at {cp.at}: a row in seq {held + 1}..{cp.seq} was "
+                "rewritten and the chain re-chained after it"
+            )
+            return replace(report, ok=False, broken_seq=cp.seq, earliest_seq=held + 1, problem=problem)
+        held = cp.seq
+    return report
+
+
+async def _hashes(session: AsyncSession, seqs: set[int], batch: int = 1000) -> dict[int, str | None]:
+    wanted, found = sorted(seqs), {}
+    for i in range(0, len(wanted), batch):
+        query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted[i : i + batch]))
+        found.update({seq: h for seq, h in (await session.execute(query)).all()})
+    return found

@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import commit
 from api.schemas import PageParams
-from audit.service import record
+from audit.service import record, record_list
 from auth.principal import Actor
 from consults import access, capacity, transitions
 from consults.escalation import advance
@@ -35,7 +35,14 @@ async def pending_offers(
             .offset(page.offset)
         )
     ).all()
-    await record(session, actor=actor, action="offer.list", org_id=actor.org_id, resource_type="offer")
+    await record_list(
+        session,
+        actor=actor,
+        action="offer.list",
+        resource_type="offer",
+        items=[(c.org_id, c.id) for _, c in rows[: page.limit]],
+        item_type="consult",
+    )
     await commit(session)
     return [(o, c) for o, c in rows]
 

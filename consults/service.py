@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import commit
 from api.schemas import PageParams
-from audit.service import record
+from audit.service import record, record_list
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
@@ -119,7 +119,14 @@ async def list_consults(
         if value:
             query = query.where(column == value)
     rows = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
-    await record(session, actor=actor, action="consult.list", org_id=actor.org_id, resource_type="consult")
+    await record_list(
+        session,
+        actor=actor,
+        action="consult.list",
+        resource_type="consult",
+        items=[(c.org_id, c.id) for c in rows[: page.limit]],
+        item_type="consult",
+    )
     await commit(session)
     return rows
 

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 import agreements.hooks
 import agreements.router
 import audit.router
+import audit.witness
 import auth.denials
 import auth.router
 import auth.startup
@@ -27,6 +28,7 @@ import orgs.router
 import rosters.hooks
 import rosters.router
 import signaling.router
+from agreements.models import Agreement
 from api import health
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
@@ -37,9 +39,12 @@ from audit.sealer import Sealer
 from auth.dependencies import require
 from auth.identity import authenticate
 from auth.roles import Perm
+from consults.models import Consult
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
+from orgs.models import Organization
+from rosters.models import Roster
 from signaling.calls import control
 from signaling.edge import listener
 from signaling.edge.server import SignalingServer
@@ -59,7 +64,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
         await orgs.bootstrap.on_startup(app)
-        sealer = Sealer(app.state.sessionmaker, seconds=settings.audit_seal_seconds)
+        app.state.checkpointer = audit.witness.from_settings(settings)
+        sealer = Sealer(
+            app.state.sessionmaker, seconds=settings.audit_seal_seconds, checkpointer=app.state.checkpointer
+        )
         sealer.start()
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
@@ -87,6 +95,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     orgs.hooks.on_user_disabled(control.user_calls_end)
     consults.hooks.on_calls_ended(control.close_room)
     consults.hooks.on_removed_from_calls(control.remove_from_room)
+    # A refusal on another org's resource is filed under that org too: whose each path id's row is.
+    auth.denials.owned_by("org_id", Organization.id)
+    auth.denials.owned_by("consult_id", Consult.org_id)
+    auth.denials.owned_by("roster_id", Roster.org_id)
+    auth.denials.owned_by("agreement_id", Agreement.requesting_org_id, Agreement.providing_org_id)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)

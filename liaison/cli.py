@@ -1,7 +1,8 @@
-"""`liaison serve | migrate | demo | create-admin | audit verify`."""
+"""`liaison serve | migrate | demo | create-admin | audit verify | checkpoint | export | keygen`."""
 
 import asyncio
 import logging
+from pathlib import Path
 
 import typer
 
@@ -99,21 +100,105 @@ def create_admin(
     typer.echo(f"created {username}" if created else f"{username} already exists")
 
 
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Check the audit hash chain; exit 1 and name the first broken link if it does not hold."""
-    from liaison.demo import verify_audit
+CHECKPOINTS = typer.Option(
+    [], "--checkpoints", help="A checkpoint file (the sink's JSON lines); repeat for several."
+)
+PUBLIC_KEYS = typer.Option(
+    [],
+    "--public-key",
+    help="PEM of a key that signs checkpoints; repeat for rotated keys. Default: the public half of "
+    "LIAISON_AUDIT_CHECKPOINT_KEY_FILE.",
+)
 
-    report = asyncio.run(verify_audit(get_settings()))
-    if report.ok:
-        typer.echo(f"audit chain OK: {report.checked} events")
+
+@audit_app.command("verify")
+def audit_verify(checkpoints: list[Path] = CHECKPOINTS, public_key: list[Path] = PUBLIC_KEYS) -> None:
+    """Check the audit hash chain, and that it still holds every checkpointed head; exit 1 naming the
+    first row that does not hold."""
+    from liaison import audit_ops
+
+    found = _checkpoints(checkpoints, public_key)
+    report = asyncio.run(audit_ops.verify(get_settings(), found))
+    if not report.ok:
+        typer.echo(
+            f"audit chain BROKEN at seq {report.broken_seq}: {report.problem} "
+            f"({report.checked} events verified before it)",
+            err=True,
+        )
+        raise typer.Exit(1)
+    typer.echo(f"audit chain OK: {report.checked} events")
+    if checkpoints:
+        last = max(found, key=lambda cp: cp.seq, default=None)
+        covered = f"up to seq {last.seq}, signed {last.at}" if last else "none"
+        typer.echo(
+            f"checkpoints: {len(found)} hold ({covered}); "
+            f"{report.head_seq - (last.seq if last else 0)} newer events are not covered by any yet"
+        )
+
+
+@audit_app.command("checkpoint")
+def audit_checkpoint() -> None:
+    """Sign the chain head now and append it to the configured sinks."""
+    from liaison import audit_ops
+
+    try:
+        cp, sinks = asyncio.run(audit_ops.checkpoint(get_settings()))
+    except (ValueError, OSError) as exc:
+        typer.echo(f"liaison audit checkpoint: {exc}", err=True)
+        raise typer.Exit(2) from None
+    if cp is None:
+        typer.echo("the audit chain is empty: nothing to checkpoint")
         return
-    typer.echo(
-        f"audit chain BROKEN at seq {report.broken_seq}: {report.problem} "
-        f"({report.checked} events verified before it)",
-        err=True,
-    )
-    raise typer.Exit(1)
+    typer.echo(f"checkpoint at seq {cp.seq} (key {cp.key}) written to {', '.join(sinks)}")
+
+
+@audit_app.command("export")
+def audit_export(
+    out: Path = typer.Option(..., "--out", help="Where to write the JSON lines."),
+    checkpoints: list[Path] = CHECKPOINTS,
+    public_key: list[Path] = PUBLIC_KEYS,
+) -> None:
+    """Export the sealed audit rows, in seq order, and the checkpoints (verified), as JSON lines."""
+    from liaison import audit_ops
+
+    found = _checkpoints(checkpoints, public_key)
+    count = asyncio.run(audit_ops.export(get_settings(), out, found))
+    typer.echo(f"exported {count} events and {len(found)} checkpoints to {out}")
+
+
+@audit_app.command("keygen")
+def audit_keygen(out: Path = typer.Option(..., "--out", help="The new private key's file (0600).")) -> None:
+    """Make a checkpoint signing key; prints its public key, which verifiers need."""
+    from audit.checkpoints import generate_key
+
+    try:
+        typer.echo(generate_key(out), nl=False)
+    except FileExistsError:
+        typer.echo(f"liaison audit keygen: {out} exists; not overwritten", err=True)
+        raise typer.Exit(2) from None
+
+
+def _checkpoints(files: list[Path], key_files: list[Path]) -> list:
+    """The files' checkpoints, signatures checked; exit 1 on one that does not verify (it is evidence)."""
+    from audit.checkpoints import BadCheckpoint
+    from liaison.audit_ops import read_checkpoints
+
+    if not files:
+        return []
+    if not key_files:
+        own = get_settings().audit_checkpoint_key_file
+        if not own:
+            typer.echo("checkpoints need --public-key or LIAISON_AUDIT_CHECKPOINT_KEY_FILE", err=True)
+            raise typer.Exit(2)
+        key_files = [Path(own)]
+    try:
+        return read_checkpoints(files, key_files)
+    except BadCheckpoint as exc:
+        typer.echo(f"audit checkpoints BROKEN: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except (OSError, ValueError) as exc:
+        typer.echo(f"cannot read the checkpoints or keys: {exc}", err=True)
+        raise typer.Exit(2) from None
 
 
 def main() -> None:

@@ -81,7 +81,11 @@ async def test_authorization_failures_are_recorded_as_denied(app, world):
     assert r.resource_id == str(world.agreement_id) and r.actor_org_id == world.orgs["C"]
     r = by_reason[("invalid_token", None)]
     assert r.actor_type == "anonymous"
-    assert len(denied) == 4
+    # A probe of the A-B agreement is filed for both its parties; of C's users, for C.
+    probes = [r for r in denied if r.resource_id == str(world.agreement_id)]
+    assert sorted(str(r.org_id) for r in probes) == sorted(str(world.orgs[k]) for k in "AB")
+    assert by_reason[("not_found", str(world.users["a-org_admin"]))].org_id == world.orgs["C"]
+    assert len(denied) == 5
     # The refused requests did nothing else: no read or list was recorded for them.
     assert not await events(app, action="user.list") and not await events(app, action="agreement.read")
 
@@ -185,7 +189,9 @@ async def test_org_admin_reads_own_org_events_including_partner_reads(app, world
     assert any(
         e["action"] == "auth.login" and e["actor_id"] == str(world.users["a-clinician"]) for e in items
     )
-    assert not any(org_c in (e["org_id"], e["actor_org_id"]) for e in items)
+    # Of C, A sees only C's refused probe of A's users.
+    from_c = [e for e in items if org_c in (e["org_id"], e["actor_org_id"])]
+    assert [(e["outcome"], e["org_id"], e["resource_id"]) for e in from_c] == [("denied", org_a, org_a)]
     assert not any(e["action"] == "user.list" and e["org_id"] == org_b for e in items)
     assert all("prev_hash" not in e for e in items)
 
