@@ -44,6 +44,7 @@ async def call_token(
         org_id=actor.org_id,
         room=room_of(consult.id),
         consult_id=consult.id,
+        session_id=actor.session_id,
         not_after=not_after,
     )
     await record(
@@ -61,7 +62,9 @@ async def call_token(
 async def precall_token(*, ctx: AuthContext, actor: Actor, signaling_url: str) -> dict:
     """A token for a fresh echo room where a server-side peer answers."""
     room = f"precall-{uuid.uuid4().hex}"
-    token, exp = tokens.issue(ctx, user_id=actor.id, org_id=actor.org_id, room=room, consult_id=None)
+    token, exp = tokens.issue(
+        ctx, user_id=actor.id, org_id=actor.org_id, room=room, consult_id=None, session_id=actor.session_id
+    )
     return _answer(ctx, actor, token, room, signaling_url, exp)
 
 

@@ -50,7 +50,7 @@ def _mark(session: AsyncSession, *, rooms: tuple[str, ...] = (), users: tuple[st
 
 async def obey(bus, server) -> None:
     """Run forever: carry out the orders this node hears."""
-    sub = bus.subscribe([CHANNEL, SESSIONS])  # a disabled user's calls end too
+    sub = bus.subscribe([CHANNEL, SESSIONS])  # a disabled user's or a signed-out sign-in's calls end too
     try:
         while True:
             heard = (await sub.queue.get())["data"]
@@ -59,6 +59,8 @@ async def obey(bus, server) -> None:
                     await server.close_room(heard["room"], heard["reason"])
                 elif heard["action"] == "close_user":
                     await server.close_user(heard["user_id"], heard["reason"], room=heard.get("room"))
+                elif heard["action"] == "close_session":
+                    await server.close_session(heard["session_id"], heard["reason"])
     except asyncio.CancelledError:
         bus.unsubscribe(sub)
         raise

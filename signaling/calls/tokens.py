@@ -16,6 +16,7 @@ def issue(
     org_id: uuid.UUID,
     room: str,
     consult_id: uuid.UUID | None,
+    session_id: uuid.UUID | None = None,
     not_after: int | None = None,
 ) -> tuple[str, int]:
     """A signed call token and its expiry (epoch seconds), at most `not_after` (an agreement's end)."""
@@ -28,6 +29,7 @@ def issue(
         "org": str(org_id),
         "room": room,
         "cid": str(consult_id) if consult_id else None,
+        "sid": str(session_id) if session_id else None,
         "iat": now,
         "nbf": now,
         "exp": exp,
@@ -53,4 +55,5 @@ def check(ctx: AuthContext, token: str) -> CallGrant:
         raise ProtocolError("invalid_token", "The call token is invalid or expired") from None
     if not isinstance(c.get("room"), str) or not isinstance(c.get("org"), str):
         raise ProtocolError("invalid_token", "The call token names no room")
-    return CallGrant(c["sub"], c["org"], c["room"], c.get("cid"), c["jti"], int(c["iat"]), int(c["exp"]))
+    sid = c.get("sid") if isinstance(c.get("sid"), str) else None
+    return CallGrant(c["sub"], c["org"], c["room"], c.get("cid"), c["jti"], int(c["iat"]), int(c["exp"]), sid)

@@ -24,6 +24,7 @@ class CallGrant:
     jti: str
     iat: int
     exp: int
+    session_id: str | None = None  # the sign-in that asked for the token: signing out ends its calls
 
 
 class Verdict(enum.Enum):

@@ -23,6 +23,7 @@ class Peer:
     room: str
     secret: str
     consult_id: str | None = None  # the consult whose call this is (None: a pre-call echo room)
+    session_id: str | None = None  # the sign-in its call token came from
     connected: bool = True
     detached_at: float | None = None
     buffer: list[Wire] = field(

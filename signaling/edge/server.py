@@ -170,7 +170,11 @@ class SignalingServer:
                 raise
         finally:
             held = self.rooms.arrived(public["peer_id"])
-        peer.consult_id, peer.buffer = grant.consult_id, held  # later messages queue behind a backlog
+        peer.consult_id, peer.session_id, peer.buffer = (
+            grant.consult_id,
+            grant.session_id,
+            held,
+        )  # later messages queue behind a backlog
         return peer, announce, admission
 
     async def _welcome(self, ws: WebSocket, peer: Peer, remote: list[dict]) -> None:
@@ -387,6 +391,13 @@ class SignalingServer:
         for r in [room] if room else list(self.rooms.rooms):
             for peer in self.rooms.peers(r):
                 if peer.user_id == user_id:
+                    await self._close_peer(peer, reason)
+
+    async def close_session(self, session_id: str, reason: str) -> None:
+        """End the calls joined with tokens of one sign-in (signed out, its refresh token reused)."""
+        for r in list(self.rooms.rooms):
+            for peer in self.rooms.peers(r):
+                if peer.session_id == session_id:
                     await self._close_peer(peer, reason)
 
     async def _close_peer(self, peer: Peer, reason: str) -> None:

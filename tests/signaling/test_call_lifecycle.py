@@ -157,6 +157,23 @@ async def test_disabling_a_user_closes_their_connections(live):
     assert rows and call.ended_at is None  # a is still in the call
 
 
+async def test_signing_out_closes_the_calls_of_that_sign_in(live):
+    (a, b), other, (ya, yb) = await two_calls(live)  # b-specialist joined both with one sign-in's tokens
+    elsewhere = await live.w.login("b-specialist")  # a second sign-in of the same user
+    resp = await live.w.client.post(
+        "/api/v1/auth/logout", headers={"Authorization": f"Bearer {await live.w.token('b-specialist')}"}
+    )
+    assert resp.status_code in (200, 204), resp.text
+    await call_closed(b)
+    await call_closed(yb)
+    for s in (a, ya):  # the other side stays, and hears that the signed-out peer left
+        assert (await s.recv())["type"] == "peer-left"
+        await s.alive()
+    headers = {"Authorization": f"Bearer {elsewhere['access_token']}"}
+    resp = await live.w.client.post(f"/api/v1/consults/{live.consult['id']}/call-token", headers=headers)
+    assert resp.status_code == 200, resp.text  # the user's other sign-in still calls
+
+
 async def _left(live, call, user_id):
     rows = [r for r in await attendance_of(live, call) if r.user_id == user_id]
     return rows if rows and all(r.left_at is not None for r in rows) else None
