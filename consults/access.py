@@ -7,6 +7,8 @@ from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agreements.service import may_send, served
+from api.db import commit
+from audit.service import record_list
 from auth.exceptions import Hidden
 from auth.principal import Actor
 from auth.roles import Perm
@@ -102,10 +104,31 @@ async def admit(session: AsyncSession, actor: Actor, events: list[dict]) -> list
     ids = {uuid.UUID(e["consult_id"]) for e in events if e.get("consult_id")}
     if not ids:
         return events
-    consults = (await session.execute(select(Consult).where(Consult.id.in_(ids)))).scalars()
+    consults = list((await session.execute(select(Consult).where(Consult.id.in_(ids)))).scalars())
     views = {str(c.id): await view_of(session, actor, c) for c in consults}
-    await session.rollback()  # a read only: hand the connection back at once
-    return [e for e in events if _admitted(e, views)]
+    owners = {str(c.id): c.org_id for c in consults}
+    admitted = [e for e in events if _admitted(e, views)]
+    # What another org's consult told this reader is a read of that org's data: its admin sees it.
+    foreign = {
+        (owners[e["consult_id"]], uuid.UUID(e["consult_id"]))
+        for e in admitted
+        if e.get("consult_id") in owners
+        and owners[e["consult_id"]] != actor.org_id
+        and EVENT_VIEWS.get(e["event"], View.full) is not None
+    }
+    if foreign:
+        await record_list(
+            session,
+            actor=actor,
+            action="events.read",
+            resource_type="events",
+            items=foreign,
+            item_type="consult",
+        )
+        await commit(session)
+    else:
+        await session.rollback()  # a read only: hand the connection back at once
+    return admitted
 
 
 def _admitted(event: dict, views: dict[str, View | None]) -> bool:

@@ -110,3 +110,24 @@ async def test_client_socket_closes_when_the_client_is_disabled_or_deleted(live,
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(events.ws.recv(), 5)
         assert closed.value.rcvd.code == 1008
+
+
+async def test_another_orgs_consult_heard_on_the_socket_is_in_that_orgs_audit(live):
+    """offer.created carries the question, age and sex: a partner hearing it has read the owner's data."""
+    from audit.sealer import seal_all
+
+    app, host, w = live
+    async with EventClient.connect(host, await w.token("b-specialist")) as events:
+        created = (
+            await w.client.post("/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician"))
+        ).json()
+        await events.wait_for("offer.created", consult_id=created["id"])
+    async with EventClient.connect(host, await w.token("b-specialist"), last_event_id=0) as events:
+        await events.wait_for("offer.created", consult_id=created["id"])  # and again, replayed
+    await seal_all(app.state.sessionmaker)
+    resp = await w.client.get("/api/v1/audit?action=events.read", headers=await w.headers("a-org_admin"))
+    rows = [e for e in resp.json()["items"] if e["org_id"] == str(w.orgs["A"])]
+    assert len(rows) >= 2, rows  # the live push and the replay
+    assert {(e["actor_id"], e["resource_id"]) for e in rows} == {
+        (str(w.users["b-specialist"]), created["id"])
+    }
