@@ -204,7 +204,7 @@ def application_files() -> dict[str, str]:
 
 def test_only_the_state_machine_writes_a_consults_status():
     files = application_files()
-    assert "consults/lifecycle.py" in files and "signaling/records.py" in files
+    assert "consults/lifecycle.py" in files and "signaling/calls/records.py" in files
     assert [w for path, src in files.items() for w in status_writes(src, path)] == []
 
 
@@ -215,8 +215,8 @@ def test_only_the_state_machine_writes_a_consults_status():
         ("consults/calls.py", "consult.status, consult.updated_at = Status.in_session, at", True),
         ("consults/worker.py", "step.status = 'done'", True),  # in consults/, only its writers
         ("consults/steps.py", "step.status, step.done_at = StepStatus.done, at", False),
-        ("signaling/records.py", "row.consult.status = 'in_session'", True),
-        ("signaling/records.py", "call.status = 'ended'", False),
+        ("signaling/calls/records.py", "row.consult.status = 'in_session'", True),
+        ("signaling/calls/records.py", "call.status = 'ended'", False),
         ("agreements/service.py", "agreement.status = _TO[action]", False),
         ("consults/x.py", "setattr(consult, 'status', s)", True),
         ("consults/x.py", "setattr(consult, 'level', 2)", False),
