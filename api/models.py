@@ -2,6 +2,7 @@
 
 import uuid
 from datetime import UTC, datetime
+from typing import Any, cast
 
 from sqlalchemy import JSON
 from sqlmodel import Column, Field
@@ -11,13 +12,14 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Field() is typed Any; each helper says what the attribute holds, so a model's field is typed by it.
 def id_field() -> uuid.UUID:
-    return Field(default_factory=uuid.uuid4, primary_key=True)
+    return cast(uuid.UUID, Field(default_factory=uuid.uuid4, primary_key=True))
 
 
 def created_field() -> datetime:
-    return Field(default_factory=utcnow)
+    return cast(datetime, Field(default_factory=utcnow))
 
 
-def json_list_field() -> list:
-    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+def json_list_field() -> list[Any]:
+    return cast(list[Any], Field(default_factory=list, sa_column=Column(JSON, nullable=False)))

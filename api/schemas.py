@@ -1,11 +1,13 @@
 """Shapes shared by every domain: strict request bodies and pagination."""
 
-from typing import Generic, TypeVar
+from collections.abc import Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 from fastapi import Query
 from pydantic import BaseModel, ConfigDict
 
 T = TypeVar("T")
+R = TypeVar("R")
 MAX_PAGE = 200
 
 
@@ -39,7 +41,7 @@ async def page_params(
     return PageParams(limit=limit, offset=offset)
 
 
-def make_page(rows: list, params: PageParams, convert) -> dict:
+def make_page(rows: Sequence[R], params: PageParams, convert: Callable[[R], Any]) -> dict[str, Any]:
     """Services fetch limit + 1 rows; the extra one only says that a next page exists."""
     more = len(rows) > params.limit
     return {

@@ -7,21 +7,22 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from api.db import commit
+from api.db import affected, commit
 from audit.service import record
 from auth.attempts import admit, succeeded
 from auth.context import AuthContext
 from auth.exceptions import InvalidCredentials, InvalidTokenError
 from auth.models import AuthSession, RefreshToken, User
-from auth.principal import Actor
+from auth.principal import Actor, Anonymous
 from auth.schemas import TokenPair
 from auth.tokens import InvalidToken, new_jti, verify
 from events.control import session_ended
 
 
 async def login(
-    session: AsyncSession, *, ctx: AuthContext, actor: Actor, username: str, password: str
+    session: AsyncSession, *, ctx: AuthContext, actor: Anonymous, username: str, password: str
 ) -> TokenPair:
     """Check a password, rate-limited per username and per address, and open a sign-in session."""
     user_key, addr_key = f"login:user:{username.lower()}", f"login:addr:{actor.client_addr}"
@@ -35,7 +36,7 @@ async def login(
             (addr_key, ctx.settings.login_max_failures_per_address),
         ),
     )
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one_or_none()
+    user = (await session.execute(select(User).where(col(User.username) == username))).scalar_one_or_none()
     ok = await ctx.passwords.verify(user.password_hash if user else None, password)
     if not (ok and user and user.is_active):
         await record(
@@ -65,7 +66,7 @@ async def login(
     return pair
 
 
-async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:
+async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Anonymous, token: str) -> TokenPair:
     """Rotate a refresh token; presenting a used one revokes its whole family."""
     s = ctx.settings
     try:
@@ -86,11 +87,13 @@ async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, toke
     now = datetime.now(UTC)
     claimed = await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None))
+        .where(col(RefreshToken.jti) == row.jti, col(RefreshToken.used_at).is_(None))
         .values(used_at=now)
     )
     user = await session.get(User, signin.user_id)
-    if claimed.rowcount != 1:
+    if user is None:  # the sign-in's user row is gone: nothing to refresh
+        raise InvalidTokenError()
+    if affected(claimed) != 1:
         await _revoke(session, signin.id, "refresh_reuse")
         session_ended(session, signin.id, "Refresh token reused: the sign-in was revoked")
         await record(
@@ -138,7 +141,7 @@ async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, rea
     """Revoke every open sign-in of a user (disabling them); the caller commits."""
     await session.execute(
         update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .where(col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
 
@@ -146,7 +149,7 @@ async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, rea
 async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> None:
     await session.execute(
         update(AuthSession)
-        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
 
@@ -200,7 +203,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _as_user(actor: Actor, user: User) -> Actor:
+def _as_user(actor: Anonymous, user: User) -> Actor:
     return Actor(
         kind="user",
         id=user.id,

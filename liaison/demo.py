@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from agreements.models import Agreement, AgreementStatus
 from api.db import commit, make_engine, make_sessionmaker
@@ -46,7 +47,9 @@ async def seed(settings: Settings) -> bool:
                 session, ctx=ctx, username="admin", password=DEMO_PASSWORD, org_name=settings.admin_org_name
             )
             await hold(session, BOOTSTRAP)  # a second `liaison demo` at once waits, then finds it all there
-            if (await session.execute(select(Organization).where(Organization.name == CIVILIAN))).first():
+            if (
+                await session.execute(select(Organization).where(col(Organization.name) == CIVILIAN))
+            ).first():
                 return False
             civ, mil = (
                 Organization(name=CIVILIAN, kind="civilian"),
@@ -67,7 +70,9 @@ async def seed(settings: Settings) -> bool:
                         )
                     )
             await session.flush()
-            admin = (await session.execute(select(User).where(User.username == "civ-admin"))).scalar_one()
+            admin = (
+                await session.execute(select(User).where(col(User.username) == "civ-admin"))
+            ).scalar_one()
             session.add_all(
                 [_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)]
             )
@@ -99,7 +104,7 @@ async def _on_call(
     session, org: Organization, username: str, specialties: list[str], languages: list[str]
 ) -> None:
     """A profile, and a roster per specialty with this specialist on a 30-day tier-1 shift from now."""
-    user = (await session.execute(select(User).where(User.username == username))).scalar_one()
+    user = (await session.execute(select(User).where(col(User.username) == username))).scalar_one()
     session.add(
         SpecialistProfile(user_id=user.id, org_id=org.id, specialties=specialties, languages=languages)
     )

@@ -5,6 +5,7 @@ import logging
 
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlmodel import col
 
 from api.db import commit
 from api.locks import BOOTSTRAP, hold
@@ -33,10 +34,10 @@ async def ensure_admin(session, *, ctx, username: str, password: str, org_name: 
     # Every node runs this at start, at the same moment on a fresh deploy: one at a time, each
     # deciding on what the one before committed (else two both insert the org and one dies).
     await hold(session, BOOTSTRAP)
-    if (await session.execute(select(User).where(User.username == username))).scalar_one_or_none():
+    if (await session.execute(select(User).where(col(User.username) == username))).scalar_one_or_none():
         return False
     org = (
-        await session.execute(select(Organization).where(Organization.name == org_name))
+        await session.execute(select(Organization).where(col(Organization.name) == org_name))
     ).scalar_one_or_none()
     if org is None:
         org = Organization(name=org_name, kind=OrgKind.government)
