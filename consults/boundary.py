@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults import hooks, notify
 from consults.escalation import schedule
@@ -16,34 +17,40 @@ async def withdraw_offers(
 ) -> None:
     """Withdraw the providing org's pending offers on the requesting org's consults; escalate those left bare."""
     now = datetime.now(UTC)
-    mine = select(Consult.id).where(Consult.org_id == requesting_org_id).scalar_subquery()
+    mine = select(col(Consult.id)).where(col(Consult.org_id) == requesting_org_id).scalar_subquery()
     rows = (
         await session.execute(
             update(Offer)
-            .where(Offer.status == "pending", Offer.org_id == providing_org_id, Offer.consult_id.in_(mine))
+            .where(
+                col(Offer.status) == "pending",
+                col(Offer.org_id) == providing_org_id,
+                col(Offer.consult_id).in_(mine),
+            )
             .values(status="withdrawn", responded_at=now)
-            .returning(Offer.consult_id, Offer.specialist_id)
+            .returning(col(Offer.consult_id), col(Offer.specialist_id))
             .execution_options(synchronize_session=False)
         )
     ).all()
     for consult_id in {cid for cid, _ in rows}:
         consult = (
-            await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())
+            await session.execute(select(Consult).where(col(Consult.id) == consult_id).with_for_update())
         ).scalar_one()
         await notify.offers_withdrawn(
             session, consult, [sid for cid, sid in rows if cid == consult_id], "agreement_closed"
         )
         left = (
             await session.execute(
-                select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+                select(col(Offer.id)).where(
+                    col(Offer.consult_id) == consult_id, col(Offer.status) == "pending"
+                )
             )
         ).first()
         if left is None and consult.status == Status.offered:
             schedule(session, consult, now)  # the worker moves it to the next level right away
-    calls = select(Consult.id).where(
-        Consult.org_id == requesting_org_id,
-        Consult.assigned_org_id == providing_org_id,
-        Consult.status.in_((Status.accepted, Status.in_session)),
+    calls = select(col(Consult.id)).where(
+        col(Consult.org_id) == requesting_org_id,
+        col(Consult.assigned_org_id) == providing_org_id,
+        col(Consult.status).in_((Status.accepted, Status.in_session)),
     )
     for consult_id in (await session.execute(calls)).scalars():
         hooks.calls_ended(session, consult_id=consult_id, reason="The agreement this call depended on ended")

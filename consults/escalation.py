@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults import notify, routing
 from consults.models import Consult, EscalationStep, Offer, Status
@@ -34,7 +35,9 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
             await notify.offers_withdrawn(session, consult, expired, "expired")
         tried = set(
             (
-                await session.execute(select(Offer.specialist_id).where(Offer.consult_id == consult.id))
+                await session.execute(
+                    select(col(Offer.specialist_id)).where(col(Offer.consult_id) == consult.id)
+                )
             ).scalars()
         )
     candidates, policy = await routing.eligible(session, consult=consult, now=now)
@@ -86,8 +89,8 @@ async def close_pending(session: AsyncSession, consult: Consult, now: datetime, 
     """Mark the consult's pending offers `status`; return whose they were."""
     rows = await session.execute(
         update(Offer)
-        .where(Offer.consult_id == consult.id, Offer.status == "pending")
+        .where(col(Offer.consult_id) == consult.id, col(Offer.status) == "pending")
         .values(status=status, responded_at=now)
-        .returning(Offer.specialist_id)
+        .returning(col(Offer.specialist_id))
     )
     return list(rows.scalars())

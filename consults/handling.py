@@ -62,7 +62,8 @@ async def assign(
             user_id=previous,
             reason="The consult was reassigned to another specialist",
         )
-        await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
+        if previous_org is not None:  # always, for an assigned consult
+            await reoffer.specialist_on_call(session, specialist_id=previous, org_id=previous_org, at=now)
     await notify.status_changed(session, consult)
     await record(
         session,

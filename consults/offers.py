@@ -5,8 +5,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from api.db import commit
+from api.db import affected, commit
 from api.schemas import PageParams
 from audit.service import record
 from auth.principal import Actor
@@ -26,9 +27,9 @@ async def pending_offers(
     rows = (
         await session.execute(
             select(Offer, Consult)
-            .join(Consult, Consult.id == Offer.consult_id)
-            .where(Offer.specialist_id == actor.id, Offer.status == "pending")
-            .order_by(Offer.created_at.desc())
+            .join(Consult, col(Consult.id) == col(Offer.consult_id))
+            .where(col(Offer.specialist_id) == actor.id, col(Offer.status) == "pending")
+            .order_by(col(Offer.created_at).desc())
             .limit(page.limit + 1)
             .offset(page.offset)
         )
@@ -69,14 +70,18 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
     now = datetime.now(UTC)
     declined = await session.execute(
         update(Offer)
-        .where(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
+        .where(
+            col(Offer.consult_id) == consult_id,
+            col(Offer.specialist_id) == actor.id,
+            col(Offer.status) == "pending",
+        )
         .values(status="declined", responded_at=now)
     )
-    if declined.rowcount != 1:
+    if affected(declined) != 1:
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
     still_out = (
         await session.execute(
-            select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == "pending")
+            select(col(Offer.id)).where(col(Offer.consult_id) == consult_id, col(Offer.status) == "pending")
         )
     ).first()
     if still_out is None and consult.status == Status.offered:
@@ -97,8 +102,8 @@ async def _take(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, now:
     won = await session.execute(
         update(Consult)
         .where(
-            Consult.id == consult_id,
-            Consult.status == Status.offered,
+            col(Consult.id) == consult_id,
+            col(Consult.status) == Status.offered,
             exists().where(_mine(actor, consult_id)),
         )
         .values(
@@ -110,7 +115,7 @@ async def _take(session: AsyncSession, actor: Actor, consult_id: uuid.UUID, now:
         )
         .execution_options(synchronize_session=False)
     )
-    return won.rowcount == 1
+    return affected(won) == 1
 
 
 async def _settle(
@@ -149,4 +154,8 @@ async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Cons
 
 
 def _mine(actor: Actor, consult_id: uuid.UUID):
-    return and_(Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == "pending")
+    return and_(
+        col(Offer.consult_id) == consult_id,
+        col(Offer.specialist_id) == actor.id,
+        col(Offer.status) == "pending",
+    )

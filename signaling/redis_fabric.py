@@ -97,7 +97,7 @@ class RedisFabric:
         }
         self._lane = Lane(redis)  # joins and relays; the heartbeat's pipelines go through the client
         self._views: dict[str, _View] = {}
-        self._deliver: Deliver | None = None
+        self._deliver: Deliver = _undelivered  # until `start` is given the server's
         self._tasks: list[asyncio.Task] = []
         self._ready = asyncio.Event()
         self._settled = asyncio.Event()  # the first subscription attempt ended, either way
@@ -185,15 +185,15 @@ class RedisFabric:
                 )
                 view.pending.pop(peer_id, None)
                 return
-        view = self._views.get(room)
+        current = self._views.get(room)
         if (
-            view is None or peer_id not in view.local
+            current is None or peer_id not in current.local
         ):  # it left meanwhile, and the leave may have reached Redis first
             await self.left(room, peer)
             return
-        view.told[peer_id] = told
-        view.pending.pop(peer_id, None)
-        await self._send(self._apply_snapshot(room, view, *entered))
+        current.told[peer_id] = told
+        current.pending.pop(peer_id, None)
+        await self._send(self._apply_snapshot(room, current, *entered))
 
     def _enter(self, view: _View, peer: dict) -> str:
         """Count a joining peer in its room's view: events for the room are kept from now on, and
@@ -232,7 +232,7 @@ class RedisFabric:
     # -- views ---------------------------------------------------------------------------------
 
     def _apply_event(self, event: dict) -> list[tuple[str, str, dict]]:
-        room = event.get("room")
+        room = event.get("room", "")
         view = self._views.get(room)
         if view is None:
             return []
@@ -394,3 +394,7 @@ class RedisFabric:
     def _unavailable(exc: Exception) -> ProtocolError:
         log.warning("signaling fabric: Redis is not answering (%s)", exc)
         return ProtocolError("fabric_unavailable", "Calls are briefly unavailable; try again")
+
+
+async def _undelivered(room: str, peer_id: str, message: dict) -> bool:
+    return False

@@ -4,7 +4,7 @@ values (`Send`), and nothing here touches a socket, Redis or the clock."""
 import secrets
 from dataclasses import dataclass, field
 
-from signaling.messages import ProtocolError, Relay
+from signaling.messages import ProtocolError, Relay, Wire
 
 
 def new_peer_id() -> str:
@@ -25,7 +25,9 @@ class Peer:
     consult_id: str | None = None  # the consult whose call this is (None: a pre-call echo room)
     connected: bool = True
     detached_at: float | None = None
-    buffer: list = field(default_factory=list)  # held for the peer while it is away (a deque costs 10x empty)
+    buffer: list[Wire] = field(
+        default_factory=list
+    )  # held for the peer while it is away (a deque costs 10x empty)
 
     def public(self) -> dict[str, str]:
         return {"peer_id": self.peer_id, "user_id": self.user_id}
@@ -34,7 +36,7 @@ class Peer:
 @dataclass(frozen=True, slots=True)
 class Send:
     peer_id: str
-    message: dict
+    message: Wire
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,7 +83,7 @@ class Rooms:
             return []
         return self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
 
-    def deliver(self, target: Peer, message: dict) -> list[Send]:
+    def deliver(self, target: Peer, message: Wire) -> list[Send]:
         """To the peer now, or into its buffer while it is away or has a backlog to be sent first."""
         if target.connected and not target.buffer:
             return [Send(target.peer_id, message)]
@@ -101,7 +103,7 @@ class Rooms:
         """The peer a resume secret names, without resuming it."""
         return self._by_secret.get(secret)
 
-    def resume(self, secret: str, now: float) -> tuple[Peer, list[dict]]:
+    def resume(self, secret: str, now: float) -> tuple[Peer, list[Wire]]:
         """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
         it gets what was buffered meanwhile, in order."""
         peer = self._by_secret.get(secret)
