@@ -1,1 +1,1 @@
-"""Consults, rosters, routing and escalation (to come)."""
+"""Consults: their one state machine, routing and escalation, offers, the thread, what calls do to them."""
