@@ -23,13 +23,19 @@ demo: migrate
 run: demo
 	$(BIN)/liaison serve
 
+# The whole suite with a line-coverage report of the application (what the test process itself runs;
+# servers the tests start in processes of their own are not measured). COV_FLOOR: a little under
+# the figure measured when it was set, so a change that leaves code untested shows.
+# Measured: 86.7% (5780 statements, 771 missed).
+COV_FLOOR ?= 85
 test: install
-	$(BIN)/pytest
+	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
 
 # lint, format and types: what CI runs before the tests
 check: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 bench: install
 	$(BIN)/python -m bench

@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from agreements.exceptions import InvalidTransition, NotAParty, NotYourSide
 from agreements.hooks import boundary_closed
@@ -38,9 +39,9 @@ async def list_agreements(
     session: AsyncSession, *, actor: Actor, status: str | None, page: PageParams
 ) -> list[Agreement]:
     """Agreements the caller's org is a party to."""
-    query = select(Agreement).where(_party(actor.org_id)).order_by(Agreement.created_at.desc())
+    query = select(Agreement).where(_party(actor.org_id)).order_by(col(Agreement.created_at).desc())
     if status:
-        query = query.where(Agreement.status == status)
+        query = query.where(col(Agreement.status) == status)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(
         session, actor=actor, action="agreement.list", org_id=actor.org_id, resource_type="agreement"
@@ -123,10 +124,10 @@ async def _in_force(
         (
             await session.execute(
                 select(Agreement).where(
-                    Agreement.requesting_org_id == requesting_org_id,
-                    Agreement.status == S.active,
-                    Agreement.valid_from <= at,
-                    Agreement.valid_until > at,
+                    col(Agreement.requesting_org_id) == requesting_org_id,
+                    col(Agreement.status) == S.active,
+                    col(Agreement.valid_from) <= at,
+                    col(Agreement.valid_until) > at,
                 )
             )
         )
@@ -174,13 +175,13 @@ async def may_send(
 
 
 def _party(org_id: uuid.UUID | None):
-    return or_(Agreement.requesting_org_id == org_id, Agreement.providing_org_id == org_id)
+    return or_(col(Agreement.requesting_org_id) == org_id, col(Agreement.providing_org_id) == org_id)
 
 
 async def _visible(
     session: AsyncSession, actor: Actor, agreement_id: uuid.UUID, lock: bool = False
 ) -> Agreement:
-    query = select(Agreement).where(Agreement.id == agreement_id)
+    query = select(Agreement).where(col(Agreement.id) == agreement_id)
     agreement = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
     if agreement is None or actor.org_id not in (agreement.requesting_org_id, agreement.providing_org_id):
         raise Hidden()

@@ -2,9 +2,9 @@
 
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import event
+from sqlalchemy import Connection, CursorResult, Dialect, Result, event
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
@@ -46,19 +46,22 @@ def make_engine(
     return engine
 
 
-def _connect_or_operational_error(dialect, _record, cargs, cparams):
+def _connect_or_operational_error(
+    dialect: Dialect, _record: object, cargs: list[Any], cparams: dict[str, Any]
+) -> Any:
     """Connect; a database that can't be reached is an OperationalError with SQLSTATE 08001."""
     # As libpq drivers report it. asyncpg raises a bare OSError (refused, unknown host, timed out),
     # which SQLAlchemy passes on unwrapped: it would look like any other OSError, a bug's included.
     try:
         return dialect.connect(*cargs, **cparams)
     except OSError as exc:  # ConnectionRefusedError, socket.gaierror, TimeoutError (connect timeout)
-        error = dialect.loaded_dbapi.OperationalError(f"could not connect to the database: {exc!r}", exc)
+        # The driver module's own class: its attributes are whatever the driver (or we) put there.
+        error: Any = dialect.loaded_dbapi.OperationalError(f"could not connect to the database: {exc!r}", exc)
         error.pgcode = error.sqlstate = "08001"
         raise error from exc
 
 
-def _sqlite_pragmas(dbapi_conn, _record) -> None:
+def _sqlite_pragmas(dbapi_conn: Any, _record: object) -> None:
     # pysqlite's own transaction handling defers BEGIN; we issue it ourselves (below).
     dbapi_conn.isolation_level = None
     cur = dbapi_conn.cursor()
@@ -69,7 +72,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.close()
 
 
-def _sqlite_begin_immediate(conn) -> None:
+def _sqlite_begin_immediate(conn: Connection) -> None:
     # A deferred transaction that reads then writes can fail to upgrade its lock under
     # concurrency; taking the write lock up front makes writers queue instead.
     conn.exec_driver_sql("BEGIN IMMEDIATE")
@@ -200,3 +203,9 @@ async def insert_unique(session: AsyncSession, row: Any, conflict: Exception) ->
     except IntegrityError:
         await session.rollback()
         raise conflict from None
+
+
+def affected(result: Result[Any]) -> int:
+    """How many rows an UPDATE or DELETE matched."""
+    # AsyncSession.execute is typed as answering a Result; for DML it is a CursorResult.
+    return cast(CursorResult[Any], result).rowcount

@@ -2,7 +2,8 @@
 
 import contextlib
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar, cast
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -16,6 +17,7 @@ from starlette.websockets import WebSocket, WebSocketState
 
 log = logging.getLogger("liaison.errors")
 PROBLEM = "application/problem+json"
+E = TypeVar("E", bound=Exception)
 
 
 class DomainError(Exception):
@@ -112,7 +114,7 @@ async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     )
 
 
-def _slim(err: dict) -> dict:
+def _slim(err: dict[str, Any]) -> dict[str, Any]:
     # Echoing the rejected input back could reflect a huge body or clinical text.
     return {"loc": list(err.get("loc", ())), "type": err.get("type", ""), "msg": err.get("msg", "")}
 
@@ -214,9 +216,14 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    app.add_exception_handler(DomainError, _domain)
-    app.add_exception_handler(RequestValidationError, _validation)
-    app.add_exception_handler(StarletteHTTPException, _http)
+    _on(app, DomainError, _domain)
+    _on(app, RequestValidationError, _validation)
+    _on(app, StarletteHTTPException, _http)
     for fault in (sa.DBAPIError, sa.TimeoutError, RedisConnectionError, RedisTimeoutError):
-        app.add_exception_handler(fault, _store_fault)
-    app.add_exception_handler(Exception, _unexpected)
+        _on(app, fault, _store_fault)
+    _on(app, Exception, _unexpected)
+
+
+def _on(app: FastAPI, kind: type[E], handler: Callable[[Any, E], Awaitable[JSONResponse | None]]) -> None:
+    # Starlette types every handler as taking any Exception, though it only ever passes it `kind`.
+    app.add_exception_handler(kind, cast(Any, handler))

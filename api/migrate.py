@@ -7,12 +7,13 @@ on a schema that is behind.
 """
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
+from sqlalchemy import Connection, event
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from api.locks import MIGRATIONS, hold
@@ -41,7 +42,7 @@ async def upgrade(url: str, revision: str = "head") -> None:
         await engine.dispose()
 
 
-def _upgrade(connection, revision: str) -> None:
+def _upgrade(connection: Connection, revision: str) -> None:
     cfg = alembic_config()
     cfg.attributes["connection"] = connection
     command.upgrade(cfg, revision)
@@ -58,7 +59,7 @@ def _engine(url: str) -> AsyncEngine:
     return engine
 
 
-def _sqlite_autocommit(dbapi_conn, _record) -> None:
+def _sqlite_autocommit(dbapi_conn: Any, _record: object) -> None:
     dbapi_conn.isolation_level = None  # we issue BEGIN ourselves (above)
 
 

@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Dialect, TypeDecorator
 from sqlmodel import AutoString, Column, Field
@@ -15,16 +15,17 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# Field() is typed Any; each helper says what the attribute holds, so a model's field is typed by it.
 def id_field() -> uuid.UUID:
-    return Field(default_factory=uuid.uuid4, primary_key=True)
+    return cast(uuid.UUID, Field(default_factory=uuid.uuid4, primary_key=True))
 
 
 def created_field() -> datetime:
-    return Field(default_factory=utcnow)
+    return cast(datetime, Field(default_factory=utcnow))
 
 
-def json_list_field() -> list:
-    return Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+def json_list_field() -> list[Any]:
+    return cast(list[Any], Field(default_factory=list, sa_column=Column(JSON, nullable=False)))
 
 
 class EnumString(TypeDecorator[E]):
@@ -46,4 +47,4 @@ class EnumString(TypeDecorator[E]):
 
 def enum_field(enum: type[E], default: E, *, index: bool = False) -> E:
     """A status-like column: one of `enum`'s values, `default` until set."""
-    return Field(default=default, sa_column=Column(EnumString(enum), nullable=False, index=index))
+    return cast(E, Field(default=default, sa_column=Column(EnumString(enum), nullable=False, index=index)))

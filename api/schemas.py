@@ -1,6 +1,7 @@
 """Shapes shared by every domain: strict request bodies and pagination."""
 
 import re
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
@@ -17,6 +18,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 T = TypeVar("T")
+R = TypeVar("R")
 MAX_PAGE = 200
 MAX_DEPTH = 32  # of any JSON value in a request body; more is no sane shape and breaks recursive code
 # PostgreSQL stores neither NUL (text, jsonb) nor a lone surrogate (not encodable as UTF-8); SQLite
@@ -94,7 +96,7 @@ async def page_params(
     return PageParams(limit=limit, offset=offset)
 
 
-def make_page(rows: list, params: PageParams, convert) -> dict:
+def make_page(rows: Sequence[R], params: PageParams, convert: Callable[[R], Any]) -> dict[str, Any]:
     """Services fetch limit + 1 rows; the extra one only says that a next page exists."""
     more = len(rows) > params.limit
     return {

@@ -2,12 +2,13 @@
 
 import asyncio
 import logging
+from typing import Any
 
 log = logging.getLogger("liaison")
 STOP_WAIT = 3.0
 
 
-async def cancel(task: asyncio.Task | None, *, wait: float = STOP_WAIT) -> None:
+async def cancel(task: asyncio.Task[Any] | None, *, wait: float = STOP_WAIT) -> None:
     """Cancel `task` and wait for it, at most `wait` seconds: a task stuck where cancellation cannot
     reach (a driver call that does not return) is left behind, named in the log, and shutdown goes on."""
     if task is None or task.done():

@@ -11,6 +11,7 @@ import logging
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from api.db import commit
 from api.tasks import cancel
@@ -25,15 +26,20 @@ BATCH = 1000
 async def seal(session: AsyncSession) -> int:
     """Chain the committed unsealed rows (up to a batch); how many were sealed."""
     if (
-        await session.execute(select(AuditEvent.id).where(AuditEvent.seq.is_(None)).limit(1))
+        await session.execute(select(col(AuditEvent.id)).where(col(AuditEvent.seq).is_(None)).limit(1))
     ).first() is None:
         await session.rollback()
         return 0
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update())).scalar_one()
+    head = (
+        await session.execute(select(AuditHead).where(col(AuditHead.id) == 1).with_for_update())
+    ).scalar_one()
     rows = list(
         (
             await session.execute(
-                select(AuditEvent).where(AuditEvent.seq.is_(None)).order_by(AuditEvent.id).limit(BATCH)
+                select(AuditEvent)
+                .where(col(AuditEvent.seq).is_(None))
+                .order_by(col(AuditEvent.id))
+                .limit(BATCH)
             )
         ).scalars()
     )
@@ -45,7 +51,9 @@ async def seal(session: AsyncSession) -> int:
         sealed.append({"id": row.id, "seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash})
     session.expunge_all()  # written below in one statement per row, not as ORM flushes
     await session.execute(update(AuditEvent), sealed)
-    await session.execute(update(AuditHead).where(AuditHead.id == 1).values(seq=head.seq, hash=head.hash))
+    await session.execute(
+        update(AuditHead).where(col(AuditHead.id) == 1).values(seq=head.seq, hash=head.hash)
+    )
     await commit(session)
     return len(sealed)
 

@@ -4,10 +4,11 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, cast
 
 from sqlalchemy import func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from api.db import commit
 from audit.chain import event_hash
@@ -20,12 +21,19 @@ class Actor(Protocol):
     """Who acted, as far as the trail records them: auth.principal.Actor is one (audit sits below
     auth, so it imports none of it)."""
 
-    kind: str
-    id: uuid.UUID | None
-    org_id: uuid.UUID | None
-    request_id: str | None
-    client_addr: str | None
-    is_platform_admin: bool
+    # Read-only, so that frozen dataclasses with narrower fields (a signed-in Actor's id is never None) fit.
+    @property
+    def kind(self) -> str: ...
+    @property
+    def id(self) -> uuid.UUID | None: ...
+    @property
+    def org_id(self) -> uuid.UUID | None: ...
+    @property
+    def request_id(self) -> str | None: ...
+    @property
+    def client_addr(self) -> str | None: ...
+    @property
+    def is_platform_admin(self) -> bool: ...
 
 
 async def record(
@@ -115,17 +123,19 @@ async def list_events(
     offset: int,
 ) -> list[AuditEventOut]:
     """Events about the actor's org's data or by its members (all of them for the platform admin)."""
-    query = select(AuditEvent).order_by(AuditEvent.id.desc())
+    query = select(AuditEvent).order_by(col(AuditEvent.id).desc())
     if not actor.is_platform_admin:
-        query = query.where(or_(AuditEvent.org_id == actor.org_id, AuditEvent.actor_org_id == actor.org_id))
+        query = query.where(
+            or_(col(AuditEvent.org_id) == actor.org_id, col(AuditEvent.actor_org_id) == actor.org_id)
+        )
     if action:
-        query = query.where(AuditEvent.action == action)
+        query = query.where(col(AuditEvent.action) == action)
     if resource_type:
-        query = query.where(AuditEvent.resource_type == resource_type)
+        query = query.where(col(AuditEvent.resource_type) == resource_type)
     if since:
-        query = query.where(AuditEvent.at >= since)
+        query = query.where(col(AuditEvent.at) >= since)
     if until:
-        query = query.where(AuditEvent.at < until)
+        query = query.where(col(AuditEvent.at) < until)
     rows = list((await session.execute(query.limit(limit).offset(offset))).scalars())
     await record(session, actor=actor, action="audit.list", org_id=actor.org_id, resource_type="audit")
     await commit(session)
@@ -160,7 +170,10 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
         rows = (
             (
                 await session.execute(
-                    select(AuditEvent).where(AuditEvent.seq > last).order_by(AuditEvent.seq).limit(batch)
+                    select(AuditEvent)
+                    .where(col(AuditEvent.seq) > last)
+                    .order_by(col(AuditEvent.seq))
+                    .limit(batch)
                 )
             )
             .scalars()
@@ -172,15 +185,19 @@ async def verify_chain(session: AsyncSession, batch: int = 1000) -> ChainReport:
             bad = _check(ev, expected_seq, prev)
             if bad:
                 return ChainReport(False, checked, ev.seq if bad != "missing" else expected_seq, bad)
-            prev, expected_seq, checked, last = ev.hash, ev.seq + 1, checked + 1, ev.seq
+            # _check held: ev.seq is expected_seq, and ev.hash the (non-null) hash recomputed from the row.
+            prev, checked, last = cast(str, ev.hash), checked + 1, expected_seq
+            expected_seq += 1
         session.expunge_all()
-    head = (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+    head = (await session.execute(select(AuditHead).where(col(AuditHead.id) == 1))).scalar_one()
     if head.seq != last or head.hash != prev:
         return ChainReport(
             False, checked, last + 1 if head.seq > last else last, "chain head does not match the last event"
         )
     unsealed = (
-        await session.execute(select(func.count()).select_from(AuditEvent).where(AuditEvent.seq.is_(None)))
+        await session.execute(
+            select(func.count()).select_from(AuditEvent).where(col(AuditEvent.seq).is_(None))
+        )
     ).scalar_one()
     return ChainReport(True, checked, unsealed=unsealed, head_seq=last)
 

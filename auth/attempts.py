@@ -6,11 +6,11 @@ from api.db import commit
 from api.errors import TooManyRequests
 from audit.service import record
 from auth.context import AuthContext
-from auth.principal import Actor
+from auth.principal import Caller
 
 
 async def admit(
-    session: AsyncSession, *, ctx: AuthContext, actor: Actor, action: str, keys: tuple[tuple[str, int], ...]
+    session: AsyncSession, *, ctx: AuthContext, actor: Caller, action: str, keys: tuple[tuple[str, int], ...]
 ) -> None:
     """Count the attempt as a failure before it is judged, so that simultaneous guesses cannot all
     pass the check; past a key's limit, 429. A success takes its count back (see `succeeded`)."""
@@ -28,7 +28,7 @@ async def succeeded(ctx: AuthContext, *, identity_key: str, address_key: str) ->
     await ctx.limiter.forgive(address_key)
 
 
-async def _refused(session: AsyncSession, actor: Actor, action: str, wait: int) -> TooManyRequests:
+async def _refused(session: AsyncSession, actor: Caller, action: str, wait: int) -> TooManyRequests:
     await record(session, actor=actor, action=action, outcome="denied", reason="rate_limited")
     await commit(session)
     return TooManyRequests(wait)

@@ -10,6 +10,7 @@ from urllib.parse import parse_qs, unquote
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit
 from api.errors import InvalidInput
@@ -18,7 +19,7 @@ from auth.attempts import admit, succeeded
 from auth.context import AuthContext
 from auth.exceptions import Hidden, InvalidClient, InvalidRequest, InvalidScope, UnsupportedGrant
 from auth.models import IntegrationClient
-from auth.principal import Actor
+from auth.principal import Actor, Anonymous
 from auth.roles import CLIENT_SCOPES
 from auth.schemas import ClientCreated, ClientPatch, ClientToken
 from auth.scope import ensure_own_org
@@ -60,8 +61,8 @@ async def list_clients(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID
         (
             await session.execute(
                 select(IntegrationClient)
-                .where(IntegrationClient.org_id == org_id)
-                .order_by(IntegrationClient.created_at)
+                .where(col(IntegrationClient.org_id) == org_id)
+                .order_by(col(IntegrationClient.created_at))
             )
         )
         .scalars()
@@ -144,7 +145,7 @@ async def _audit(session: AsyncSession, actor: Actor, client: IntegrationClient,
 
 
 async def grant(
-    session: AsyncSession, *, ctx: AuthContext, actor: Actor, body: bytes, authorization: str | None
+    session: AsyncSession, *, ctx: AuthContext, actor: Anonymous, body: bytes, authorization: str | None
 ) -> ClientToken:
     """RFC 6749 §4.4: client id and secret (Basic or form) for a scoped access token."""
     try:

@@ -8,7 +8,7 @@ from api.db import get_session
 from auth.context import AuthContext
 from auth.exceptions import InvalidTokenError, PermissionDenied
 from auth.identity import authenticate
-from auth.principal import ANONYMOUS, Actor
+from auth.principal import ANONYMOUS, Actor, Anonymous
 from auth.roles import Perm
 
 bearer = HTTPBearer(auto_error=False, description="An access token from /api/v1/auth/login or /auth/token")
@@ -20,7 +20,7 @@ async def auth_context(request: Request) -> AuthContext:
     return request.app.state.auth
 
 
-async def anonymous(request: Request) -> Actor:
+async def anonymous(request: Request) -> Anonymous:
     """An unauthenticated caller, still identified by request id and address for the audit."""
     actor = ANONYMOUS.with_request(request.state.request_id, request.client.host if request.client else None)
     request.state.actor = actor

@@ -7,6 +7,7 @@ import uuid
 from jose import jwt
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.schemas import UNSTORABLE
 from auth.context import AuthContext
@@ -66,8 +67,8 @@ async def _local(session: AsyncSession, ctx: AuthContext, token: str) -> Actor |
     row = (
         await session.execute(
             select(User, AuthSession)
-            .join(AuthSession, AuthSession.user_id == User.id)
-            .where(User.id == user_id, AuthSession.id == session_id)
+            .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+            .where(col(User.id) == user_id, col(AuthSession.id) == session_id)
         )
     ).first()
     if row is None or row.AuthSession.revoked_at is not None or not row.User.is_active:
@@ -141,8 +142,8 @@ async def _through(
     user = (
         await session.execute(
             select(User)
-            .join(ExternalIdentity, ExternalIdentity.user_id == User.id)
-            .where(ExternalIdentity.idp_id == idp.id, ExternalIdentity.subject == subject)
+            .join(ExternalIdentity, col(ExternalIdentity.user_id) == col(User.id))
+            .where(col(ExternalIdentity.idp_id) == idp.id, ExternalIdentity.subject == subject)
         )
     ).scalar_one_or_none()
     if user is None or not user.is_active or user.org_id != idp.org_id:

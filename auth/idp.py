@@ -5,6 +5,7 @@ import uuid
 from sqlalchemy import delete as sa_delete
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit, insert_unique
 from api.errors import Conflict, InvalidInput
@@ -133,7 +134,7 @@ async def list_idps(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -
     """The org's identity providers."""
     ensure_own_org(actor, org_id)
     rows = (
-        (await session.execute(select(IdentityProvider).where(IdentityProvider.org_id == org_id)))
+        (await session.execute(select(IdentityProvider).where(col(IdentityProvider.org_id) == org_id)))
         .scalars()
         .all()
     )

@@ -13,7 +13,7 @@ ALLOWED = {"RSA": {"RS256", "RS384", "RS512"}, "EC": {"ES256", "ES384", "ES512"}
 DEFAULT_ALG = {"RSA": "RS256", "EC": "ES256"}
 
 
-def validate_jwks(jwks: dict) -> list[VerifyKey]:
+def validate_jwks(jwks: object) -> list[VerifyKey]:
     """Every key needs a kid and a public asymmetric kty; raise ValueError otherwise."""
     keys = jwks.get("keys") if isinstance(jwks, dict) else None
     if not isinstance(keys, list) or not keys:

@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError, TimeoutError
 
 log = logging.getLogger("liaison.auth")
@@ -38,7 +39,9 @@ class FailureLimiter:
 
     async def retry_after(self, key: str, limit: int) -> int | None:
         """Seconds until the key may try again, or None if it may now."""
-        shared = await self._shared(lambda r: r.pipeline(transaction=False).get(key).ttl(key).execute())
+        shared = await self._shared(
+            lambda r: _queued(r.pipeline(transaction=False), ("GET", key), ("TTL", key))
+        )
         if shared is not _MEMORY:
             count, ttl = shared
             return max(ttl, 1) if count is not None and int(count) >= limit else None
@@ -49,7 +52,9 @@ class FailureLimiter:
     async def fail(self, key: str) -> int:
         """Count one failure (or an attempt not yet judged); the key's count in this window, this one included."""
         shared = await self._shared(
-            lambda r: r.pipeline(transaction=True).incr(key).expire(key, self._window, nx=True).execute()
+            lambda r: _queued(
+                r.pipeline(transaction=True), ("INCR", key), ("EXPIRE", key, self._window, "NX")
+            )
         )
         if shared is not _MEMORY:
             return int(shared[0])
@@ -89,3 +94,12 @@ class FailureLimiter:
                 self._shared_after = time.monotonic() + FALLBACK_SECONDS
         FALLBACKS.inc()
         return _MEMORY
+
+
+async def _queued(pipe: Pipeline, *commands: tuple[str | int, ...]) -> list[Any]:
+    """Run `commands` in one round trip: each answer, in order."""
+    # Queued by name: redis-py types each command method as returning an awaitable, which on a
+    # pipeline it is not (it queues and returns the pipeline).
+    for command in commands:
+        pipe.execute_command(*command)
+    return await pipe.execute()

@@ -10,7 +10,7 @@ from auth import clients, idp, service
 from auth.context import AuthContext
 from auth.dependencies import anonymous, auth_context, current_actor, require
 from auth.models import User
-from auth.principal import Actor
+from auth.principal import Actor, Anonymous
 from auth.roles import Perm
 from auth.schemas import (
     ClientCreated,
@@ -36,7 +36,7 @@ manage = require(Perm.identity_manage)
 @router.post("/auth/login", response_model=TokenPair, tags=["auth"])
 async def login(
     body: LoginIn,
-    actor: Actor = Depends(anonymous),
+    actor: Anonymous = Depends(anonymous),
     session: AsyncSession = Depends(get_session),
     ctx: AuthContext = Depends(auth_context),
 ) -> TokenPair:
@@ -49,7 +49,7 @@ async def login(
 @router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
 async def refresh(
     body: RefreshIn,
-    actor: Actor = Depends(anonymous),
+    actor: Anonymous = Depends(anonymous),
     session: AsyncSession = Depends(get_session),
     ctx: AuthContext = Depends(auth_context),
 ) -> TokenPair:
@@ -88,7 +88,7 @@ async def logout(actor: Actor = Depends(current_actor), session: AsyncSession = 
 )
 async def token(
     request: Request,
-    actor: Actor = Depends(anonymous),
+    actor: Anonymous = Depends(anonymous),
     session: AsyncSession = Depends(get_session),
     ctx: AuthContext = Depends(auth_context),
 ) -> ClientToken:

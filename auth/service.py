@@ -7,14 +7,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
-from api.db import commit
+from api.db import affected, commit
 from audit.service import record
 from auth.attempts import admit, succeeded
 from auth.context import AuthContext
 from auth.exceptions import InvalidCredentials, InvalidTokenError
 from auth.models import AuthSession, RefreshToken, User
-from auth.principal import Actor
+from auth.principal import Actor, Anonymous
 from auth.schemas import TokenPair
 from auth.tokens import InvalidToken, new_jti, verify
 from events.control import session_ended
@@ -108,11 +109,13 @@ async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, toke
     now = datetime.now(UTC)
     claimed = await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.jti == row.jti, RefreshToken.used_at.is_(None))
+        .where(col(RefreshToken.jti) == row.jti, col(RefreshToken.used_at).is_(None))
         .values(used_at=now)
     )
     user = await session.get(User, signin.user_id)
-    if claimed.rowcount != 1:
+    if user is None:  # the sign-in's user row is gone: nothing to refresh
+        raise InvalidTokenError()
+    if affected(claimed) != 1:
         await _revoke(session, signin.id, "refresh_reuse")
         session_ended(session, signin.id, "Refresh token reused: the sign-in was revoked")
         await record(
@@ -167,7 +170,7 @@ async def revoke_user_sessions(session: AsyncSession, *, user_id: uuid.UUID, rea
     """Revoke every open sign-in of a user (disabling them); the caller commits."""
     await session.execute(
         update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .where(col(AuthSession.user_id) == user_id, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
 
@@ -176,7 +179,7 @@ async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> 
     """Revoke one open sign-in; False if there was none open by that id."""
     done = await session.execute(
         update(AuthSession)
-        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
+        .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
     return done.rowcount == 1
@@ -231,7 +234,7 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _as_user(actor: Actor, user: User) -> Actor:
+def _as_user(actor: Anonymous, user: User) -> Actor:
     return Actor(
         kind="user",
         id=user.id,

@@ -67,6 +67,8 @@ def build_local_keys(*, alg: str, secret: str, private_pem: str | None, kid: str
     if alg.startswith("HS"):
         key = jwk.construct(secret.encode(), alg)
         return Signer(kid, alg, key), Keyring([VerifyKey(kid, alg, key)])
+    if private_pem is None:
+        raise ValueError(f"{alg} signs with a private key: none was given")
     private = jwk.construct(private_pem, alg)
     return Signer(kid, alg, private), Keyring([VerifyKey(kid, alg, private.public_key())])
 

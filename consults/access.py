@@ -5,6 +5,7 @@ from enum import Enum
 
 from sqlalchemy import ColumnElement, and_, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from agreements.service import may_send, served
 from api.db import commit
@@ -49,7 +50,9 @@ async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) ->
         return View.full
     offer = (
         await session.execute(
-            select(Offer.id).where(Offer.consult_id == consult.id, Offer.specialist_id == actor.id)
+            select(col(Offer.id)).where(
+                col(Offer.consult_id) == consult.id, col(Offer.specialist_id) == actor.id
+            )
         )
     ).first()
     return View.triage if offer is not None else None
@@ -57,7 +60,9 @@ async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) ->
 
 async def is_invited(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:
     """Was this user invited into the consult's calls (an interpreter, a second specialist)?"""
-    query = select(Participant.id).where(Participant.consult_id == consult_id, Participant.user_id == user_id)
+    query = select(col(Participant.id)).where(
+        col(Participant.consult_id) == consult_id, col(Participant.user_id) == user_id
+    )
     return (await session.execute(query)).first() is not None
 
 
@@ -65,10 +70,10 @@ async def load(
     session: AsyncSession, actor: Actor, consult_id: uuid.UUID, *, need: View = View.full, lock: bool = False
 ) -> tuple[Consult, View]:
     """The consult if the actor may see it at the level needed; otherwise 404, as if it did not exist."""
-    query = select(Consult).where(Consult.id == consult_id)
+    query = select(Consult).where(col(Consult.id) == consult_id)
     consult = (await session.execute(query.with_for_update() if lock else query)).scalar_one_or_none()
     view = await view_of(session, actor, consult) if consult else None
-    if view is None or (need is View.full and view is not View.full):
+    if consult is None or view is None or (need is View.full and view is not View.full):
         raise Hidden()
     return consult, view
 

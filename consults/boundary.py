@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults import hooks, notify
 from consults.lifecycle import HELD
@@ -17,7 +18,7 @@ async def withdraw_offers(
 ) -> None:
     """Withdraw the providing org's pending offers on the requesting org's consults; escalate those left bare."""
     now = datetime.now(UTC)
-    mine = select(Consult.id).where(Consult.org_id == requesting_org_id).scalar_subquery()
+    mine = select(col(Consult.id)).where(col(Consult.org_id) == requesting_org_id).scalar_subquery()
     rows = (
         await session.execute(
             update(Offer)
@@ -33,7 +34,7 @@ async def withdraw_offers(
     ).all()
     for consult_id in {cid for cid, _ in rows}:
         consult = (
-            await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())
+            await session.execute(select(Consult).where(col(Consult.id) == consult_id).with_for_update())
         ).scalar_one()
         await notify.offers_withdrawn(
             session, consult, [sid for cid, sid in rows if cid == consult_id], "agreement_closed"

@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults.lifecycle import Event, allows, transition
 from consults.models import Consult
@@ -14,7 +15,7 @@ from consults.models import Consult
 async def lock(session: AsyncSession, consult_id: uuid.UUID) -> Consult:
     """The consult, locked until the transaction that records its calls' attendance commits."""
     return (
-        await session.execute(select(Consult).where(Consult.id == consult_id).with_for_update())
+        await session.execute(select(Consult).where(col(Consult.id) == consult_id).with_for_update())
     ).scalar_one()
 
 

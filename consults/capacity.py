@@ -9,6 +9,7 @@ import uuid
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults.lifecycle import HELD
 from consults.models import Consult
@@ -30,6 +31,6 @@ async def held(session: AsyncSession, user_id: uuid.UUID) -> int:
     query = (
         select(func.count())
         .select_from(Consult)
-        .where(Consult.assigned_to == user_id, Consult.status.in_(HELD))
+        .where(col(Consult.assigned_to) == user_id, col(Consult.status).in_(HELD))
     )
     return (await session.execute(query)).scalar_one()

@@ -4,6 +4,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from consults import notify, routing, transitions
 from consults.lifecycle import Event, transition
@@ -30,7 +31,9 @@ async def advance(session: AsyncSession, consult: Consult, now: datetime, *, fre
             await notify.offers_withdrawn(session, consult, expired, "expired")
         tried = set(
             (
-                await session.execute(select(Offer.specialist_id).where(Offer.consult_id == consult.id))
+                await session.execute(
+                    select(col(Offer.specialist_id)).where(col(Offer.consult_id) == consult.id)
+                )
             ).scalars()
         )
     candidates, policy = await routing.eligible(session, consult=consult, now=now)

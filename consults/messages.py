@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit
 from api.schemas import PageParams
@@ -57,8 +58,8 @@ async def thread(
     rows = (
         await session.execute(
             select(Message)
-            .where(Message.consult_id == consult.id)
-            .order_by(Message.created_at, Message.id)
+            .where(col(Message.consult_id) == consult.id)
+            .order_by(col(Message.created_at), col(Message.id))
             .limit(page.limit + 1)
             .offset(page.offset)
         )

@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from api.db import commit
+from api.db import affected, commit
 from api.schemas import PageParams
 from audit.service import record, record_list
 from auth.principal import Actor
@@ -89,7 +89,7 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
         )
         .values(status=OfferStatus.declined, responded_at=now)
     )
-    if declined.rowcount != 1:
+    if affected(declined) != 1:
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
     still_out = (
         await session.execute(

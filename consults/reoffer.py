@@ -13,6 +13,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from agreements.service import may_send
 from consults.models import Consult, EscalationStep, Status, StepStatus
@@ -35,16 +36,16 @@ async def _waiting_for(
     """Unassigned consults in a specialty of the specialist's shifts at `at`, from orgs that may send to
     them; locked in id order, so that two reactions queue instead of deadlocking."""
     specialties = (
-        select(Roster.specialty)
-        .join(Shift, Shift.roster_id == Roster.id)
-        .where(Shift.specialist_id == specialist_id, Shift.starts_at <= at, Shift.ends_at > at)
+        select(col(Roster.specialty))
+        .join(Shift, col(Shift.roster_id) == col(Roster.id))
+        .where(col(Shift.specialist_id) == specialist_id, col(Shift.starts_at) <= at, col(Shift.ends_at) > at)
     )
     rows = (
         await session.execute(
-            select(Consult.id, Consult.org_id, Consult.specialty).where(
-                Consult.status == Status.unassigned,
-                Consult.specialty.in_(specialties),
-                Consult.requester_id != specialist_id,
+            select(col(Consult.id), col(Consult.org_id), col(Consult.specialty)).where(
+                col(Consult.status) == Status.unassigned,
+                col(Consult.specialty).in_(specialties),
+                col(Consult.requester_id) != specialist_id,
             )
         )
     ).all()
@@ -58,8 +59,8 @@ async def _waiting_for(
     ids = [cid for cid, org, specialty in rows if (org, specialty) in sendable]
     locked = (
         select(Consult)
-        .where(Consult.id.in_(ids), Consult.status == Status.unassigned)
-        .order_by(Consult.id)
+        .where(col(Consult.id).in_(ids), col(Consult.status) == Status.unassigned)
+        .order_by(col(Consult.id))
         .with_for_update()
         .execution_options(populate_existing=True)
     )

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from agreements.service import partner_orgs
 from auth.models import User
@@ -72,28 +73,32 @@ async def eligible(
     with the requesting org's escalation policy, read in the same round trip."""
     orgs = await _reach(session, consult, now)
     load = (
-        select(Consult.assigned_to, func.count().label("n"))
-        .where(Consult.status.in_(HELD))
-        .group_by(Consult.assigned_to)
+        select(col(Consult.assigned_to), func.count().label("n"))
+        .where(col(Consult.status).in_(HELD))
+        .group_by(col(Consult.assigned_to))
         .subquery()
     )
     on_shift = (
         select(
-            Shift.specialist_id.label("uid"), Shift.org_id.label("org"), func.min(Shift.tier).label("tier")
+            col(Shift.specialist_id).label("uid"),
+            col(Shift.org_id).label("org"),
+            func.min(col(Shift.tier)).label("tier"),
         )
-        .join(Roster, Roster.id == Shift.roster_id)
+        .join(Roster, col(Roster.id) == col(Shift.roster_id))
         .where(
-            Roster.specialty == consult.specialty,
-            Shift.org_id.in_(orgs),
-            Shift.starts_at <= now,
-            Shift.ends_at > now,
-            Shift.specialist_id != consult.requester_id,
+            col(Roster.specialty) == consult.specialty,
+            col(Shift.org_id).in_(orgs),
+            col(Shift.starts_at) <= now,
+            col(Shift.ends_at) > now,
+            col(Shift.specialist_id) != consult.requester_id,
         )
-        .group_by(Shift.specialist_id, Shift.org_id)
+        .group_by(col(Shift.specialist_id), col(Shift.org_id))
         .subquery()
     )
     policy = (
-        select(Organization.escalation_windows).where(Organization.id == consult.org_id).scalar_subquery()
+        select(col(Organization.escalation_windows))
+        .where(col(Organization.id) == consult.org_id)
+        .scalar_subquery()
     )
     rows = (
         await session.execute(
@@ -101,16 +106,18 @@ async def eligible(
                 on_shift.c.uid,
                 on_shift.c.org,
                 on_shift.c.tier,
-                SpecialistProfile.languages,
+                col(SpecialistProfile.languages),
                 func.coalesce(load.c.n, 0),
-                SpecialistProfile.max_concurrent,
-                SpecialistProfile.last_assigned_at,
+                col(SpecialistProfile.max_concurrent),
+                col(SpecialistProfile.last_assigned_at),
                 policy,
             )
-            .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
-            .join(User, User.id == on_shift.c.uid)
+            .join(SpecialistProfile, col(SpecialistProfile.user_id) == on_shift.c.uid)
+            .join(User, col(User.id) == on_shift.c.uid)
             .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
-            .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
+            .where(
+                col(SpecialistProfile.availability) == Availability.available, col(User.is_active).is_(True)
+            )
         )
     ).all()
     candidates = [
@@ -127,13 +134,13 @@ async def next_start(
     """The first shift start in (after, before) that could bring someone on call for this consult."""
     query = (
         select(func.min(Shift.starts_at))
-        .join(Roster, Roster.id == Shift.roster_id)
+        .join(Roster, col(Roster.id) == col(Shift.roster_id))
         .where(
-            Roster.specialty == consult.specialty,
-            Shift.org_id.in_(await _reach(session, consult, after)),
-            Shift.starts_at > after,
-            Shift.starts_at < before,
-            Shift.specialist_id != consult.requester_id,
+            col(Roster.specialty) == consult.specialty,
+            col(Shift.org_id).in_(await _reach(session, consult, after)),
+            col(Shift.starts_at) > after,
+            col(Shift.starts_at) < before,
+            col(Shift.specialist_id) != consult.requester_id,
         )
     )
     return (await session.execute(query)).scalar_one_or_none()

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit
 from api.schemas import PageParams
@@ -46,7 +47,7 @@ async def create(
     except IntegrityError:
         # A concurrent request with the same key got there first; once it has committed, replay it.
         await session.rollback()
-        if prior := await _replay(session, actor, idempotency_key, digest):
+        if idempotency_key and (prior := await _replay(session, actor, idempotency_key, digest)):
             return prior, False
         raise IdempotencyInFlight() from None
     await advance(session, consult, now, fresh=True)
@@ -108,13 +109,13 @@ async def list_consults(
     # agreement that opened the consult is suspended, revoked or out of date.
     query = select(Consult).where(await access.covered(session, actor)).order_by(Consult.created_at.desc())
     if actor.can(Perm.consults_queue):
-        query = query.where(or_(Consult.org_id == actor.org_id, Consult.assigned_to == actor.id))
+        query = query.where(or_(col(Consult.org_id) == actor.org_id, col(Consult.assigned_to) == actor.id))
     else:
-        query = query.where(or_(Consult.requester_id == actor.id, Consult.assigned_to == actor.id))
+        query = query.where(or_(col(Consult.requester_id) == actor.id, col(Consult.assigned_to) == actor.id))
     for column, value in (
-        (Consult.status, status),
-        (Consult.specialty, specialty),
-        (Consult.urgency, urgency),
+        (col(Consult.status), status),
+        (col(Consult.specialty), specialty),
+        (col(Consult.urgency), urgency),
     ):
         if value:
             query = query.where(column == value)
@@ -147,7 +148,7 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
 
 async def _replay(session: AsyncSession, actor: Actor, key: str, digest: str) -> Consult | None:
     """The consult first created with this key, if any; the same key with another body is refused."""
-    query = select(Consult).where(Consult.requester_id == actor.id, Consult.idempotency_key == key)
+    query = select(Consult).where(col(Consult.requester_id) == actor.id, col(Consult.idempotency_key) == key)
     prior = (await session.execute(query)).scalar_one_or_none()
     if prior is not None and prior.request_hash != digest:
         raise IdempotencyMismatch()

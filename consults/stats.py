@@ -6,6 +6,7 @@ from datetime import datetime
 
 from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit
 from audit.service import record
@@ -36,12 +37,12 @@ async def response_times(
 ) -> list[StatRow]:
     """Consults the caller's org requested or served, grouped, with each interval's median and p90."""
     query = select(Consult).where(
-        or_(Consult.org_id == actor.org_id, Consult.assigned_org_id == actor.org_id)
+        or_(col(Consult.org_id) == actor.org_id, col(Consult.assigned_org_id) == actor.org_id)
     )
     if since:
-        query = query.where(Consult.created_at >= since)
+        query = query.where(col(Consult.created_at) >= since)
     if until:
-        query = query.where(Consult.created_at < until)
+        query = query.where(col(Consult.created_at) < until)
     groups: dict[str, list[Clocks]] = defaultdict(list)
     for consult in (await session.execute(query)).scalars():
         key = str(consult.org_id) if group_by == "org" else getattr(consult, group_by)

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from api.db import commit
 from api.errors import log_failure
@@ -34,7 +35,7 @@ async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None
     if step is None:
         return False
     consult = (
-        await session.execute(select(Consult).where(Consult.id == step.consult_id).with_for_update())
+        await session.execute(select(Consult).where(col(Consult.id) == step.consult_id).with_for_update())
     ).scalar_one()
     if step.seq == consult.step_seq and consult.status in ROUTING:
         await advance(session, consult, now)

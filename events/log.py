@@ -17,6 +17,7 @@ import uuid
 
 from sqlalchemy import JSON, BigInteger, String, Uuid, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from api.db import commit
@@ -40,14 +41,16 @@ async def sequence(session: AsyncSession) -> list[dict]:
     """Give committed, unsequenced events their positions; them, as clients receive them, in order."""
     # The lock comes first, in its own statement, so that the UPDATE's snapshot (READ COMMITTED:
     # one per statement) sees everything the previous holder sequenced and committed.
-    await session.execute(select(EventLogRow.id).where(EventLogRow.id == 1).with_for_update())
+    await session.execute(select(col(EventLogRow.id)).where(col(EventLogRow.id) == 1).with_for_update())
     rows = (await session.execute(_SEQUENCE, {"batch": BATCH})).all()
     await commit(session)
     return sorted((wire(row) for row in rows), key=lambda e: e["id"])
 
 
 async def unsequenced(session: AsyncSession) -> bool:
-    found = (await session.execute(select(Event.id).where(Event.pos.is_(None)).limit(1))).first() is not None
+    found = (
+        await session.execute(select(col(Event.id)).where(col(Event.pos).is_(None)).limit(1))
+    ).first() is not None
     await session.rollback()
     return found
 
@@ -136,8 +139,10 @@ class EventLog:
         """Begin at the log's end: subscribers come later, and history is theirs to replay."""
         assert self._sessions is not None
         async with self._sessions() as session:
-            row = (await session.execute(select(EventLogRow).where(EventLogRow.id == 1))).scalar_one()
-            last = (await session.execute(select(Event.pos).order_by(Event.pos.desc()).limit(1))).scalar()
+            row = (await session.execute(select(EventLogRow).where(col(EventLogRow.id) == 1))).scalar_one()
+            last = (
+                await session.execute(select(col(Event.pos)).order_by(col(Event.pos).desc()).limit(1))
+            ).scalar()
         self._feed.name(row.log_id)
         self.position = last or 0
 
@@ -149,15 +154,15 @@ class EventLog:
                 rows = (
                     await session.execute(
                         select(
-                            Event.pos,
-                            Event.channel,
-                            Event.type,
-                            Event.consult_id,
-                            Event.data,
-                            Event.created_at,
+                            col(Event.pos),
+                            col(Event.channel),
+                            col(Event.type),
+                            col(Event.consult_id),
+                            col(Event.data),
+                            col(Event.created_at),
                         )
-                        .where(Event.pos > self.position)
-                        .order_by(Event.pos)
+                        .where(col(Event.pos) > self.position)
+                        .order_by(col(Event.pos))
                         .limit(BATCH)
                     )
                 ).all()

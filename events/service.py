@@ -5,6 +5,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import UnitOfWork
 from events.models import Event, channel_of_user
@@ -43,6 +44,9 @@ def stage(
 async def missed(session: AsyncSession, *, channels: list[str], after: int, limit: int = 500) -> list[Event]:
     """The channels' events after position `after`, in log order."""
     query = (
-        select(Event).where(Event.channel.in_(channels), Event.pos > after).order_by(Event.pos).limit(limit)
+        select(Event)
+        .where(col(Event.channel).in_(channels), col(Event.pos) > after)
+        .order_by(col(Event.pos))
+        .limit(limit)
     )
     return list((await session.execute(query)).scalars())

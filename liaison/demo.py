@@ -3,6 +3,7 @@
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
+from sqlmodel import col
 
 from agreements.models import Agreement, AgreementStatus
 from api.db import commit, make_engine, make_sessionmaker
@@ -58,7 +59,9 @@ async def seed(settings: Settings) -> bool:
                 session, ctx=ctx, username="admin", password=DEMO_PASSWORD, org_name=settings.admin_org_name
             )
             await hold(session, BOOTSTRAP)  # a second `liaison demo` at once waits, then finds it all there
-            if (await session.execute(select(Organization).where(Organization.name == CIVILIAN))).first():
+            if (
+                await session.execute(select(Organization).where(col(Organization.name) == CIVILIAN))
+            ).first():
                 return False
             civ, mil = (
                 Organization(name=CIVILIAN, kind="civilian"),

@@ -5,6 +5,7 @@ import logging
 
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlmodel import col
 
 from api.db import commit
 from api.locks import BOOTSTRAP, hold
@@ -34,7 +35,7 @@ async def ensure_admin(session, *, ctx, username: str, password: str, org_name: 
     # deciding on what the one before committed (else two both insert the org and one dies).
     await hold(session, BOOTSTRAP)
     org = (
-        await session.execute(select(Organization).where(Organization.name == org_name))
+        await session.execute(select(Organization).where(col(Organization.name) == org_name))
     ).scalar_one_or_none()
     if (
         org is not None

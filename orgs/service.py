@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit, insert_unique
 from api.schemas import PageParams
@@ -40,7 +41,7 @@ async def list_orgs(
     """The directory of organizations, so admins can find partners for agreements."""
     query = select(Organization).order_by(Organization.name)
     if kind:
-        query = query.where(Organization.kind == kind)
+        query = query.where(col(Organization.kind) == kind)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(session, actor=actor, action="org.list", org_id=actor.org_id, resource_type="org")
     await commit(session)
@@ -49,9 +50,7 @@ async def list_orgs(
 
 async def get_org(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID) -> Organization:
     """One organization's directory entry."""
-    org = await session.get(Organization, org_id)
-    if org is None:
-        raise Hidden()
+    org = await _get_org(session, org_id)
     await record(
         session, actor=actor, action="org.read", org_id=org.id, resource_type="org", resource_id=org.id
     )
@@ -95,7 +94,7 @@ async def list_users(
     """The org's users, optionally those holding one role."""
     ensure_own_org(actor, org_id)
     rows = (
-        (await session.execute(select(User).where(User.org_id == org_id).order_by(User.username)))
+        (await session.execute(select(User).where(col(User.org_id) == org_id).order_by(User.username)))
         .scalars()
         .all()
     )
@@ -147,7 +146,7 @@ async def update_user(
 async def escalation_windows(session: AsyncSession, org_id: uuid.UUID) -> dict[str, int]:
     """The org's own escalation windows by urgency, none for defaults (consults.policy checks the caller,
     audits and fills the defaults in)."""
-    org = await session.get(Organization, org_id)
+    org = await _get_org(session, org_id)
     return org.escalation_windows or {}
 
 
@@ -155,7 +154,7 @@ async def set_escalation_windows(
     session: AsyncSession, org_id: uuid.UUID, windows: dict[str, int]
 ) -> dict[str, int]:
     """Replace the org's escalation windows, in the caller's transaction; what is stored."""
-    org = await session.get(Organization, org_id)
+    org = await _get_org(session, org_id)
     org.escalation_windows = dict(windows)
     return org.escalation_windows
 
@@ -170,6 +169,13 @@ async def _first_admin(session: AsyncSession, org_id: uuid.UUID, roles: list[str
     members = (await session.execute(select(User).where(User.org_id == org_id, User.is_active))).scalars()
     if any("org_admin" in u.roles for u in members):
         raise FirstAdminOnly("The organization has an admin: its users are theirs to manage")
+
+
+async def _get_org(session: AsyncSession, org_id: uuid.UUID) -> Organization:
+    org = await session.get(Organization, org_id)
+    if org is None:
+        raise Hidden()
+    return org
 
 
 def _grantable(roles: list[str]) -> list[str]:

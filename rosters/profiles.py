@@ -7,13 +7,14 @@ from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from rosters.models import SpecialistProfile
 
 
 async def lock(session: AsyncSession, user_id: uuid.UUID) -> SpecialistProfile | None:
     """The specialist's profile, locked until the transaction ends; None without one."""
-    query = select(SpecialistProfile).where(SpecialistProfile.user_id == user_id).with_for_update()
+    query = select(SpecialistProfile).where(col(SpecialistProfile.user_id) == user_id).with_for_update()
     return (await session.execute(query)).scalar_one_or_none()
 
 

@@ -1,10 +1,12 @@
 """Profiles, availability, rosters, shifts and who is on call."""
 
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import commit
 from api.schemas import PageParams
@@ -89,9 +91,9 @@ async def list_rosters(
     session: AsyncSession, *, actor: Actor, specialty: str | None, page: PageParams
 ) -> list[Roster]:
     """The caller's org's rosters."""
-    query = select(Roster).where(Roster.org_id == actor.org_id).order_by(Roster.specialty, Roster.name)
+    query = select(Roster).where(col(Roster.org_id) == actor.org_id).order_by(Roster.specialty, Roster.name)
     if specialty:
-        query = query.where(Roster.specialty == specialty)
+        query = query.where(col(Roster.specialty) == specialty)
     rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars().all()
     await record(session, actor=actor, action="roster.list", org_id=actor.org_id, resource_type="roster")
     await commit(session)
@@ -127,12 +129,13 @@ async def on_call(
     """Shifts of the roster covering instant `at` (now by default), lowest tier first."""
     roster = await _roster(session, actor, roster_id)
     at = at or datetime.now(UTC)
-    rows = (
+    # The profile is None where the outer join found none.
+    rows: Sequence[tuple[Shift, SpecialistProfile | None]] = (
         await session.execute(
             select(Shift, SpecialistProfile)
-            .join(SpecialistProfile, SpecialistProfile.user_id == Shift.specialist_id, isouter=True)
-            .where(Shift.roster_id == roster.id, Shift.starts_at <= at, Shift.ends_at > at)
-            .order_by(Shift.tier, Shift.starts_at)
+            .join(SpecialistProfile, col(SpecialistProfile.user_id) == col(Shift.specialist_id), isouter=True)
+            .where(col(Shift.roster_id) == roster.id, col(Shift.starts_at) <= at, col(Shift.ends_at) > at)
+            .order_by(col(Shift.tier), col(Shift.starts_at))
         )
     ).all()
     await record(

@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from agreements.service import covered_until, may_send
 from api.db import commit
@@ -91,21 +92,25 @@ async def may_join(session: AsyncSession, *, grant: CallGrant) -> bool:
     if grant.consult_id is None:
         return True
     cid, uid = uuid.UUID(grant.consult_id), uuid.UUID(grant.user_id)
-    invited = select(Participant.id).where(Participant.consult_id == cid, Participant.user_id == uid).exists()
+    invited = (
+        select(col(Participant.id))
+        .where(col(Participant.consult_id) == cid, col(Participant.user_id) == uid)
+        .exists()
+    )
     query = (
         select(
-            Consult.status,
-            Consult.org_id,
-            Consult.specialty,
-            Consult.requester_id,
-            Consult.assigned_to,
-            User.is_active,
-            User.org_id,
+            col(Consult.status),
+            col(Consult.org_id),
+            col(Consult.specialty),
+            col(Consult.requester_id),
+            col(Consult.assigned_to),
+            col(User.is_active),
+            col(User.org_id),
             invited,
         )
         .select_from(Consult)
-        .join(User, User.id == uid)
-        .where(Consult.id == cid)
+        .join(User, col(User.id) == uid)
+        .where(col(Consult.id) == cid)
     )
     conn = await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
     row = (await conn.execute(query)).first()

@@ -225,6 +225,7 @@ class Node:
 
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(10)
+        self._close_pipe()
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -233,6 +234,12 @@ class Node:
                 self.proc.wait(10)
             except Exception:
                 self.proc.kill()
+        self._close_pipe()
+
+    def _close_pipe(self) -> None:
+        # Once the process is gone nobody reads its stderr; an unclosed pipe is a ResourceWarning.
+        if self.proc and self.proc.stderr and self.proc.poll() is not None:
+            self.proc.stderr.close()
 
 
 @asynccontextmanager

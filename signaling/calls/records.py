@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from api.db import commit
 from api.errors import log_failure
@@ -61,7 +62,9 @@ async def record_attendance(session: AsyncSession, *, changes: list[Joined | Lef
 async def _joined(session: AsyncSession, consult: Consult, change: Joined) -> None:
     """The first peer in starts a call (and puts the consult in session)."""
     call = (
-        await session.execute(select(Call).where(Call.consult_id == consult.id, Call.ended_at.is_(None)))
+        await session.execute(
+            select(Call).where(col(Call.consult_id) == consult.id, col(Call.ended_at).is_(None))
+        )
     ).scalar_one_or_none()
     if call is None:
         call = Call(consult_id=consult.id, room=room_of(consult.id), started_at=change.at)
@@ -85,7 +88,9 @@ async def _left(session: AsyncSession, consult: Consult, change: Left) -> None:
     """Close the peer's attendance; the last one out ends the call."""
     row = (
         await session.execute(
-            select(Attendance).where(Attendance.peer_id == change.peer_id, Attendance.left_at.is_(None))
+            select(Attendance).where(
+                col(Attendance.peer_id) == change.peer_id, col(Attendance.left_at).is_(None)
+            )
         )
     ).scalar_one_or_none()
     if row is None:
@@ -94,11 +99,15 @@ async def _left(session: AsyncSession, consult: Consult, change: Left) -> None:
     await session.flush()
     still_in = (
         await session.execute(
-            select(Attendance.id).where(Attendance.call_id == row.call_id, Attendance.left_at.is_(None))
+            select(col(Attendance.id)).where(
+                col(Attendance.call_id) == row.call_id, col(Attendance.left_at).is_(None)
+            )
         )
     ).first()
     if still_in is None:
         call = await session.get(Call, row.call_id)
+        if call is None:  # an attendance row always has its call (a foreign key)
+            return
         call.ended_at = change.at
         await emit(
             session,

@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from typing import Any
 
 
 class IdleWatch:
@@ -12,9 +13,9 @@ class IdleWatch:
 
     def __init__(self, seconds: float) -> None:
         self.seconds = seconds
-        self.waiting: dict[asyncio.Task, float] = {}
-        self.fired: set[asyncio.Task] = set()
-        self._sweeper: asyncio.Task | None = None
+        self.waiting: dict[asyncio.Task[Any], float] = {}
+        self.fired: set[asyncio.Task[Any]] = set()
+        self._sweeper: asyncio.Task[Any] | None = None
 
     def start(self) -> None:
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-idle")
@@ -23,13 +24,13 @@ class IdleWatch:
         if self._sweeper:
             self._sweeper.cancel()
 
-    def begin(self, task: asyncio.Task) -> None:
+    def begin(self, task: asyncio.Task[Any]) -> None:
         self.waiting[task] = time.monotonic()
 
-    def end(self, task: asyncio.Task) -> None:
+    def end(self, task: asyncio.Task[Any]) -> None:
         self.waiting.pop(task, None)
 
-    def expired(self, task: asyncio.Task) -> bool:
+    def expired(self, task: asyncio.Task[Any]) -> bool:
         """Was this task's cancellation the sweep's? If so it is taken back, and the await timed out."""
         if task not in self.fired:
             return False

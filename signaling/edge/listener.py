@@ -10,6 +10,7 @@ should use this port; the embedded default keeps everything on the API's one por
 
 import asyncio
 from http import HTTPStatus
+from typing import cast
 
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -18,6 +19,7 @@ from websockets.http11 import Request, Response
 
 PATHS = ("/", "/api/v1/signaling")
 PING_EVERY = 20.0
+_KEEPALIVE: dict[Server, asyncio.Task[None]] = {}  # each listener's ping task (Server has no slot for one)
 
 
 class Socket:
@@ -27,6 +29,7 @@ class Socket:
 
     def __init__(self, conn: ServerConnection) -> None:
         self._conn = conn
+        assert conn.request is not None  # handlers are given connections past their handshake
         self.headers = conn.request.headers
         self.application_state = WebSocketState.CONNECTED
         self.recv = conn.recv  # the server awaits it directly and knows ConnectionClosed (see `start`)
@@ -88,13 +91,13 @@ async def start(server, *, host: str, port: int) -> Server:
         reuse_port=True,
         server_header=None,
     )
-    listener.keepalive = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
+    _KEEPALIVE[listener] = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
     return listener
 
 
 async def _keepalive(listener: Server, every: float) -> None:
     """Ping every connection each round; one whose previous ping went unanswered is closed (1011)."""
-    waiting: dict[ServerConnection, asyncio.Future] = {}
+    waiting: dict[ServerConnection, asyncio.Future[float]] = {}
     while True:
         await asyncio.sleep(every)
         for conn, pong in waiting.items():
@@ -103,13 +106,14 @@ async def _keepalive(listener: Server, every: float) -> None:
         waiting = {}
         for conn in list(listener.connections):
             try:
-                waiting[conn] = await conn.ping()
+                # Typed as an awaitable; it is the pong's Future, which is polled (not awaited) above.
+                waiting[conn] = cast("asyncio.Future[float]", await conn.ping())
             except ConnectionClosed:
                 continue
 
 
 async def stop(listener: Server | None) -> None:
     if listener is not None:
-        listener.keepalive.cancel()
+        _KEEPALIVE.pop(listener).cancel()
         listener.close()
         await asyncio.wait_for(listener.wait_closed(), 10)

@@ -126,7 +126,7 @@ class SignalingServer:
             await self._refuse(ws, exc.code, exc.message)
         except TimeoutError:
             await self._refuse(ws, "join_timeout", "No join within the time allowed")
-        except (*self.disconnects, RuntimeError):
+        except self.disconnects + (RuntimeError,):
             pass
         except Exception as exc:
             if (answer := unavailable(exc)) is None:
@@ -268,11 +268,12 @@ class SignalingServer:
         await self.fabric.joined(room, peer.public())
 
         async def feed(raw: str) -> bool:
-            if self.sockets.get(peer.peer_id) is not conn:
+            ws = self.sockets.get(peer.peer_id)
+            if ws is None or ws is not conn:
                 return False
-            if await self._on_message(conn, peer, raw):
+            if await self._on_message(ws, peer, raw):
                 return True
-            await self._lost(conn, peer)
+            await self._lost(ws, peer)
             return False
 
         return peer, feed
@@ -283,6 +284,7 @@ class SignalingServer:
             self.s.signaling_max_message_bytes,
         )
         dropped, idle, task = 0, self.idle, asyncio.current_task()
+        assert task is not None  # the connection's own task runs this
         # A socket may offer `recv` (text or bytes) itself: one coroutine frame less per connection.
         recv = getattr(ws, "recv", None) or functools.partial(self._receive, ws)
         try:
@@ -317,7 +319,7 @@ class SignalingServer:
         finally:
             idle.end(task)
 
-    async def _on_message(self, ws: WebSocket, peer: Peer, raw: str) -> bool:
+    async def _on_message(self, ws: WebSocket, peer: Peer, raw: str | bytes) -> bool:
         """Act on one message; False when the peer is done."""
         try:
             msg = parse(raw)

@@ -14,7 +14,7 @@ import builtins
 from collections import deque
 
 from redis.asyncio import Redis
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import AbstractConnection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.commands.core import AsyncScript
@@ -36,7 +36,7 @@ class Lane:
             "retry": Retry(NoBackoff(), 0),
         }
         self._connection_class = pool.connection_class
-        self._idle: deque[Connection] = deque()
+        self._idle: deque[AbstractConnection] = deque()
         self._slots = asyncio.Semaphore(limit)
         self.timeout = timeout
 
@@ -50,9 +50,8 @@ class Lane:
 
     async def _call(self, *command):
         for attempt in (1, 2):
-            conn = self._idle.pop() if self._idle else None
-            reused = conn is not None
-            conn = conn or self._connection_class(**self._options)
+            reused = bool(self._idle)
+            conn = self._idle.pop() if reused else self._connection_class(**self._options)
             try:
                 async with asyncio.timeout(self.timeout):
                     if not conn.is_connected:
@@ -79,7 +78,7 @@ class Lane:
             await self._keep(conn)
             return answer
 
-    async def _keep(self, conn: Connection) -> None:
+    async def _keep(self, conn: AbstractConnection) -> None:
         if len(self._idle) < KEEP:
             self._idle.append(conn)
         else:

@@ -308,3 +308,7 @@ class RedisFabric:
     def _unavailable(exc: Exception) -> ProtocolError:
         log.warning("signaling fabric: Redis is not answering (%s)", exc)
         return ProtocolError("fabric_unavailable", "Calls are briefly unavailable; try again")
+
+
+async def _undelivered(room: str, peer_id: str, message: dict) -> bool:
+    return False

@@ -18,9 +18,11 @@ import logging
 import os
 import sys
 from collections import deque
+from typing import Any
 
 import httpx
 import websockets
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, WebSocketException
 
 from signaling.peers.webrtc import ColorTrack, Link, Mesh, frame_color, json_object
@@ -50,7 +52,7 @@ class CallClient:
         self.url, self.token, self.keepalive = url, token, keepalive
         self.resume_window, self.resume_delay = resume_window, resume_delay
         self.mesh = Mesh(self._send, video=video)
-        self.ws = None
+        self.ws: ClientConnection | None = None
         self.peer_id = self.secret = self.room = None
         self.seen: list[dict] = []  # every message the server sent us, in order
         self.resumes = 0
@@ -107,9 +109,10 @@ class CallClient:
         try:
             while not self._closing:
                 try:
-                    msg = json.loads(await self.ws.recv())
+                    msg = json.loads(await self._socket().recv())
                 except ConnectionClosed:
-                    if self._closing or not await self._resume():
+                    # leave() may have set _closing during recv(); mypy keeps the loop's narrowing across awaits
+                    if self._closing or not await self._resume():  # type: ignore[redundant-expr]
                         break
                     continue
                 self.seen.append(msg)
@@ -189,7 +192,12 @@ class CallClient:
 
     def cut(self) -> None:
         """Drop the socket abruptly, as a failing network would (no close handshake)."""
-        self.ws.transport.abort()
+        self._socket().transport.abort()
+
+    def _socket(self) -> ClientConnection:
+        if self.ws is None:
+            raise SignalingError("not_joined", "join first")
+        return self.ws
 
     async def wait_connected(self, count: int = 1, timeout: float = 10.0) -> list[Link]:
         """Until at least `count` peer connections are `connected`; those links."""
@@ -246,7 +254,8 @@ async def precall_check(
         connected_ms = round((loop.time() - start) * 1000, 1)
         await asyncio.wait_for(link.channel_open.wait(), timeout)
         link.send("echo-check")
-        echoed, stats, until, end = False, {}, loop.time() + seconds, start + timeout
+        stats: dict[str, Any] = {}
+        echoed, until, end = False, loop.time() + seconds, start + timeout
         while loop.time() < end and (loop.time() < until or not (echoed and link.frames and complete(stats))):
             with contextlib.suppress(asyncio.TimeoutError):
                 data = await link.receive(0.25)

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Awaitable, Callable
 
 from aiortc import MediaStreamTrack, RTCDataChannel
 from aiortc.contrib.media import MediaRelay
@@ -48,7 +49,7 @@ class EchoPeer:
         self.server, self.room, self.timeout = server, room, timeout
         self.socket, self.relay = LocalSocket(), MediaRelay()
         self.mesh: Mesh | None = None
-        self.feed = None
+        self.feed: Callable[[str], Awaitable[None]] | None = None
         self.dc_rtt_ms: float | None = None
         self._probes: dict[int, float] = {}
         self._counters: dict[str, tuple[int, int, float]] = {}
@@ -69,13 +70,14 @@ class EchoPeer:
 
     async def run(self) -> None:
         """Until the client leaves, its connection fails, the server closes us or time is up."""
+        mesh, feed = self._attached()
         reporter = asyncio.create_task(self._report(), name=f"echo-report-{self.room}")
         try:
             async with asyncio.timeout(self.timeout):
                 while (raw := await self.socket.inbox.get()) is not None:
                     msg = json.loads(raw)
-                    await self.mesh.handle(msg)
-                    if msg.get("type") == "peer-left" and not self.mesh.links:
+                    await mesh.handle(msg)
+                    if msg.get("type") == "peer-left" and not mesh.links:
                         break
         except TimeoutError:
             log.info("pre-call check %s ended after %ss", self.room, self.timeout)
@@ -83,11 +85,16 @@ class EchoPeer:
             log.exception("pre-call check %s failed", self.room)
         finally:
             reporter.cancel()
-            await self.mesh.close()
-            await self.feed(json.dumps({"type": "leave"}))
+            await mesh.close()
+            await feed(json.dumps({"type": "leave"}))
+
+    def _attached(self) -> tuple[Mesh, Callable[[str], Awaitable[None]]]:
+        if self.mesh is None or self.feed is None:
+            raise RuntimeError("attach() the echo peer first")
+        return self.mesh, self.feed
 
     async def _send(self, msg: dict) -> None:
-        await self.feed(json.dumps(msg))
+        await self._attached()[1](json.dumps(msg))
 
     def _track(self, link: Link, track: MediaStreamTrack) -> None:
         link.pc.addTrack(self.relay.subscribe(track))
@@ -115,7 +122,7 @@ class EchoPeer:
             await asyncio.sleep(1.0)
             now = time.monotonic()
             self._probes = {k: t for k, t in self._probes.items() if now - t < 10}
-            for link in list(self.mesh.links.values()):
+            for link in list(self._attached()[0].links.values()):
                 if link.channel is None or link.channel.readyState != "open":
                     continue
                 probe += 1

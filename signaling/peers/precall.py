@@ -7,8 +7,12 @@ client leaves, when its connection fails, after `timeout` seconds at most, and a
 
 import asyncio
 import logging
+from typing import TYPE_CHECKING
 
 from api.errors import TooManyRequests
+
+if TYPE_CHECKING:  # aiortc is imported on the first check (below), not with this module
+    from signaling.peers.echo import EchoPeer
 
 log = logging.getLogger("liaison.precall")
 
@@ -19,7 +23,7 @@ class PrecallRooms:
 
     def __init__(self, server, *, timeout: float = 60.0, max_rooms: int = 16, per_user: int = 2) -> None:
         self.server, self.timeout, self.max_rooms, self.per_user = server, timeout, max_rooms, per_user
-        self.echoes: dict[str, tuple[object, asyncio.Task]] = {}
+        self.echoes: dict[str, tuple[EchoPeer, asyncio.Task[None]]] = {}
         self.owners: dict[str, str | None] = {}  # room -> the user it was issued to
 
     @property

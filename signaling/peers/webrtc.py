@@ -93,7 +93,7 @@ def frame_color(frame: VideoFrame) -> tuple[int, int, int]:
     for i, plane in enumerate(frame.planes):
         w, h = (frame.width, frame.height) if i == 0 else (frame.width // 2, frame.height // 2)
         values.append(bytes(plane)[(h // 2) * plane.line_size + w // 2])
-    return tuple(values)
+    return values[0], values[1], values[2]
 
 
 class Link:
@@ -104,11 +104,14 @@ class Link:
         self.channel: RTCDataChannel | None = None
         self.inbox: asyncio.Queue = asyncio.Queue()
         self.connected, self.channel_open = asyncio.Event(), asyncio.Event()
-        self.frames, self.last_frame = 0, None
+        self.frames = 0
+        self.last_frame: VideoFrame | None = None
         self.pending: list[dict] = []  # candidates that came before the remote description
         self.tasks: list[asyncio.Task] = []
 
     def send(self, data: str | bytes) -> None:
+        if self.channel is None:
+            raise RuntimeError(f"no data channel to {self.peer_id} yet")
         self.channel.send(data)
 
     async def receive(self, timeout: float = 5.0) -> str | bytes:
@@ -168,9 +171,9 @@ class Mesh:
 
     async def handle(self, msg: dict) -> None:
         """Act on one signaling message from the server (others are ignored here)."""
-        kind, sender = msg.get("type"), msg.get("from")
+        kind, sender = msg.get("type"), msg.get("from", "")
         if kind == "peer-joined":
-            self.users[msg.get("peer_id")] = msg.get("user_id")
+            self.users[msg.get("peer_id", "")] = msg.get("user_id", "")
         elif kind == "offer":
             if self._glare(sender):
                 return
@@ -221,7 +224,7 @@ class Mesh:
             with contextlib.suppress(MediaStreamError):
                 while True:
                     frame = await track.recv()
-                    if track.kind == "video":
+                    if track.kind == "video" and isinstance(frame, VideoFrame):
                         link.frames, link.last_frame = link.frames + 1, frame
 
         link.tasks.append(asyncio.create_task(frames()))
@@ -242,7 +245,7 @@ class Mesh:
                 link.inbox.put_nowait(data)
 
     async def drop(self, peer_id: str | None) -> None:
-        link = self.links.pop(peer_id, None)
+        link = self.links.pop(peer_id, None) if peer_id is not None else None
         if link is not None:
             for task in link.tasks:
                 task.cancel()

@@ -49,7 +49,9 @@ async def ledger(store):
     await redis.flushdb()
     ledger = RedisLedger(redis, leeway=0)
     await ledger.start()
-    yield Admitting(RedisFabric(redis, ledger=ledger))
+    admitting = Admitting(RedisFabric(redis, ledger=ledger))
+    yield admitting
+    await admitting.fabric.stop()  # closes the fabric's own Redis connections
     await redis.aclose()
 
 
@@ -105,6 +107,7 @@ async def test_redis_losing_its_data_dates_the_memory_anew(redis_url):
     await redis.flushdb()  # a restart without persistence: the mark on consult-1 is gone
     assert await ledger.admit(grant("consult-1", issued=a_while_ago)) is Verdict.RECHECK
     assert await ledger.admit(grant("consult-1")) is Verdict.FRESH  # issued after the loss
+    await ledger.fabric.stop()
     await redis.aclose()
 
 
@@ -116,4 +119,5 @@ async def test_redis_not_answering_refuses_rather_than_guesses():
     with pytest.raises(ProtocolError) as refused:
         await ledger.admit(grant())
     assert refused.value.code == "fabric_unavailable"
+    await ledger.fabric.stop()
     await redis.aclose()

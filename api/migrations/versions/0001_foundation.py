@@ -6,7 +6,7 @@ Create Date: 2026-11-22 12:11:16.041206
 """
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 GENESIS = "0" * 64

@@ -11,7 +11,7 @@ Revises: 0005
 """
 
 import sqlalchemy as sa
-import sqlmodel
+import sqlmodel.sql.sqltypes
 from alembic import op
 
 revision = "0006"
@@ -44,7 +44,7 @@ def upgrade() -> None:
         sa.Column(
             "id",
             sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            sa.Identity() if pg else None,
+            *([sa.Identity()] if pg else []),
             primary_key=True,
             autoincrement=True,
         ),

@@ -5,8 +5,8 @@ Revises: 0007
 """
 
 import sqlalchemy as sa
-import sqlmodel
 from alembic import op
+from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 revision = "0008_credentials"
 down_revision = "0007"
@@ -29,18 +29,12 @@ def upgrade() -> None:
         )
         batch_op.create_unique_constraint("uq_identity_providers_org_issuer", ["org_id", "issuer"])
         batch_op.create_index("ix_identity_providers_issuer", ["issuer"], unique=False)
-        batch_op.add_column(
-            sa.Column("jwks_uri", sqlmodel.sql.sqltypes.AutoString(length=2000), nullable=True)
-        )
+        batch_op.add_column(sa.Column("jwks_uri", AutoString(length=2000), nullable=True))
         batch_op.add_column(sa.Column("is_active", sa.Boolean(), nullable=False, server_default=sa.true()))
-        batch_op.add_column(sa.Column("updated_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
+        batch_op.add_column(sa.Column("updated_at", UTCDateTime(), nullable=True))
     with op.batch_alter_table("integration_clients", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("previous_secret_hash", sqlmodel.sql.sqltypes.AutoString(), nullable=True)
-        )
-        batch_op.add_column(
-            sa.Column("previous_secret_until", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True)
-        )
+        batch_op.add_column(sa.Column("previous_secret_hash", AutoString(), nullable=True))
+        batch_op.add_column(sa.Column("previous_secret_until", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
