@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from agreements.service import partner_orgs
@@ -65,15 +65,11 @@ def next_batch(
     return LAST_LEVEL + 1, []
 
 
-async def eligible(
-    session: AsyncSession, *, consult: Consult, now: datetime
-) -> tuple[list[Candidate], dict | None]:
-    """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
-    with the requesting org's escalation policy, read in the same round trip."""
-    orgs = await _reach(session, consult, now)
+def _eligible_query() -> Select:
+    """Built once: constructing this statement and its cache key cost more than running it."""
     load = (
         select(Consult.assigned_to, func.count().label("n"))
-        .where(Consult.status.in_(HELD))
+        .where(Consult.status.in_(sorted(HELD)))
         .group_by(Consult.assigned_to)
         .subquery()
     )
@@ -83,36 +79,54 @@ async def eligible(
         )
         .join(Roster, Roster.id == Shift.roster_id)
         .where(
-            Roster.specialty == consult.specialty,
-            Shift.org_id.in_(orgs),
-            Shift.starts_at <= now,
-            Shift.ends_at > now,
-            Shift.specialist_id != consult.requester_id,
+            Roster.specialty == bindparam("specialty"),
+            Shift.org_id.in_(bindparam("orgs", expanding=True)),
+            Shift.starts_at <= bindparam("now"),
+            Shift.ends_at > bindparam("now"),
+            Shift.specialist_id != bindparam("requester"),
         )
         .group_by(Shift.specialist_id, Shift.org_id)
         .subquery()
     )
     policy = (
-        select(Organization.escalation_windows).where(Organization.id == consult.org_id).scalar_subquery()
+        select(Organization.escalation_windows)
+        .where(Organization.id == bindparam("org_id"))
+        .scalar_subquery()
     )
-    rows = (
-        await session.execute(
-            select(
-                on_shift.c.uid,
-                on_shift.c.org,
-                on_shift.c.tier,
-                SpecialistProfile.languages,
-                func.coalesce(load.c.n, 0),
-                SpecialistProfile.max_concurrent,
-                SpecialistProfile.last_assigned_at,
-                policy,
-            )
-            .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
-            .join(User, User.id == on_shift.c.uid)
-            .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
-            .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
+    return (
+        select(
+            on_shift.c.uid,
+            on_shift.c.org,
+            on_shift.c.tier,
+            SpecialistProfile.languages,
+            func.coalesce(load.c.n, 0),
+            SpecialistProfile.max_concurrent,
+            SpecialistProfile.last_assigned_at,
+            policy,
         )
-    ).all()
+        .join(SpecialistProfile, SpecialistProfile.user_id == on_shift.c.uid)
+        .join(User, User.id == on_shift.c.uid)
+        .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
+        .where(SpecialistProfile.availability == Availability.available, User.is_active.is_(True))
+    )
+
+
+_ELIGIBLE = _eligible_query()
+
+
+async def eligible(
+    session: AsyncSession, *, consult: Consult, now: datetime
+) -> tuple[list[Candidate], dict | None]:
+    """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
+    with the requesting org's escalation policy, read in the same round trip."""
+    params = {
+        "specialty": consult.specialty,
+        "orgs": await _reach(session, consult, now),
+        "now": now,
+        "requester": consult.requester_id,
+        "org_id": consult.org_id,
+    }
+    rows = (await session.execute(_ELIGIBLE, params)).all()
     candidates = [
         Candidate(uid, org, tier, tuple(langs or ()), n, last)
         for uid, org, tier, langs, n, cap, last, _ in rows
