@@ -7,7 +7,10 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import UnitOfWork
+from api.models import utcnow
 from events.models import Event, channel_of_user
+
+EVENTS = Event.__table__
 
 
 async def emit(
@@ -33,10 +36,14 @@ def stage(
     session: AsyncSession, *, channels: Iterable[str], type: str, consult_id: uuid.UUID | None, data: dict
 ) -> None:
     """`emit` for callers that cannot await (orders staged from synchronous helpers)."""
-    rows = [Event(channel=c, type=type, consult_id=consult_id, data=data) for c in dict.fromkeys(channels)]
+    now = utcnow()
+    rows = [
+        {"channel": c, "type": type, "consult_id": consult_id, "data": data, "created_at": now}
+        for c in dict.fromkeys(channels)
+    ]
     if rows:
-        session.add_all(rows)
         assert isinstance(session, UnitOfWork)
+        session.insert_later(EVENTS, rows)
         session.emitted = True
 
 
