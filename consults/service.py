@@ -41,19 +41,15 @@ async def create(
         request_hash=digest if idempotency_key else None,
     )
     session.add(consult)
-    if idempotency_key:
-        try:
-            await session.flush()
-        except IntegrityError:
-            # A concurrent request with the same key got there first; once it has committed, replay it.
-            await session.rollback()
-            if prior := await _replay(session, actor, idempotency_key, digest):
-                return prior, False
-            raise IdempotencyInFlight() from None
-    # Routing reads nothing this consult changes (only held consults count as load), so it is written
-    # once, as routing leaves it, with its offers: not an INSERT, a flush and then an UPDATE.
-    with session.no_autoflush:
-        await advance(session, consult, now, fresh=True)
+    try:
+        await session.flush()
+    except IntegrityError:
+        # A concurrent request with the same key got there first; once it has committed, replay it.
+        await session.rollback()
+        if prior := await _replay(session, actor, idempotency_key, digest):
+            return prior, False
+        raise IdempotencyInFlight() from None
+    await advance(session, consult, now, fresh=True)
     if idempotency_key:
         # Stored with the consult, so that a retry, even one after it has moved on, answers as we first did.
         consult.first_answer = answer(consult).model_dump(mode="json")
