@@ -3,7 +3,7 @@
 import uuid
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import Row, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -115,25 +115,21 @@ async def covered_until(
     )
 
 
+# Read for every consult routed and every cross-org event sent: built once, rows not ORM objects.
+_IN_FORCE = select(Agreement.providing_org_id, Agreement.specialties, Agreement.valid_until).where(
+    Agreement.requesting_org_id == bindparam("org"),
+    Agreement.status == S.active,
+    Agreement.valid_from <= bindparam("at"),
+    Agreement.valid_until > bindparam("at"),
+)
+
+
 async def _in_force(
     session: AsyncSession, requesting_org_id: uuid.UUID, specialty: str, at: datetime | None
-) -> list[Agreement]:
+) -> list[Row]:
     """The requesting org's agreements that are active, in date at T (default now) and cover the specialty."""
-    at = at or datetime.now(UTC)
-    rows = (
-        (
-            await session.execute(
-                select(Agreement).where(
-                    col(Agreement.requesting_org_id) == requesting_org_id,
-                    col(Agreement.status) == S.active,
-                    col(Agreement.valid_from) <= at,
-                    col(Agreement.valid_until) > at,
-                )
-            )
-        )
-        .scalars()
-        .all()
-    )
+    params = {"org": requesting_org_id, "at": at or datetime.now(UTC)}
+    rows = (await session.execute(_IN_FORCE, params)).all()
     return [a for a in rows if specialty in a.specialties]
 
 

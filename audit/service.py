@@ -36,6 +36,10 @@ class Actor(Protocol):
     def is_platform_admin(self) -> bool: ...
 
 
+# Built once: every audited request appends, and building the statement costs more than running it.
+_APPEND = insert(AuditEvent)
+
+
 async def record(
     session: AsyncSession,
     *,
@@ -50,9 +54,21 @@ async def record(
     """Append one unsealed event inside the caller's transaction: one INSERT, no shared lock.
     It joins the hash chain after it commits (audit.sealer)."""
     await session.execute(
-        insert(AuditEvent).values(
-            _row(actor, action, outcome, org_id, resource_type, resource_id, reason, datetime.now(UTC))
-        )
+        _APPEND,
+        {
+            "at": datetime.now(UTC),
+            "actor_type": actor.kind,
+            "actor_id": str(actor.id) if actor.id else None,
+            "actor_org_id": actor.org_id,
+            "org_id": org_id,
+            "action": action,
+            "resource_type": resource_type,
+            "resource_id": str(resource_id) if resource_id is not None else None,
+            "outcome": outcome,
+            "reason": reason,
+            "request_id": actor.request_id,
+            "client_addr": actor.client_addr,
+        },
     )
 
 

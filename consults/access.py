@@ -2,8 +2,9 @@
 
 import uuid
 from enum import Enum
+from typing import Protocol
 
-from sqlalchemy import ColumnElement, and_, false, or_, select
+from sqlalchemy import ColumnElement, Row, and_, bindparam, exists, false, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -21,14 +22,31 @@ class View(Enum):
     triage = "triage"
 
 
-async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
+class Facts(Protocol):
+    """What deciding a view reads of a consult: a Consult, or a row of these columns."""
+
+    id: uuid.UUID
+    org_id: uuid.UUID
+    requester_id: uuid.UUID
+    assigned_to: uuid.UUID | None
+    specialty: str
+
+
+async def view_of(session: AsyncSession, actor: Actor, consult: Facts) -> View | None:
     """Requester, the requesting org's coordinators, the assignee and participants see it all; anyone
     offered it, the summary. Across orgs, only while an agreement still covers it."""
-    if consult.org_id == actor.org_id and (
-        actor.id == consult.requester_id or actor.can(Perm.consults_queue)
-    ):
+    if _own(actor, consult):
         return View.full
-    view = await _involvement(session, actor, consult)
+    return await _bounded(session, actor, consult, await _involvement(session, actor, consult))
+
+
+def _own(actor: Actor, consult: Facts) -> bool:
+    return consult.org_id == actor.org_id and (
+        actor.id == consult.requester_id or actor.can(Perm.consults_queue)
+    )
+
+
+async def _bounded(session: AsyncSession, actor: Actor, consult: Facts, view: View | None) -> View | None:
     if (
         view is not None
         and actor.org_id != consult.org_id
@@ -43,7 +61,7 @@ async def view_of(session: AsyncSession, actor: Actor, consult: Consult) -> View
     return view
 
 
-async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) -> View | None:
+async def _involvement(session: AsyncSession, actor: Actor, consult: Facts) -> View | None:
     if actor.kind != "user":
         return None
     if actor.id == consult.assigned_to or await is_invited(session, consult.id, actor.id):
@@ -56,6 +74,15 @@ async def _involvement(session: AsyncSession, actor: Actor, consult: Consult) ->
         )
     ).first()
     return View.triage if offer is not None else None
+
+
+def _involved(actor: Actor, row: Row) -> View | None:
+    """`_involvement` from a row of `_ADMIT`, which read it in the same statement."""
+    if actor.kind != "user":
+        return None
+    if actor.id == row.assigned_to or row.invited:
+        return View.full
+    return View.triage if row.offered else None
 
 
 async def is_invited(session: AsyncSession, consult_id: uuid.UUID, user_id: uuid.UUID) -> bool:
@@ -104,14 +131,34 @@ EVENT_VIEWS: dict[str, View | None] = {
 }
 
 
+# The consults of a batch of events with the reader's involvement, in one statement built once:
+# sending an event is the hottest read there is (every offer, message and status change).
+_ADMIT = select(
+    Consult.id,
+    Consult.org_id,
+    Consult.requester_id,
+    Consult.assigned_to,
+    Consult.specialty,
+    exists()
+    .where(Participant.consult_id == Consult.id, Participant.user_id == bindparam("reader"))
+    .label("invited"),
+    exists()
+    .where(Offer.consult_id == Consult.id, Offer.specialist_id == bindparam("reader"))
+    .label("offered"),
+).where(Consult.id.in_(bindparam("ids", expanding=True)))
+
+
 async def admit(session: AsyncSession, actor: Actor, events: list[dict]) -> list[dict]:
     """The events (as sent: events.models.wire) the actor may still read now, decided per consult."""
     ids = {uuid.UUID(e["consult_id"]) for e in events if e.get("consult_id")}
     if not ids:
         return events
-    consults = list((await session.execute(select(Consult).where(Consult.id.in_(ids)))).scalars())
-    views = {str(c.id): await view_of(session, actor, c) for c in consults}
-    owners = {str(c.id): c.org_id for c in consults}
+    rows = (await session.execute(_ADMIT, {"ids": sorted(ids), "reader": actor.id})).all()
+    views = {
+        str(r.id): View.full if _own(actor, r) else await _bounded(session, actor, r, _involved(actor, r))
+        for r in rows
+    }
+    owners = {str(r.id): r.org_id for r in rows}
     admitted = [e for e in events if _admitted(e, views)]
     # What another org's consult told this reader is a read of that org's data: its admin sees it.
     foreign = {

@@ -8,7 +8,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, bindparam, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
@@ -66,15 +66,11 @@ def next_batch(
     return LAST_LEVEL + 1, []
 
 
-async def eligible(
-    session: AsyncSession, *, consult: Consult, now: datetime
-) -> tuple[list[Candidate], dict | None]:
-    """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
-    with the requesting org's escalation policy, read in the same round trip."""
-    orgs = await _reach(session, consult, now)
+def _eligible_query() -> Select:
+    """Built once: constructing this statement and its cache key cost more than running it."""
     load = (
         select(col(Consult.assigned_to), func.count().label("n"))
-        .where(col(Consult.status).in_(HELD))
+        .where(col(Consult.status).in_(sorted(HELD)))
         .group_by(col(Consult.assigned_to))
         .subquery()
     )
@@ -86,40 +82,54 @@ async def eligible(
         )
         .join(Roster, col(Roster.id) == col(Shift.roster_id))
         .where(
-            col(Roster.specialty) == consult.specialty,
-            col(Shift.org_id).in_(orgs),
-            col(Shift.starts_at) <= now,
-            col(Shift.ends_at) > now,
-            col(Shift.specialist_id) != consult.requester_id,
+            col(Roster.specialty) == bindparam("specialty"),
+            col(Shift.org_id).in_(bindparam("orgs", expanding=True)),
+            col(Shift.starts_at) <= bindparam("now"),
+            col(Shift.ends_at) > bindparam("now"),
+            col(Shift.specialist_id) != bindparam("requester"),
         )
         .group_by(col(Shift.specialist_id), col(Shift.org_id))
         .subquery()
     )
     policy = (
         select(col(Organization.escalation_windows))
-        .where(col(Organization.id) == consult.org_id)
+        .where(col(Organization.id) == bindparam("org_id"))
         .scalar_subquery()
     )
-    rows = (
-        await session.execute(
-            select(
-                on_shift.c.uid,
-                on_shift.c.org,
-                on_shift.c.tier,
-                col(SpecialistProfile.languages),
-                func.coalesce(load.c.n, 0),
-                col(SpecialistProfile.max_concurrent),
-                col(SpecialistProfile.last_assigned_at),
-                policy,
-            )
-            .join(SpecialistProfile, col(SpecialistProfile.user_id) == on_shift.c.uid)
-            .join(User, col(User.id) == on_shift.c.uid)
-            .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
-            .where(
-                col(SpecialistProfile.availability) == Availability.available, col(User.is_active).is_(True)
-            )
+    return (
+        select(
+            on_shift.c.uid,
+            on_shift.c.org,
+            on_shift.c.tier,
+            col(SpecialistProfile.languages),
+            func.coalesce(load.c.n, 0),
+            col(SpecialistProfile.max_concurrent),
+            col(SpecialistProfile.last_assigned_at),
+            policy,
         )
-    ).all()
+        .join(SpecialistProfile, col(SpecialistProfile.user_id) == on_shift.c.uid)
+        .join(User, col(User.id) == on_shift.c.uid)
+        .outerjoin(load, load.c.assigned_to == on_shift.c.uid)
+        .where(col(SpecialistProfile.availability) == Availability.available, col(User.is_active).is_(True))
+    )
+
+
+_ELIGIBLE = _eligible_query()
+
+
+async def eligible(
+    session: AsyncSession, *, consult: Consult, now: datetime
+) -> tuple[list[Candidate], dict | None]:
+    """On a shift now for the specialty, in the org or a partner, available, active, under their limit;
+    with the requesting org's escalation policy, read in the same round trip."""
+    params = {
+        "specialty": consult.specialty,
+        "orgs": await _reach(session, consult, now),
+        "now": now,
+        "requester": consult.requester_id,
+        "org_id": consult.org_id,
+    }
+    rows = (await session.execute(_ELIGIBLE, params)).all()
     candidates = [
         Candidate(uid, org, tier, tuple(langs or ()), n, last)
         for uid, org, tier, langs, n, cap, last, _ in rows

@@ -36,12 +36,14 @@ _SEQUENCE = text(
     "RETURNING events.pos, events.channel, events.type, events.consult_id, events.data, events.created_at"
 ).columns(pos=BigInteger, channel=String, type=String, consult_id=Uuid, data=JSON, created_at=UTCDateTime)
 
+_LOCK = select(col(EventLogRow.id)).where(col(EventLogRow.id) == 1).with_for_update()
+
 
 async def sequence(session: AsyncSession) -> list[dict]:
     """Give committed, unsequenced events their positions; them, as clients receive them, in order."""
     # The lock comes first, in its own statement, so that the UPDATE's snapshot (READ COMMITTED:
     # one per statement) sees everything the previous holder sequenced and committed.
-    await session.execute(select(col(EventLogRow.id)).where(col(EventLogRow.id) == 1).with_for_update())
+    await session.execute(_LOCK)
     rows = (await session.execute(_SEQUENCE, {"batch": BATCH})).all()
     await commit(session)
     return sorted((wire(row) for row in rows), key=lambda e: e["id"])

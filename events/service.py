@@ -8,7 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from api.db import UnitOfWork
+from api.models import utcnow
 from events.models import Event, channel_of_user
+
+EVENTS = Event.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table models at class creation
 
 
 async def emit(
@@ -34,10 +37,14 @@ def stage(
     session: AsyncSession, *, channels: Iterable[str], type: str, consult_id: uuid.UUID | None, data: dict
 ) -> None:
     """`emit` for callers that cannot await (orders staged from synchronous helpers)."""
-    rows = [Event(channel=c, type=type, consult_id=consult_id, data=data) for c in dict.fromkeys(channels)]
+    now = utcnow()
+    rows = [
+        {"channel": c, "type": type, "consult_id": consult_id, "data": data, "created_at": now}
+        for c in dict.fromkeys(channels)
+    ]
     if rows:
-        session.add_all(rows)
         assert isinstance(session, UnitOfWork)
+        session.insert_later(EVENTS, rows)
         session.emitted = True
 
 
