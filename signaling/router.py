@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, Request, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.schemas import Page, PageParams, make_page, page_params
 from auth.context import AuthContext
-from auth.dependencies import auth_context, require_user
+from auth.dependencies import auth_context, current_actor, require_user
 from auth.principal import Actor
 from signaling import service
-from signaling.schemas import CallTokenOut
+from signaling.schemas import CallOut, CallTokenOut
 
 router = APIRouter(tags=["calls"])
 
@@ -35,6 +36,18 @@ async def call_token(
     return await service.call_token(
         session, ctx=ctx, actor=actor, consult_id=consult_id, signaling_url=_signaling_url(request)
     )
+
+
+@router.get("/consults/{consult_id}/calls", response_model=Page[CallOut])
+async def calls(
+    consult_id: uuid.UUID,
+    page: PageParams = Depends(page_params),
+    actor: Actor = Depends(current_actor),
+    session: AsyncSession = Depends(get_session),
+):
+    """The consult's calls, newest first: start, end, and who attended when and for how long."""
+    found = await service.call_records(session, actor=actor, consult_id=consult_id, page=page)
+    return make_page(found, page, CallOut.of)
 
 
 @router.post("/precall", response_model=CallTokenOut)

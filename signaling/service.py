@@ -1,4 +1,5 @@
-"""Call tokens for a consult's participants, and pre-call echo rooms; who may join at join time."""
+"""Call tokens for a consult's participants, and pre-call echo rooms; who may join at join time; the
+records of a consult's calls."""
 
 import time
 import uuid
@@ -9,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from agreements.service import covered_until, may_send
 from api.db import commit
+from api.schemas import PageParams
 from audit.service import record
 from auth.context import AuthContext
 from auth.exceptions import PermissionDenied
@@ -22,6 +24,7 @@ from signaling.calls import tokens
 from signaling.calls.control import room_of
 from signaling.calls.ice import ice_servers
 from signaling.core.admission import CallGrant
+from signaling.models import Attendance, Call
 
 CALLABLE = (Status.accepted, Status.in_session)
 
@@ -131,3 +134,30 @@ async def _agreement_end(session: AsyncSession, consult: Consult, org_id: uuid.U
     if until is None:
         raise PermissionDenied("No active agreement lets your organization join this consult's calls")
     return int(until.timestamp())
+
+
+async def call_records(
+    session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, page: PageParams
+) -> list[tuple[Call, list[tuple[Attendance, User]]]]:
+    """The consult's calls, newest first, each with who attended when; for those who see all of it."""
+    consult, _ = await access.load(session, actor, consult_id)
+    query = select(Call).where(Call.consult_id == consult.id).order_by(Call.started_at.desc(), Call.id)
+    found = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
+    rows = (
+        await session.execute(
+            select(Attendance, User)
+            .join(User, User.id == Attendance.user_id)
+            .where(Attendance.call_id.in_([c.id for c in found]))
+            .order_by(Attendance.joined_at, Attendance.id)
+        )
+    ).all()
+    await record(
+        session,
+        actor=actor,
+        action="call.read",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
+    await commit(session)
+    return [(c, [(a, u) for a, u in rows if a.call_id == c.id]) for c in found]
