@@ -52,10 +52,13 @@ async def calls(
 
 @router.post("/precall", response_model=CallTokenOut)
 async def precall(
-    request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)
+    request: Request,
+    actor: Actor = Depends(require_user),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
 ):
     """A token for an echo room where a server-side peer reports round-trip time, loss and bitrate."""
-    answer = await service.precall_token(ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
+    answer = await service.precall_token(session, ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
     await request.app.state.precall.expect(answer["room"], user_id=str(actor.id))
     return answer
 

@@ -17,7 +17,6 @@ from auth.exceptions import PermissionDenied
 from auth.models import User
 from auth.principal import Actor
 from consults import access
-from consults.access import is_invited
 from consults.exceptions import InvalidTransition
 from consults.models import Consult, Participant, Status
 from signaling.calls import tokens
@@ -34,7 +33,8 @@ async def call_token(
 ) -> dict:
     """A participant of a consult that may hold a call gets a token for its room, with ICE servers."""
     consult, _ = await access.load(session, actor, consult_id)
-    if not await _participant(session, consult, actor):
+    role = await _role(session, consult, actor)
+    if role is None:
         raise PermissionDenied("Only the consult's participants join its calls")
     not_after = await _agreement_end(session, consult, actor.org_id)
     if consult.status not in CALLABLE:
@@ -49,6 +49,8 @@ async def call_token(
         consult_id=consult.id,
         session_id=actor.session_id,
         not_after=not_after,
+        role=role,
+        name=await _name(session, actor),
     )
     await record(
         session,
@@ -62,11 +64,18 @@ async def call_token(
     return _answer(ctx, actor, token, room_of(consult.id), signaling_url, exp)
 
 
-async def precall_token(*, ctx: AuthContext, actor: Actor, signaling_url: str) -> dict:
+async def precall_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, signaling_url: str) -> dict:
     """A token for a fresh echo room where a server-side peer answers."""
     room = f"precall-{uuid.uuid4().hex}"
     token, exp = tokens.issue(
-        ctx, user_id=actor.id, org_id=actor.org_id, room=room, consult_id=None, session_id=actor.session_id
+        ctx,
+        user_id=actor.id,
+        org_id=actor.org_id,
+        room=room,
+        consult_id=None,
+        session_id=actor.session_id,
+        role="precall",
+        name=await _name(session, actor),
     )
     return _answer(ctx, actor, token, room, signaling_url, exp)
 
@@ -81,10 +90,21 @@ def _answer(ctx: AuthContext, actor: Actor, token: str, room: str, url: str, exp
     }
 
 
-async def _participant(session: AsyncSession, consult: Consult, actor: Actor) -> bool:
-    return actor.id in (consult.requester_id, consult.assigned_to) or await is_invited(
-        session, consult.id, actor.id
+async def _role(session: AsyncSession, consult: Consult, actor: Actor) -> str | None:
+    """The actor's part in the consult's calls (None: no participant)."""
+    if actor.id == consult.requester_id:
+        return "requester"
+    if actor.id == consult.assigned_to:
+        return "assignee"
+    query = select(Participant.role).where(
+        Participant.consult_id == consult.id, Participant.user_id == actor.id
     )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _name(session: AsyncSession, actor: Actor) -> str:
+    user = await session.get(User, actor.id)
+    return (user.display_name or user.username) if user else ""
 
 
 async def may_join(session: AsyncSession, *, grant: CallGrant) -> bool:
