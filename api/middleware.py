@@ -1,4 +1,4 @@
-"""Pure-ASGI middleware: request ids, body size cap, request metrics."""
+"""Pure-ASGI middleware: request ids, body size cap, request metrics, no tokens in socket URLs."""
 
 import re
 import time
@@ -9,6 +9,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import problem
+from api.logs import token_in_query
 
 REQUESTS = Counter("liaison_http_requests_total", "HTTP requests", ["method", "route", "status"])
 LATENCY = Histogram(
@@ -92,3 +93,24 @@ class MetricsMiddleware:
             )
             REQUESTS.labels(scope["method"], route, str(status[0])).inc()
             LATENCY.labels(scope["method"], route).observe(time.perf_counter() - start)
+
+
+class QueryTokenGuard:
+    """Refuses, with HTTP 403 before the upgrade, a WebSocket handshake whose query string carries a
+    token: tokens travel in the first message only, since URLs end up in logs and proxies' records."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "websocket" or not token_in_query(
+            scope.get("query_string", b"").decode("latin-1")
+        ):
+            return await self.app(scope, receive, send)
+        await receive()  # websocket.connect
+        if "websocket.http.response" not in scope.get("extensions", {}):
+            return await send({"type": "websocket.close", "code": 1008})  # the server answers 403
+        body = b"Tokens are sent in the first message, never in the URL\n"
+        headers = [(b"content-type", b"text/plain"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "websocket.http.response.start", "status": 403, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})

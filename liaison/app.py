@@ -32,7 +32,7 @@ from agreements.models import Agreement
 from api import health
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
-from api.middleware import MetricsMiddleware, RequestContextMiddleware
+from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
 from api.redis import make_redis
 from api.settings import Settings, get_settings
 from audit.sealer import Sealer
@@ -103,6 +103,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
+    app.add_middleware(QueryTokenGuard)
     app.include_router(health.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (

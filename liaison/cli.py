@@ -20,6 +20,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
     """Serve the API on HOST:PORT (settings by default)."""
     import uvicorn
 
+    from api.logs import uvicorn_log_config
     from liaison.app import uvicorn_options
 
     s = get_settings()
@@ -34,6 +35,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         port=port or s.port,
         workers=workers,
         log_level="info",
+        log_config=uvicorn_log_config(),  # its access lines would print query strings, tokens included
         **uvicorn_options(s),
     )
 
@@ -202,5 +204,8 @@ def _checkpoints(files: list[Path], key_files: list[Path]) -> list:
 
 
 def main() -> None:
+    from api.logs import redact_root
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    redact_root()
     app()

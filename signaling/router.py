@@ -6,11 +6,12 @@ from fastapi import APIRouter, Depends, Request, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.schemas import Page, PageParams, make_page, page_params
 from auth.context import AuthContext
-from auth.dependencies import auth_context, require_user
+from auth.dependencies import auth_context, current_actor, require_user
 from auth.principal import Actor
 from signaling import service
-from signaling.schemas import CallTokenOut
+from signaling.schemas import CallOut, CallTokenOut
 
 router = APIRouter(tags=["calls"])
 
@@ -37,12 +38,27 @@ async def call_token(
     )
 
 
+@router.get("/consults/{consult_id}/calls", response_model=Page[CallOut])
+async def calls(
+    consult_id: uuid.UUID,
+    page: PageParams = Depends(page_params),
+    actor: Actor = Depends(current_actor),
+    session: AsyncSession = Depends(get_session),
+):
+    """The consult's calls, newest first: start, end, and who attended when and for how long."""
+    found = await service.call_records(session, actor=actor, consult_id=consult_id, page=page)
+    return make_page(found, page, CallOut.of)
+
+
 @router.post("/precall", response_model=CallTokenOut)
 async def precall(
-    request: Request, actor: Actor = Depends(require_user), ctx: AuthContext = Depends(auth_context)
+    request: Request,
+    actor: Actor = Depends(require_user),
+    session: AsyncSession = Depends(get_session),
+    ctx: AuthContext = Depends(auth_context),
 ):
     """A token for an echo room where a server-side peer reports round-trip time, loss and bitrate."""
-    answer = await service.precall_token(ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
+    answer = await service.precall_token(session, ctx=ctx, actor=actor, signaling_url=_signaling_url(request))
     await request.app.state.precall.expect(answer["room"], user_id=str(actor.id))
     return answer
 

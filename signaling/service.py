@@ -1,4 +1,5 @@
-"""Call tokens for a consult's participants, and pre-call echo rooms; who may join at join time."""
+"""Call tokens for a consult's participants, and pre-call echo rooms; who may join at join time; the
+records of a consult's calls."""
 
 import time
 import uuid
@@ -10,19 +11,20 @@ from sqlmodel import col
 
 from agreements.service import covered_until, may_send
 from api.db import commit
+from api.schemas import PageParams
 from audit.service import record
 from auth.context import AuthContext
 from auth.exceptions import PermissionDenied
 from auth.models import User
 from auth.principal import Actor
 from consults import access
-from consults.access import is_invited
 from consults.exceptions import InvalidTransition
 from consults.models import Consult, Participant, Status
 from signaling.calls import tokens
 from signaling.calls.control import room_of
 from signaling.calls.ice import ice_servers
 from signaling.core.admission import CallGrant
+from signaling.models import Attendance, Call
 
 CALLABLE = (Status.accepted, Status.in_session)
 
@@ -32,7 +34,8 @@ async def call_token(
 ) -> dict:
     """A participant of a consult that may hold a call gets a token for its room, with ICE servers."""
     consult, _ = await access.load(session, actor, consult_id)
-    if not await _participant(session, consult, actor):
+    role = await _role(session, consult, actor)
+    if role is None:
         raise PermissionDenied("Only the consult's participants join its calls")
     not_after = await _agreement_end(session, consult, actor.org_id)
     if consult.status not in CALLABLE:
@@ -47,6 +50,8 @@ async def call_token(
         consult_id=consult.id,
         session_id=actor.session_id,
         not_after=not_after,
+        role=role,
+        name=await _name(session, actor),
     )
     await record(
         session,
@@ -60,11 +65,18 @@ async def call_token(
     return _answer(ctx, actor, token, room_of(consult.id), signaling_url, exp)
 
 
-async def precall_token(*, ctx: AuthContext, actor: Actor, signaling_url: str) -> dict:
+async def precall_token(session: AsyncSession, *, ctx: AuthContext, actor: Actor, signaling_url: str) -> dict:
     """A token for a fresh echo room where a server-side peer answers."""
     room = f"precall-{uuid.uuid4().hex}"
     token, exp = tokens.issue(
-        ctx, user_id=actor.id, org_id=actor.org_id, room=room, consult_id=None, session_id=actor.session_id
+        ctx,
+        user_id=actor.id,
+        org_id=actor.org_id,
+        room=room,
+        consult_id=None,
+        session_id=actor.session_id,
+        role="precall",
+        name=await _name(session, actor),
     )
     return _answer(ctx, actor, token, room, signaling_url, exp)
 
@@ -79,10 +91,21 @@ def _answer(ctx: AuthContext, actor: Actor, token: str, room: str, url: str, exp
     }
 
 
-async def _participant(session: AsyncSession, consult: Consult, actor: Actor) -> bool:
-    return actor.id in (consult.requester_id, consult.assigned_to) or await is_invited(
-        session, consult.id, actor.id
+async def _role(session: AsyncSession, consult: Consult, actor: Actor) -> str | None:
+    """The actor's part in the consult's calls (None: no participant)."""
+    if actor.id == consult.requester_id:
+        return "requester"
+    if actor.id == consult.assigned_to:
+        return "assignee"
+    query = select(Participant.role).where(
+        Participant.consult_id == consult.id, Participant.user_id == actor.id
     )
+    return (await session.execute(query)).scalar_one_or_none()
+
+
+async def _name(session: AsyncSession, actor: Actor) -> str:
+    user = await session.get(User, actor.id)
+    return (user.display_name or user.username) if user else ""
 
 
 async def may_join(session: AsyncSession, *, grant: CallGrant) -> bool:
@@ -136,3 +159,30 @@ async def _agreement_end(session: AsyncSession, consult: Consult, org_id: uuid.U
     if until is None:
         raise PermissionDenied("No active agreement lets your organization join this consult's calls")
     return int(until.timestamp())
+
+
+async def call_records(
+    session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, page: PageParams
+) -> list[tuple[Call, list[tuple[Attendance, User]]]]:
+    """The consult's calls, newest first, each with who attended when; for those who see all of it."""
+    consult, _ = await access.load(session, actor, consult_id)
+    query = select(Call).where(Call.consult_id == consult.id).order_by(Call.started_at.desc(), Call.id)
+    found = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
+    rows = (
+        await session.execute(
+            select(Attendance, User)
+            .join(User, User.id == Attendance.user_id)
+            .where(Attendance.call_id.in_([c.id for c in found]))
+            .order_by(Attendance.joined_at, Attendance.id)
+        )
+    ).all()
+    await record(
+        session,
+        actor=actor,
+        action="call.read",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
+    await commit(session)
+    return [(c, [(a, u) for a, u in rows if a.call_id == c.id]) for c in found]

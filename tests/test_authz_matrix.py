@@ -764,6 +764,11 @@ def thread_of_target(m: Matrix, role: str, rel: str, call: Call, body: Any) -> s
     return f"messages of other consults: {wrong}" if wrong else None
 
 
+def calls_of_target(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    wrong = [c["id"] for c in body["items"] if c["consult_id"] != str(call.path["consult_id"])]
+    return f"calls of other consults: {wrong}" if wrong else None
+
+
 def message_by_caller(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
     me = str(m.world.users[CALLERS[role]])
     if body.get("consult_id") != str(call.path["consult_id"]) or body.get("author_id") != me:
@@ -1380,6 +1385,19 @@ EXPECTATIONS: dict[str, Entry] = {
         },
         CONSULT_RELATIONS + ("participant",),
         check=thread_of_target,
+    ),
+    # call records: whoever sees the whole consult, as its thread
+    f"GET {API}/consults/{{consult_id}}/calls": Entry(
+        on_consult(changes=False),
+        {
+            "clinician": {a: 200 for a in (*A_CONSULTS, "participant", "completed")} | {"*": 404},
+            "coordinator": {a: 200 for a in (*A_CONSULTS, "participant", "completed")} | {"*": 404},
+            "specialist": {"assigned": 200, "participant": 200, "completed": 200, "*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS + ("participant",),
+        check=calls_of_target,
     ),
     # invite into the consult's calls: the requester, the assignee or the requesting org's coordinators, a
     # user of the requesting org or of the assignee's

@@ -18,6 +18,8 @@ def issue(
     consult_id: uuid.UUID | None,
     session_id: uuid.UUID | None = None,
     not_after: int | None = None,
+    role: str | None = None,
+    name: str | None = None,
 ) -> tuple[str, int]:
     """A signed call token and its expiry (epoch seconds), at most `not_after` (an agreement's end)."""
     s, now = ctx.settings, int(time.time())
@@ -30,6 +32,9 @@ def issue(
         "room": room,
         "cid": str(consult_id) if consult_id else None,
         "sid": str(session_id) if session_id else None,
+        # How the other peers are told who this is: carried here so that joining reads no database.
+        "role": role,
+        "name": name,
         "iat": now,
         "nbf": now,
         "exp": exp,
@@ -55,5 +60,7 @@ def check(ctx: AuthContext, token: str) -> CallGrant:
         raise ProtocolError("invalid_token", "The call token is invalid or expired") from None
     if not isinstance(c.get("room"), str) or not isinstance(c.get("org"), str):
         raise ProtocolError("invalid_token", "The call token names no room")
-    sid = c.get("sid") if isinstance(c.get("sid"), str) else None
-    return CallGrant(c["sub"], c["org"], c["room"], c.get("cid"), c["jti"], int(c["iat"]), int(c["exp"]), sid)
+    sid, role, name = (c.get(k) if isinstance(c.get(k), str) else None for k in ("sid", "role", "name"))
+    return CallGrant(
+        c["sub"], c["org"], c["room"], c.get("cid"), c["jti"], int(c["iat"]), int(c["exp"]), sid, role, name
+    )

@@ -25,6 +25,8 @@ class CallGrant:
     iat: int
     exp: int
     session_id: str | None = None  # the sign-in that asked for the token: signing out ends its calls
+    role: str | None = None  # in the consult (requester, assignee, an invited role; precall), told to peers
+    name: str | None = None  # the user's display name, told to peers
 
 
 class Verdict(enum.Enum):

@@ -24,6 +24,8 @@ class Peer:
     secret: str
     consult_id: str | None = None  # the consult whose call this is (None: a pre-call echo room)
     session_id: str | None = None  # the sign-in its call token came from
+    role: str | None = None  # in the consult's call (see CallGrant)
+    name: str | None = None
     connected: bool = True
     detached_at: float | None = None
     buffer: list[Wire] = field(
@@ -31,7 +33,22 @@ class Peer:
     )  # held for the peer while it is away (a deque costs 10x empty)
 
     def public(self) -> dict[str, str]:
-        return {"peer_id": self.peer_id, "user_id": self.user_id}
+        """What the room's other peers are told of this one: enough to lay out the call."""
+        return described(self.peer_id, self.user_id, self.role, self.name)
+
+
+PUBLIC_FIELDS = ("peer_id", "user_id", "role", "name")  # what others are told of a peer, on any node
+
+
+def described(peer_id: str, user_id: str, role: str | None, name: str | None) -> dict[str, str]:
+    """A peer as others are told of it; role and name whenever its call token gave them (all tokens
+    issued now do; in-process peers may go without)."""
+    public = {"peer_id": peer_id, "user_id": user_id}
+    if role is not None:
+        public["role"] = role
+    if name is not None:
+        public["name"] = name
+    return public
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,12 +88,22 @@ class Rooms:
             raise room_full(self.limits.max_peers)
 
     def join(
-        self, *, room: str, user_id: str, org_id: str, remote_count: int = 0, peer_id: str | None = None
+        self,
+        *,
+        room: str,
+        user_id: str,
+        org_id: str,
+        remote_count: int = 0,
+        peer_id: str | None = None,
+        role: str | None = None,
+        name: str | None = None,
     ) -> tuple[Peer, list[Send]]:
         """A new peer in the room (with the id it was admitted under); the others hear `peer-joined`."""
         self.check_space(room, remote_count)
         present = self.rooms.setdefault(room, {})
-        peer = Peer(peer_id or new_peer_id(), user_id, org_id, room, secrets.token_urlsafe(24))
+        peer = Peer(
+            peer_id or new_peer_id(), user_id, org_id, room, secrets.token_urlsafe(24), role=role, name=name
+        )
         announce = [
             Send(p.peer_id, {"type": "peer-joined", **peer.public()}) for p in present.values() if p.connected
         ]

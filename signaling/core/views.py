@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass, field
 
 from signaling.core.messages import Wire
+from signaling.core.rooms import PUBLIC_FIELDS
 
 Sends = list[tuple[str, str, Wire]]  # (room, local peer id, message)
 
@@ -19,7 +20,7 @@ Sends = list[tuple[str, str, Wire]]  # (room, local peer id, message)
 class View:
     """One room, as this node sees it: remote members (versioned by seq) and what each local peer was told."""
 
-    members: dict[str, Wire] = field(default_factory=dict)  # remote peer id -> {peer_id, user_id}
+    members: dict[str, Wire] = field(default_factory=dict)  # remote peer id -> its Peer.public()
     versions: dict[str, int] = field(default_factory=dict)  # remote peer id -> seq of the last event applied
     floor: int = 0  # seq of the newest snapshot applied: events at or below it are already reflected
     local: dict[str, str] = field(default_factory=dict)  # local peer id -> its entry (json, with this node)
@@ -30,8 +31,9 @@ class View:
 
 
 def public(entry: Wire) -> Wire:
-    """What peers are told of a member: its peer id and user id (not its node)."""
-    return {"peer_id": entry["peer_id"], "user_id": entry["user_id"]}
+    """What peers are told of a member: the Peer.public() fields of its entry, not the fabric's own
+    (its node, when its presence expires)."""
+    return {k: entry[k] for k in PUBLIC_FIELDS if k in entry}
 
 
 class Views:
@@ -47,9 +49,7 @@ class Views:
         room are kept from now on, and none reach the peer until its join is done. Returns its entry."""
         view = self.rooms.setdefault(room, View())
         peer_id = peer["peer_id"]
-        entry = json.dumps(
-            {"peer_id": peer_id, "user_id": peer["user_id"], "node": self.node}, separators=(",", ":")
-        )
+        entry = json.dumps({**peer, "node": self.node}, separators=(",", ":"))
         view.local[peer_id] = entry
         view.told[peer_id] = {p["peer_id"]: p for p in told or []}
         view.pending[peer_id] = None

@@ -17,6 +17,8 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from api.logs import token_in_query
+
 PATHS = ("/", "/api/v1/signaling")
 PING_EVERY = 20.0
 _KEEPALIVE: dict[Server, asyncio.Task[None]] = {}  # each listener's ping task (Server has no slot for one)
@@ -67,8 +69,13 @@ async def start(server, *, host: str, port: int) -> Server:
 
     def admit(conn: ServerConnection, request: Request) -> Response | None:
         # Refused before the handshake, as the ASGI route does: the browser sees HTTP 403.
-        if request.path.split("?", 1)[0] not in PATHS:
+        path, _, query = request.path.partition("?")
+        if path not in PATHS:
             return conn.respond(HTTPStatus.NOT_FOUND, "Not found\n")
+        if token_in_query(query):
+            return conn.respond(
+                HTTPStatus.FORBIDDEN, "Tokens are sent in the first message, never in the URL\n"
+            )
         origin = request.headers.get("Origin")
         if origin is not None and origin not in settings.allowed_origins:
             return conn.respond(HTTPStatus.FORBIDDEN, "Origin not allowed\n")

@@ -39,7 +39,7 @@ from signaling.core.messages import (
     joined,
     parse,
 )
-from signaling.core.rooms import Limits, Peer, Rooms, Send, new_peer_id
+from signaling.core.rooms import Limits, Peer, Rooms, Send, described, new_peer_id
 from signaling.edge.idle import IdleWatch
 from signaling.fabric.local import Admission
 
@@ -153,7 +153,8 @@ class SignalingServer:
 
     async def _seat(self, grant: CallGrant) -> tuple[Peer, list[Send], Admission]:
         """Admit the token and give the peer its place; what other nodes sent it meanwhile is its backlog."""
-        public = {"peer_id": new_peer_id(), "user_id": grant.user_id}
+        # As Peer.public() will say it: other nodes hear this from the admission on.
+        public = described(new_peer_id(), grant.user_id, grant.role, grant.name)
         self.rooms.expect(public["peer_id"])
         try:
             admission = await self._clear(grant, public)
@@ -164,6 +165,8 @@ class SignalingServer:
                     org_id=grant.org_id,
                     remote_count=len(admission.remote),
                     peer_id=public["peer_id"],
+                    role=grant.role,
+                    name=grant.name,
                 )
             except ProtocolError:
                 await self.fabric.left(grant.room, public)
@@ -257,12 +260,23 @@ class SignalingServer:
         if count:
             self.per_user[peer.user_id] += 1
 
-    async def attach_local(self, room: str, conn, *, user_id: str, org_id: str = ""):
+    async def attach_local(
+        self,
+        room: str,
+        conn,
+        *,
+        user_id: str,
+        org_id: str = "",
+        role: str | None = None,
+        name: str | None = None,
+    ):
         """Join an in-process peer (the pre-call echo) to a room without a token. `conn` stands in
         for its socket (`async send_text(str)`, `async close(code, reason)`); returns the peer and
         `feed(raw) -> bool`, which takes the peer's outgoing messages (False once it has left)."""
         remote = await self.fabric.remote_peers(room)
-        peer, announce = self.rooms.join(room=room, user_id=user_id, org_id=org_id, remote_count=len(remote))
+        peer, announce = self.rooms.join(
+            room=room, user_id=user_id, org_id=org_id, remote_count=len(remote), role=role, name=name
+        )
         self._attach(conn, peer)
         await self._send_all(announce)
         await self.fabric.joined(room, peer.public())

@@ -83,7 +83,7 @@ class Join(Script):
     key_ttl_ms: int = arg()  # how long the room's hash lives without any
     channel: str = arg()  # the fabric's events channel
     room: str = arg()
-    entry: str = arg()  # the peer's entry, json {peer_id, user_id, node}
+    entry: str = arg()  # the peer's entry, json: Peer.public() and its node
 
 
 @fabric_script(

@@ -56,7 +56,9 @@ class EchoPeer:
 
     async def attach(self) -> None:
         """Join the room (before the client, who will then call us)."""
-        peer, self.feed = await self.server.attach_local(self.room, self.socket, user_id=ECHO_USER)
+        peer, self.feed = await self.server.attach_local(
+            self.room, self.socket, user_id=ECHO_USER, role="echo", name="Pre-call check"
+        )
         servers = ice_servers(self.server.s, ECHO_USER, int(time.time()))
         self.mesh = Mesh(
             self._send,

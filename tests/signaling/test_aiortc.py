@@ -149,7 +149,12 @@ async def test_cut_socket_resumes_and_call_continues(call):
         assert b.peer_id == peer_id and server.rooms.local(room, peer_id).connected
         resumed = b.seen.index(next(m for m in b.seen if m.get("resumed")))
         assert resumed > 0 and b.seen[resumed]["peers"] == [
-            {"peer_id": a.peer_id, "user_id": str(w.users["a-clinician"])}
+            {
+                "peer_id": a.peer_id,
+                "user_id": str(w.users["a-clinician"]),
+                "role": "requester",
+                "name": "a-clinician",
+            }
         ]
         await until(lambda: len(b.seen) > resumed + 1)
         assert b.seen[resumed + 1] == {

@@ -146,6 +146,8 @@ async def test_disabling_a_user_closes_their_connections(live):
             "type": "peer-left",
             "peer_id": (b if s is a else yb).peer_id,
             "user_id": str(user),
+            "role": "assignee",
+            "name": "b-specialist",
         }
         await s.alive()
     await refused_join(live, spare)  # a call token from before does not bring them back

@@ -202,3 +202,31 @@ def test_a_message_from_another_node_reaches_a_local_peer_or_waits_while_it_is_a
     assert r.receive("x", a.peer_id, {"n": 2}) == ([], True)
     assert r.receive("x", a.peer_id, {"n": 3}) == ([], True)  # its buffer is full: dropped, no error
     assert a.buffer == [{"n": 2}]
+
+
+def test_a_peers_role_and_name_cross_nodes_but_the_fabrics_own_fields_do_not():
+    views = Views(ME, absent_after=10)
+    described = {"peer_id": "me1", "user_id": "u-me", "role": "interpreter", "name": "Ana Ruiz"}
+    assert json.loads(views.enter("r", described)) == described | {"node": ME}  # what other nodes read
+    views.joined("r", "me1", [], 10, [], now=0.0)
+    far = {
+        "peer_id": "p1",
+        "user_id": "u1",
+        "role": "assignee",
+        "name": "Dr Kim",
+        "node": OTHER,
+        "expires": 9,
+    }
+    assert views.event(event("peer-joined", 11, far)) == [
+        (
+            "r",
+            "me1",
+            {"type": "peer-joined", "peer_id": "p1", "user_id": "u1", "role": "assignee", "name": "Dr Kim"},
+        )
+    ]
+    assert views.rooms["r"].members["p1"] == {
+        "peer_id": "p1",
+        "user_id": "u1",
+        "role": "assignee",
+        "name": "Dr Kim",
+    }

@@ -114,6 +114,8 @@ async def test_reassigning_removes_the_previous_specialist(live):
         "type": "peer-left",
         "peer_id": b.peer_id,
         "user_id": str(w.users["b-specialist"]),
+        "role": "assignee",
+        "name": "b-specialist",
     }
     await refused_join(live, spare)  # a token from before the reassignment does not bring them back
     resp = await c.post(

@@ -171,11 +171,21 @@ async def test_peers_on_two_nodes_meet_and_relay(cluster):
     assert joined_a["peers"] == []
     b, joined_b = await cluster.join(1, "b-specialist")
     pa, pb = joined_a["peer_id"], joined_b["peer_id"]
-    assert joined_b["peers"] == [{"peer_id": pa, "user_id": str(cluster.w.users["a-clinician"])}]
+    # the role and name the call token gave travel through the fabric as the other node sent them
+    assert joined_b["peers"] == [
+        {
+            "peer_id": pa,
+            "user_id": str(cluster.w.users["a-clinician"]),
+            "role": "requester",
+            "name": "a-clinician",
+        }
+    ]
     assert await recv(a) == {
         "type": "peer-joined",
         "peer_id": pb,
         "user_id": str(cluster.w.users["b-specialist"]),
+        "role": "assignee",
+        "name": "b-specialist",
     }
 
     await b.send(json.dumps({"type": "offer", "to": pa, "sdp": SDP}))
@@ -195,6 +205,8 @@ async def test_peers_on_two_nodes_meet_and_relay(cluster):
         "type": "peer-left",
         "peer_id": pb,
         "user_id": str(cluster.w.users["b-specialist"]),
+        "role": "assignee",
+        "name": "b-specialist",
     }
     await quiet(a)  # announced once, and presence heartbeats raise no ghost announcements
 
@@ -230,7 +242,13 @@ async def test_dead_node_peers_leave_once_presence_expires(cluster):
     started = time.monotonic()
     left_a, left_b = await asyncio.gather(recv(a, 4 * TTL), recv(b, 4 * TTL))
     elapsed = time.monotonic() - started
-    gone = {"type": "peer-left", "peer_id": pc, "user_id": str(cluster.w.users["a-clinician"])}
+    gone = {
+        "type": "peer-left",
+        "peer_id": pc,
+        "user_id": str(cluster.w.users["a-clinician"]),
+        "role": "requester",
+        "name": "a-clinician",
+    }
     assert (left_a, left_b) == (gone, gone), (left_a, left_b, joined_a["peer_id"], joined_b["peer_id"], pc)
     assert elapsed < TTL * 4 / 3 + 1.5, elapsed  # TTL, a heartbeat, and slack for a loaded machine
     await a.send(json.dumps({"type": "offer", "to": pc, "sdp": SDP}))

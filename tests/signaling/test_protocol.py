@@ -147,11 +147,21 @@ class Live:
     async def pair(self, consult: dict | None = None) -> tuple[Sock, Sock]:
         a = await self.join("a-clinician", consult)
         b = await self.join("b-specialist", consult)
-        assert [p["peer_id"] for p in b.joined["peers"]] == [a.peer_id]
+        # Each side learns who the other is in the consult from the call token alone (no REST round trip).
+        assert b.joined["peers"] == [
+            {
+                "peer_id": a.peer_id,
+                "user_id": str(self.w.users["a-clinician"]),
+                "role": "requester",
+                "name": "a-clinician",
+            }
+        ]
         assert (await a.recv()) == {
             "type": "peer-joined",
             "peer_id": b.peer_id,
             "user_id": str(self.w.users["b-specialist"]),
+            "role": "assignee",
+            "name": "b-specialist",
         }
         return a, b
 
@@ -609,7 +619,13 @@ async def test_resume_after_grace_fails(live):
     await live.detached(b)
     await a.send(type="offer", to=b.peer_id, sdp=SDP)
     left = await a.recv(3)
-    assert left == {"type": "peer-left", "peer_id": b.peer_id, "user_id": str(live.w.users["b-specialist"])}
+    assert left == {
+        "type": "peer-left",
+        "peer_id": b.peer_id,
+        "user_id": str(live.w.users["b-specialist"]),
+        "role": "assignee",
+        "name": "b-specialist",
+    }
     await live.refused("resume_failed", {"type": "resume", "resume": b.joined["resume"]})
     await a.error("unknown_peer", type="offer", to=b.peer_id, sdp=SDP)
     b2 = await live.join("b-specialist")  # a new call token is the way back in

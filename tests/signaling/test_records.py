@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import event, select
 
 from api.db import make_engine, make_sessionmaker
+from audit.models import AuditEvent
 from consults.models import Consult
 from events.models import Event
-from signaling.calls.records import Joined, Left, RecordWriter
+from signaling.calls.records import Joined, Left, RecordWriter, record_attendance
 from signaling.models import Attendance, Call
 from tests.live import accepted_consult
 
@@ -92,3 +93,48 @@ async def test_a_change_that_cannot_be_written_loses_no_other(app, world):
     [call], rows, _, events = await written(app, consult)
     assert [r.peer_id for r in rows] == ["pa", "pb"] and all(r.left_at for r in rows) and call.ended_at
     assert len(events) == 4
+
+
+async def records(world, consult: uuid.UUID, who: str):
+    return await world.client.get(f"/api/v1/consults/{consult}/calls", headers=await world.headers(who))
+
+
+async def test_the_records_route_gives_each_call_with_who_attended_for_how_long(app, world):
+    consult, changes = await a_call(app, world)
+    async with app.state.sessionmaker() as session:
+        await record_attendance(session, changes=changes[:3])  # a-clinician is still in the call
+    resp = await records(world, consult, "a-clinician")
+    assert resp.status_code == 200, resp.text
+    [call] = resp.json()["items"]
+    assert call["consult_id"] == str(consult) and call["ended_at"] is None
+    assert datetime.fromisoformat(call["started_at"]) == changes[0].at
+    still, gone = call["attendance"]
+    assert (gone["user_id"], gone["seconds"], gone["display_name"]) == (
+        str(world.users["b-specialist"]),
+        4.0,
+        "b-specialist",
+    )
+    assert datetime.fromisoformat(gone["left_at"]) == changes[2].at
+    assert still["left_at"] is None and 3590 < still["seconds"] < 3700  # an hour so far
+    async with app.state.sessionmaker() as s:
+        reads = (await s.execute(select(AuditEvent).where(AuditEvent.action == "call.read"))).scalars()
+        assert [(r.actor_id, r.resource_id) for r in reads] == [
+            (str(world.users["a-clinician"]), str(consult))
+        ]
+
+
+async def test_the_records_are_for_those_who_see_the_whole_consult_while_an_agreement_lets_them(app, world):
+    consult, changes = await a_call(app, world)
+    async with app.state.sessionmaker() as session:
+        await record_attendance(session, changes=changes)
+    for who in ("a-coordinator", "b-specialist"):
+        assert (await records(world, consult, who)).status_code == 200, who
+    for who in ("b-coordinator", "c-clinician", "a-specialist"):
+        resp = await records(world, consult, who)
+        assert (resp.status_code, resp.json()["code"]) == (404, "not_found"), who
+    suspended = await world.client.post(
+        f"/api/v1/agreements/{world.agreement_id}/suspend", headers=await world.headers("a-org_admin")
+    )
+    assert suspended.status_code == 200, suspended.text
+    assert (await records(world, consult, "b-specialist")).status_code == 404  # decided now, not then
+    assert (await records(world, consult, "a-clinician")).status_code == 200
