@@ -120,6 +120,10 @@ def _slim(err: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    if exc.status_code == 400 and isinstance(exc.__context__, RecursionError):
+        # The parser ran out of stack before api.schemas.Strict could count the levels: the same
+        # answer as Strict's, whatever depth the server's own stack allowed this time.
+        return problem(422, "nesting_too_deep", "Nested too deeply", "The request does not match the schema")
     if exc.status_code == 400:
         # FastAPI's own body parsing gave up (nesting too deep, a number too long to convert, bad encoding):
         # the same answer as any other unparsable JSON, not an ad-hoc code.

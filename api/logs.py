@@ -7,6 +7,7 @@ of that refusal, so the log itself drops what could be a secret."""
 
 import logging
 import re
+from typing import Any
 from urllib.parse import parse_qsl
 
 # Three base64url segments, the first a JSON header ("eyJ" is base64 of '{"'): a JWS compact token.
@@ -43,7 +44,7 @@ class RedactFilter(logging.Filter):
         return True
 
 
-def uvicorn_log_config() -> dict:
+def uvicorn_log_config() -> dict[str, Any]:
     """uvicorn's own logging config with the filter on each of its handlers."""
     import copy
 

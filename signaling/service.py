@@ -97,8 +97,8 @@ async def _role(session: AsyncSession, consult: Consult, actor: Actor) -> str | 
         return "requester"
     if actor.id == consult.assigned_to:
         return "assignee"
-    query = select(Participant.role).where(
-        Participant.consult_id == consult.id, Participant.user_id == actor.id
+    query = select(col(Participant.role)).where(
+        col(Participant.consult_id) == consult.id, col(Participant.user_id) == actor.id
     )
     return (await session.execute(query)).scalar_one_or_none()
 
@@ -166,14 +166,18 @@ async def call_records(
 ) -> list[tuple[Call, list[tuple[Attendance, User]]]]:
     """The consult's calls, newest first, each with who attended when; for those who see all of it."""
     consult, _ = await access.load(session, actor, consult_id)
-    query = select(Call).where(Call.consult_id == consult.id).order_by(Call.started_at.desc(), Call.id)
+    query = (
+        select(Call)
+        .where(col(Call.consult_id) == consult.id)
+        .order_by(col(Call.started_at).desc(), col(Call.id))
+    )
     found = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
     rows = (
         await session.execute(
             select(Attendance, User)
-            .join(User, User.id == Attendance.user_id)
-            .where(Attendance.call_id.in_([c.id for c in found]))
-            .order_by(Attendance.joined_at, Attendance.id)
+            .join(User, col(User.id) == col(Attendance.user_id))
+            .where(col(Attendance.call_id).in_([c.id for c in found]))
+            .order_by(col(Attendance.joined_at), col(Attendance.id))
         )
     ).all()
     await record(
