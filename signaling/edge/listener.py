@@ -17,7 +17,6 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 PATHS = ("/", "/api/v1/signaling")
-PING_EVERY = 20.0
 
 
 class Socket:
@@ -88,24 +87,28 @@ async def start(server, *, host: str, port: int) -> Server:
         reuse_port=True,
         server_header=None,
     )
-    listener.keepalive = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
+    listener.keepalive = asyncio.create_task(
+        _keepalive(listener, settings.signaling_ping_interval, settings.signaling_ping_timeout),
+        name="signaling-keepalive",
+    )
     return listener
 
 
-async def _keepalive(listener: Server, every: float) -> None:
-    """Ping every connection each round; one whose previous ping went unanswered is closed (1011)."""
-    waiting: dict[ServerConnection, asyncio.Future] = {}
+async def _keepalive(listener: Server, every: float, timeout: float) -> None:
+    """Ping every connection each round; one that has not answered within `timeout` is cut off, as
+    its close handshake would wait on a peer that no longer answers (its server sees code 1006)."""
     while True:
-        await asyncio.sleep(every)
-        for conn, pong in waiting.items():
-            if not pong.done():
-                asyncio.create_task(conn.close(1011, "keepalive ping timeout"))
-        waiting = {}
+        waiting: dict[ServerConnection, asyncio.Future] = {}
         for conn in list(listener.connections):
             try:
                 waiting[conn] = await conn.ping()
             except ConnectionClosed:
                 continue
+        await asyncio.sleep(timeout)
+        for conn, pong in waiting.items():
+            if not pong.done() and conn.transport is not None:
+                conn.transport.abort()
+        await asyncio.sleep(max(0.0, every - timeout))
 
 
 async def stop(listener: Server | None) -> None:
