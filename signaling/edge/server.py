@@ -45,6 +45,9 @@ from signaling.fabric.local import Admission
 
 log = logging.getLogger("liaison.signaling")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
+# A socket closed with one of these has left: the client closed it (a tab closed), or this node is
+# shutting down (uvicorn's 1012), where no resume could reach the peer's state.
+DEPARTED = frozenset({CLOSE_NORMAL, CLOSE_AWAY, 1012})
 
 
 def close_code(gone: BaseException) -> int | None:
@@ -349,11 +352,11 @@ class SignalingServer:
                     pass
 
     async def _lost(self, ws: WebSocket, peer: Peer, code: int | None = None) -> None:
-        """The socket closed. Closed cleanly (a tab closed: 1000/1001) the peer has left; its link
+        """The socket closed. Closed cleanly (see DEPARTED) the peer has left; its link
         lost, it keeps its place for the grace period and the others see it `reconnecting`."""
         if not self._unlink(ws, peer) or self.rooms.local(peer.room, peer.peer_id) is None:
             return
-        if code in (CLOSE_NORMAL, CLOSE_AWAY):
+        if code in DEPARTED:
             await self._leave(peer)
             return
         self.rooms.detach(peer, time.monotonic())

@@ -9,6 +9,7 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import websockets
@@ -759,3 +760,33 @@ async def test_candidate_travels_as_browsers_produce_it(live):
     assert (await b.recv()) == {"type": "candidate", "from": a.peer_id, **end}
     await a.error("bad_candidate", type="candidate", to=b.peer_id, candidate=CAND, usernameFragment=7)
     await a.error("bad_candidate", type="candidate", to=b.peer_id, candidate=CAND, usernameFragment="u" * 257)
+
+
+# ---- send-after-close races ----
+
+
+@embedded
+@listeners
+@settings(signaling_connections_per_user=50, signaling_rate_burst=10_000)
+async def test_leave_then_close_and_close_during_relay_never_crash(live):
+    """Issue #12 item 3: 200 rounds of `leave` followed at once by a close, and of a close while the
+    other peer relays to it; the fixture then finds no error in the server's log."""
+    a = await live.join("a-clinician")
+    tokens = [await live.token("b-specialist") for _ in range(200)]
+    for n, token in enumerate(tokens):
+        b = await live.connect()
+        got = await b.ask(type="join", token=token)
+        assert got["type"] == "joined", got
+        if n % 2:
+            await b.send(type="leave")
+        else:
+            for k in range(5):
+                await a.send(type="offer", to=got["peer_id"], sdp=sdp(k))
+        await b.ws.close(1000 + n % 2)
+    await live.wait(lambda: not live.server.sockets.keys() - {a.peer_id})
+    heard = Counter()
+    with contextlib.suppress(asyncio.TimeoutError):
+        while True:
+            heard[(await a.recv(0.5))["type"]] += 1
+    assert heard["peer-joined"] == heard["peer-left"] == 200, heard  # every one gone at once, none twice
+    await a.alive()
