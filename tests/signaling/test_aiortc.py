@@ -77,6 +77,9 @@ async def test_clinician_and_specialist_connect_talk_and_see(call):
         assert [m for m in candidates if m["candidate"].startswith("candidate:")] and candidates[-1][
             "candidate"
         ] == ""
+        # as browsers send them, each names its ICE username fragment, the one of the offer's m-line
+        ufrag = next(line for line in offer["sdp"].splitlines() if line.startswith("a=ice-ufrag:"))[12:]
+        assert {m["usernameFragment"] for m in candidates} == {ufrag}
         assert await a.ping() < 1.0
     assert a.done.is_set() and b.done.is_set() and la.pc.connectionState == "closed"
     for _ in range(100):  # the server records the leaving after the socket closes
