@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     signaling_rate_burst: int = Field(default=200, ge=1)
     signaling_connections_per_user: int = Field(default=4, ge=1)
     signaling_join_timeout: float = Field(default=5.0, gt=0)
+    # Liveness is the WebSocket protocol's: a ping every interval, and a connection that has not
+    # answered within the timeout is lost (its peer shown `reconnecting`). Browsers answer by themselves.
+    signaling_ping_interval: float = Field(default=20.0, gt=0, le=600)
+    signaling_ping_timeout: float = Field(default=20.0, gt=0, le=600)
+    # Accepted so existing configurations load; a quiet call that answers pings is never closed.
     signaling_idle_timeout: float = Field(default=120.0, gt=0)
     # Call attendance is written this long after a join or departure, in one batch with any others.
     signaling_record_delay: float = Field(default=0.5, ge=0, le=10)

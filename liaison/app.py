@@ -182,7 +182,7 @@ def uvicorn_options(settings: Settings) -> dict:
     return {
         "ws_per_message_deflate": False,
         "ws_max_size": settings.signaling_max_message_bytes,
-        "ws_ping_interval": 20.0,
-        "ws_ping_timeout": 20.0,
+        "ws_ping_interval": settings.signaling_ping_interval,
+        "ws_ping_timeout": settings.signaling_ping_timeout,
         "proxy_headers": False,
     }

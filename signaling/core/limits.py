@@ -1,5 +1,5 @@
-"""The message rate a connection may send: cheap enough for the relay's hot path (idle timeouts,
-which need the event loop, are signaling.edge.idle)."""
+"""The message rate a connection may send: cheap enough for the relay's hot path (liveness is the
+WebSocket's protocol pings, kept by the listeners: signaling.edge)."""
 
 import time
 

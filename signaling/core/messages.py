@@ -14,6 +14,7 @@ Wire = dict[str, Any]  # a JSON object, as it goes on the wire
 MAX_SDP = 60_000
 MAX_CANDIDATE = 2_000
 MAX_ID = 64
+MAX_UFRAG = 256  # ICE allows 4 to 256 characters (RFC 8445 §5.3)
 
 
 class ProtocolError(Exception):
@@ -110,11 +111,13 @@ def _candidate(data: Wire) -> Relay:
         raise ProtocolError("bad_candidate", "'sdpMid' is a short string")
     if index is not None and (isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < 1024):
         raise ProtocolError("bad_candidate", "'sdpMLineIndex' is a small integer")
-    return Relay(
-        "candidate",
-        _string(data, "to", MAX_ID),
-        {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index},
-    )
+    body: Wire = {"candidate": candidate, "sdpMid": mid, "sdpMLineIndex": index}
+    if "usernameFragment" in data:  # browsers send it (RTCIceCandidateInit); it goes on as they sent it
+        ufrag = data["usernameFragment"]
+        if ufrag is not None and (not isinstance(ufrag, str) or len(ufrag) > MAX_UFRAG):
+            raise ProtocolError("bad_candidate", f"'usernameFragment' is a string of at most {MAX_UFRAG}")
+        body["usernameFragment"] = ufrag
+    return Relay("candidate", _string(data, "to", MAX_ID), body)
 
 
 _PARSERS: dict[str, Callable[[Wire], Message]] = {
@@ -137,6 +140,12 @@ def joined(
         answer["resumed"] = True
     answer["ice_servers"] = ice_servers
     return answer
+
+
+def peer_state(peer: Wire, state: str) -> Wire:
+    """A peer's link, told to the others: `reconnecting` (its socket stopped answering; it keeps its
+    place for the grace period) or `connected` (it resumed)."""
+    return {"type": "peer-state", **peer, "state": state}
 
 
 def error(code: str, message: str) -> dict[str, str]:

@@ -149,6 +149,14 @@ class Rooms:
         target.buffer.append(message)
         return []
 
+    def tell_others(self, peer: Peer, message: Wire) -> list[Send]:
+        """`message` to the room's other connected peers (a state change is news only to those listening)."""
+        return [
+            Send(p.peer_id, message)
+            for p in self.rooms.get(peer.room, {}).values()
+            if p is not peer and p.connected and not p.buffer
+        ]
+
     def local(self, room: str, peer_id: str) -> Peer | None:
         return self.rooms.get(room, {}).get(peer_id)
 

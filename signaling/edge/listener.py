@@ -20,7 +20,6 @@ from websockets.http11 import Request, Response
 from api.logs import token_in_query
 
 PATHS = ("/", "/api/v1/signaling")
-PING_EVERY = 20.0
 _KEEPALIVE: dict[Server, asyncio.Task[None]] = {}  # each listener's ping task (Server has no slot for one)
 
 
@@ -98,25 +97,29 @@ async def start(server, *, host: str, port: int) -> Server:
         reuse_port=True,
         server_header=None,
     )
-    _KEEPALIVE[listener] = asyncio.create_task(_keepalive(listener, PING_EVERY), name="signaling-keepalive")
+    _KEEPALIVE[listener] = asyncio.create_task(
+        _keepalive(listener, settings.signaling_ping_interval, settings.signaling_ping_timeout),
+        name="signaling-keepalive",
+    )
     return listener
 
 
-async def _keepalive(listener: Server, every: float) -> None:
-    """Ping every connection each round; one whose previous ping went unanswered is closed (1011)."""
-    waiting: dict[ServerConnection, asyncio.Future[float]] = {}
+async def _keepalive(listener: Server, every: float, timeout: float) -> None:
+    """Ping every connection each round; one that has not answered within `timeout` is cut off, as
+    its close handshake would wait on a peer that no longer answers (its server sees code 1006)."""
     while True:
-        await asyncio.sleep(every)
-        for conn, pong in waiting.items():
-            if not pong.done():
-                asyncio.create_task(conn.close(1011, "keepalive ping timeout"))
-        waiting = {}
+        waiting: dict[ServerConnection, asyncio.Future] = {}
         for conn in list(listener.connections):
             try:
                 # Typed as an awaitable; it is the pong's Future, which is polled (not awaited) above.
                 waiting[conn] = cast("asyncio.Future[float]", await conn.ping())
             except ConnectionClosed:
                 continue
+        await asyncio.sleep(timeout)
+        for conn, pong in waiting.items():
+            if not pong.done() and conn.transport is not None:
+                conn.transport.abort()
+        await asyncio.sleep(max(0.0, every - timeout))
 
 
 async def stop(listener: Server | None) -> None:

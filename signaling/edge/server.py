@@ -38,13 +38,24 @@ from signaling.core.messages import (
     error,
     joined,
     parse,
+    peer_state,
 )
 from signaling.core.rooms import Limits, Peer, Rooms, Send, described, new_peer_id
-from signaling.edge.idle import IdleWatch
 from signaling.fabric.local import Admission
 
 log = logging.getLogger("liaison.signaling")
 CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
+# A socket closed with one of these has left: the client closed it (a tab closed), or this node is
+# shutting down (uvicorn's 1012), where no resume could reach the peer's state.
+DEPARTED = frozenset({CLOSE_NORMAL, CLOSE_AWAY, 1012})
+
+
+def close_code(gone: BaseException) -> int | None:
+    """The close code the client sent, from Starlette's or `websockets`' disconnect (None: no close frame)."""
+    if hasattr(gone, "rcvd"):  # websockets: the close frame received, if any
+        return gone.rcvd.code if gone.rcvd is not None else None
+    code = getattr(gone, "code", None)
+    return code if isinstance(code, int) else None
 
 
 class SignalingServer:
@@ -64,7 +75,6 @@ class SignalingServer:
         # Close orders heard: a join one of them may have raced is checked against the database.
         self.ended = CloseOrders(fabric.ledger.horizon)
         self.fabric = fabric
-        self.idle = IdleWatch(settings.signaling_idle_timeout)
         # What a socket raises when its client has gone; a listener adds its library's own.
         self.disconnects: tuple[type[BaseException], ...] = (WebSocketDisconnect,)
         self._sweeper: asyncio.Task | None = None
@@ -73,11 +83,9 @@ class SignalingServer:
     async def start(self) -> None:
         await self.fabric.start(self._deliver_remote)
         self._sweeper = asyncio.create_task(self._sweep(), name="signaling-sweeper")
-        self.idle.start()
         self.records.start()
 
     async def stop(self) -> None:
-        self.idle.stop()
         if self._sweeper:
             self._sweeper.cancel()
         await self.records.stop()
@@ -96,12 +104,13 @@ class SignalingServer:
         peer = await self._admit(ws)
         if peer is None:
             return
+        code = None
         try:
             await self._serve(ws, peer)
-        except self.disconnects:
-            pass  # the client went away: the end of a connection, not an application error
+        except self.disconnects as gone:  # the client went away: the end of a connection, not an error
+            code = close_code(gone)
         finally:
-            await self._lost(ws, peer)
+            await self._lost(ws, peer, code)
 
     @staticmethod
     async def _receive(ws: WebSocket) -> str | bytes:
@@ -186,7 +195,7 @@ class SignalingServer:
             await ws.send_text(encode(self._joined(peer, remote)))
             await self._flush(ws, peer)
         except Exception:
-            await self._lost(ws, peer)
+            self._unlink(ws, peer)
             self.rooms.leave(peer)
             await self.fabric.left(peer.room, peer.public())
             raise
@@ -237,10 +246,13 @@ class SignalingServer:
         except (
             Exception
         ):  # gone again: detached (not stuck 'connected'), what it missed kept for the next resume
-            await self._lost(ws, peer)
+            if self._unlink(ws, peer):
+                self.rooms.detach(peer, time.monotonic())
             peer.buffer[:0] = queued[sent:]
             raise
-        if old is not None:  # the old link is half-open; this one took its place
+        if old is None:  # it was shown reconnecting
+            await self._tell_state(peer, "connected")
+        else:  # the old link is half-open; this one took its place
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(CLOSE_NORMAL, "resumed on another connection"), 1)
         return peer
@@ -297,41 +309,25 @@ class SignalingServer:
             Bucket(self.s.signaling_rate_per_second, self.s.signaling_rate_burst),
             self.s.signaling_max_message_bytes,
         )
-        dropped, idle, task = 0, self.idle, asyncio.current_task()
-        assert task is not None  # the connection's own task runs this
+        dropped = 0
         # A socket may offer `recv` (text or bytes) itself: one coroutine frame less per connection.
+        # No idle timeout: a quiet call is alive while its socket answers protocol pings.
         recv = getattr(ws, "recv", None) or functools.partial(self._receive, ws)
-        try:
-            while True:
-                idle.begin(task)
-                try:
-                    raw = await recv()
-                except asyncio.CancelledError:
-                    if not idle.expired(task):
-                        raise
-                    await self._refuse(ws, "idle_timeout", "No message within the idle timeout", CLOSE_AWAY)
+        while True:
+            raw = await recv()
+            if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
+                await self._refuse(ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG)
+                return
+            if not bucket.take():
+                dropped += 1
+                if dropped > self.s.signaling_rate_burst:
+                    await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
                     return
-                finally:
-                    idle.end(task)
-                if len(raw) > limit:  # uvicorn enforces this first (1009); this guards other servers
-                    await self._refuse(
-                        ws, "too_large", f"Messages are limited to {limit} bytes", CLOSE_TOO_BIG
-                    )
-                    return
-                if not bucket.take():
-                    dropped += 1
-                    if dropped > self.s.signaling_rate_burst:
-                        await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
-                        return
-                    await ws.send_text(
-                        encode(error("rate_limited", "Too many messages; this one was dropped"))
-                    )
-                    continue
-                dropped = 0
-                if not await self._on_message(ws, peer, raw):
-                    return
-        finally:
-            idle.end(task)
+                await ws.send_text(encode(error("rate_limited", "Too many messages; this one was dropped")))
+                continue
+            dropped = 0
+            if not await self._on_message(ws, peer, raw):
+                return
 
     async def _on_message(self, ws: WebSocket, peer: Peer, raw: str | bytes) -> bool:
         """Act on one message; False when the peer is done."""
@@ -343,7 +339,8 @@ class SignalingServer:
                 await ws.send_text('{"type":"pong"}')
             elif isinstance(msg, Leave):
                 await self._leave(peer)
-                await ws.close(CLOSE_NORMAL)
+                with contextlib.suppress(Exception):  # the client may close first: it is gone either way
+                    await ws.close(CLOSE_NORMAL)
                 return False
             else:
                 raise ProtocolError("already_joined", "This connection has already joined")
@@ -369,14 +366,35 @@ class SignalingServer:
                 except Exception:
                     pass
 
-    async def _lost(self, ws: WebSocket, peer: Peer) -> None:
-        """The socket closed: a peer that did not leave keeps its place for the grace period."""
+    async def _lost(self, ws: WebSocket, peer: Peer, code: int | None = None) -> None:
+        """The socket closed. Closed cleanly (see DEPARTED) the peer has left; its link
+        lost, it keeps its place for the grace period and the others see it `reconnecting`."""
+        if not self._unlink(ws, peer) or self.rooms.local(peer.room, peer.peer_id) is None:
+            return
+        if code in DEPARTED:
+            await self._leave(peer)
+            return
+        self.rooms.detach(peer, time.monotonic())
+        await self._tell_state(peer, "reconnecting")
+
+    def _unlink(self, ws: WebSocket, peer: Peer) -> bool:
+        """Forget the peer's socket; False if it was already replaced by a resumed one, or gone."""
         if self.sockets.get(peer.peer_id) is not ws:
-            return  # already replaced by a resumed connection, or gone
+            return False
         del self.sockets[peer.peer_id]
         self.per_user[peer.user_id] -= 1
-        if self.rooms.local(peer.room, peer.peer_id) is not None:
-            self.rooms.detach(peer, time.monotonic())
+        return True
+
+    async def _tell_state(self, peer: Peer, state: str) -> None:
+        """Tell the room's other peers, here and on other nodes, how this one's link stands."""
+        message = peer_state(peer.public(), state)
+        await self._send_all(self.rooms.tell_others(peer, message))
+        try:
+            remote = await self.fabric.remote_peers(peer.room)
+            for other in remote:
+                await self.fabric.forward(peer.room, other["peer_id"], message)
+        except ProtocolError:  # Redis away: the others learn it from peer-left or the peer's return
+            pass
 
     async def _leave(self, peer: Peer) -> None:
         await self._send_all(self.rooms.leave(peer))

@@ -278,7 +278,11 @@ class RedisFabric:
 
     def _leave(self, room: str, peer_id: str) -> scripts.Leave:
         return scripts.Leave(
-            room_key=self._room_prefix + room, channel=self._events, room=room, peer_id=peer_id
+            room_key=self._room_prefix + room,
+            key_ttl_ms=self.key_ttl_ms,
+            channel=self._events,
+            room=room,
+            peer_id=peer_id,
         )
 
     async def _run(self, call: Script):

@@ -88,17 +88,24 @@ class Join(Script):
 
 @fabric_script(
     """
+local now = now_ms()
+-- The tombstone: a heartbeat of the peer's node that read its entry before this leave, and reaches
+-- Redis after it (another connection), must not put it back and announce it joined again.
+redis.call('HSET', room_key, '~gone:' .. peer_id, string.format('%d', now))
+redis.call('PEXPIRE', room_key, key_ttl_ms)
 local v = redis.call('HGET', room_key, peer_id)
 if not v then return 0 end
 redis.call('HDEL', room_key, peer_id)
-announce(channel, room, bump(room_key, now_ms()), 'peer-left', cjson.decode(v))
+announce(channel, room, bump(room_key, now), 'peer-left', cjson.decode(v))
 return 1
 """
 )
 class Leave(Script):
-    """A peer leaves its room; answers 1, or 0 if it was not there (expired and announced already)."""
+    """A peer leaves its room for good; answers 1, or 0 if it was not there (expired and announced
+    already, or its join never reached Redis)."""
 
     room_key: str = key()
+    key_ttl_ms: int = arg()  # how long the room's hash (and so the tombstone) lives without a heartbeat
     channel: str = arg()
     room: str = arg()
     peer_id: str = arg()
@@ -111,13 +118,17 @@ local expires = now + tonumber(ttl_ms)
 for _, entry in ipairs(entries) do
   local e = cjson.decode(entry)
   e.expires = expires
-  if redis.call('HSET', room_key, e.peer_id, cjson.encode(e)) == 1 then
+  if redis.call('HEXISTS', room_key, '~gone:' .. e.peer_id) == 0  -- left since this beat read it
+      and redis.call('HSET', room_key, e.peer_id, cjson.encode(e)) == 1 then
     announce(channel, room, bump(room_key, now), 'peer-joined', e)  -- swept while this node stalled
   end
 end
 local all = redis.call('HGETALL', room_key)
 for i = 1, #all, 2 do
-  if string.byte(all[i], 1) ~= 126 then
+  if string.sub(all[i], 1, 6) == '~gone:' then
+    -- peer ids are never reused: a tombstone only has to outlast a heartbeat in flight
+    if tonumber(all[i + 1]) < now - tonumber(key_ttl_ms) then redis.call('HDEL', room_key, all[i]) end
+  elseif string.byte(all[i], 1) ~= 126 then
     local e = cjson.decode(all[i + 1])
     if e.node ~= me and tonumber(e.expires) < now then
       redis.call('HDEL', room_key, all[i])

@@ -45,7 +45,7 @@ class CallClient:
         token: str,
         *,
         video=ColorTrack,
-        keepalive: float = 25.0,
+        keepalive: float | None = 25.0,
         resume_window: float = 30.0,
         resume_delay: float = 0.0,
     ) -> None:
@@ -80,8 +80,9 @@ class CallClient:
         self.mesh.ice_servers, self.mesh.peer_id = joined["ice_servers"], joined["peer_id"]
         self._tasks = [
             asyncio.create_task(self._read(), name="call-reader"),
-            asyncio.create_task(self._keep_alive(), name="call-keepalive"),
         ]
+        if self.keepalive is not None:
+            self._tasks.append(asyncio.create_task(self._keep_alive(), name="call-keepalive"))
         for peer in joined["peers"]:
             await self.mesh.offer(peer)
         return joined
@@ -176,9 +177,13 @@ class CallClient:
                 self._outbox.pop(0)
 
     async def _keep_alive(self) -> None:
-        """A ping now and then, so that the server's idle timeout never ends a quiet call."""
+        """An application ping now and then (optional: `keepalive=None` leaves liveness to the
+        WebSocket's protocol pings, which `websockets` answers as browsers do)."""
+        every = self.keepalive
+        if every is None:
+            return
         while True:
-            await asyncio.sleep(self.keepalive)
+            await asyncio.sleep(every)
             await self._send({"type": "ping"})
 
     async def ping(self, timeout: float = 5.0) -> float:

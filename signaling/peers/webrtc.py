@@ -41,19 +41,30 @@ def rtc_configuration(ice_servers: list[dict] | None) -> RTCConfiguration:
 
 def split_candidates(sdp: str) -> tuple[str, list[dict]]:
     """The SDP without its candidates, and one `candidate` message body per candidate followed by
-    an end-of-candidates marker for each m-line."""
-    kept, found, mids, index = [], [], {}, -1
+    an end-of-candidates marker for each m-line, each with its m-line's ICE username fragment as
+    browsers send it (session-level when the m-line names none)."""
+    kept, found, mids, ufrags, index = [], [], {}, {}, -1
     for line in sdp.splitlines():
         if line.startswith("m="):
             index += 1
         elif line.startswith("a=mid:"):
             mids[index] = line[6:]
+        elif line.startswith("a=ice-ufrag:"):
+            ufrags[index] = line[12:]
         if line.startswith("a=candidate:") and index >= 0:
             found.append((index, line[2:]))
         elif line != "a=end-of-candidates":
             kept.append(line)
-    bodies = [{"candidate": c, "sdpMid": mids.get(i), "sdpMLineIndex": i} for i, c in found]
-    bodies += [{"candidate": "", "sdpMid": mids.get(i), "sdpMLineIndex": i} for i in range(index + 1)]
+    found += [(i, "") for i in range(index + 1)]
+    bodies = [
+        {
+            "candidate": c,
+            "sdpMid": mids.get(i),
+            "sdpMLineIndex": i,
+            "usernameFragment": ufrags.get(i, ufrags.get(-1)),
+        }
+        for i, c in found
+    ]
     return "\r\n".join(kept) + "\r\n", bodies
 
 

@@ -12,3 +12,9 @@ def no_default_stun(monkeypatch):
         raise AssertionError("an RTCPeerConnection was made without Liaison's ICE servers")
 
     monkeypatch.setattr(RTCIceGatherer, "getDefaultIceServers", refuse)
+
+
+@pytest.fixture
+def route(request) -> str:
+    """Which listener a live test talks to: the API's ASGI route (default) or the dedicated port."""
+    return getattr(request, "param", "asgi")

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from signaling.models import Attendance
 from signaling.peers.client import CallClient
 from signaling.peers.webrtc import ColorTrack, Mesh, frame_color
-from tests.live import accepted_consult, live_world
+from tests.live import accepted_consult, free_port, live_world
 
 # Both configurations: in the scaled one, presence and single-use tokens go through Redis.
 both = pytest.mark.parametrize("env", ["embedded", "scaled"], indirect=True)
@@ -77,6 +77,9 @@ async def test_clinician_and_specialist_connect_talk_and_see(call):
         assert [m for m in candidates if m["candidate"].startswith("candidate:")] and candidates[-1][
             "candidate"
         ] == ""
+        # as browsers send them, each names its ICE username fragment, the one of the offer's m-line
+        ufrag = next(line for line in offer["sdp"].splitlines() if line.startswith("a=ice-ufrag:"))[12:]
+        assert {m["usernameFragment"] for m in candidates} == {ufrag}
         assert await a.ping() < 1.0
     assert a.done.is_set() and b.done.is_set() and la.pc.connectionState == "closed"
     for _ in range(100):  # the server records the leaving after the socket closes
@@ -230,3 +233,24 @@ async def test_both_call_each_other_at_once():
             task.cancel()
         for mesh in meshes.values():
             await mesh.close()
+
+
+@pytest.mark.parametrize("env", ["embedded"], indirect=True)
+@pytest.mark.parametrize("route", ["asgi", "port"])
+async def test_quiet_call_without_app_pings_outlives_the_idle_timeout(env, route):
+    """Offer and answer done, nothing more said: protocol pings alone keep both sockets and the media."""
+    port = {"signaling_port": free_port()} if route == "port" else {}
+    quick = {"signaling_idle_timeout": 0.5, "signaling_ping_interval": 0.2, "signaling_ping_timeout": 0.5}
+    async with live_world(env, **quick, **port) as (app, host, w):
+        consult = await accepted_consult(app, w, CONSULT)
+        async with (
+            await client_for(w, consult, "a-clinician", keepalive=None) as a,
+            await client_for(w, consult, "b-specialist", keepalive=None) as b,
+        ):
+            assert a.url.endswith(f":{port['signaling_port']}/api/v1/signaling") if port else True
+            [la], [lb] = await a.wait_connected(1), await b.wait_connected(1)
+            await asyncio.sleep(2.0)  # four idle timeouts
+            assert not a.done.is_set() and not b.done.is_set() and a.resumes == b.resumes == 0
+            assert la.pc.connectionState == lb.pc.connectionState == "connected"
+            assert not [m for m in a.seen + b.seen if m["type"] in ("peer-left", "peer-state", "error")]
+            await talk(a, b, "still here")

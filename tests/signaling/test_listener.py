@@ -43,6 +43,8 @@ async def test_call_token_names_the_port_and_peers_relay_there(call):
         with pytest.raises(websockets.ConnectionClosed) as closed:
             await asyncio.wait_for(wa.recv(), 5)
         assert closed.value.rcvd.code == 1009
+        # cut off by the server, not gone of its own will: shown reconnecting (it may resume)
+        assert (await recv(wb))["state"] == "reconnecting"
         await wb.send(json.dumps({"type": "ping"}))
         assert (await recv(wb))["type"] == "pong"  # the other peer is still served
 

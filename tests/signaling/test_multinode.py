@@ -466,3 +466,27 @@ async def test_room_state_lost_in_redis_heals_without_announcements(fabrics, env
     await f2.left(room, {"peer_id": "b", "user_id": "ub"})
     await asyncio.sleep(0.2)
     assert r1.sent["a"][-1] == {"type": "peer-left", "peer_id": "b", "user_id": "ub"}
+
+
+async def test_a_lost_link_is_shown_on_the_other_node(cluster):
+    """b's link on node 1 is cut: a, on node 0, hears `reconnecting`, then `connected` once b resumed."""
+    a, _ = await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    assert (await recv(a))["type"] == "peer-joined"
+    b.transport.abort()
+    state = await recv(a)
+    assert state == {
+        "type": "peer-state",
+        "peer_id": joined_b["peer_id"],
+        "user_id": str(cluster.w.users["b-specialist"]),
+        "state": "reconnecting",
+    }
+    b2 = await cluster.stack.enter_async_context(
+        websockets.connect(f"ws://{cluster.nodes[1].host}/api/v1/signaling", compression=None)
+    )
+    await b2.send(json.dumps({"type": "resume", "resume": joined_b["resume"]}))
+    assert (await recv(b2))["peer_id"] == joined_b["peer_id"]
+    assert (await recv(a))["state"] == "connected"
+    await b2.send(json.dumps({"type": "leave"}))
+    assert (await recv(a))["type"] == "peer-left"
+    await quiet(a, 1.0)

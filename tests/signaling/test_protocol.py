@@ -9,19 +9,22 @@ import json
 import logging
 import time
 import uuid
+from collections import Counter
 
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from tests.conftest import make_settings, reset_env, seed_world
-from tests.live import http, put_on_call, serve
+from tests.live import free_port, http, put_on_call, serve
 
 CONSULT = {"specialty": "trauma-surgery", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 CAND = "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host"
 
 embedded = pytest.mark.parametrize("env", ["embedded"], indirect=True)
+# Both listeners: the API's ASGI route (uvicorn) and the dedicated port (`websockets`).
+listeners = pytest.mark.parametrize("route", ["asgi", "port"], indirect=True)
 
 
 def settings(**overrides):
@@ -38,6 +41,7 @@ class Sock:
     def __init__(self, ws) -> None:
         self.ws = ws
         self.joined: dict | None = None
+        self.states: list[dict] = []  # peer-state messages heard, kept apart (see recv)
 
     @property
     def peer_id(self) -> str:
@@ -46,8 +50,14 @@ class Sock:
     async def send(self, **msg) -> None:
         await self.ws.send(json.dumps(msg))
 
-    async def recv(self, timeout: float = 5) -> dict:
-        return json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+    async def recv(self, timeout: float = 5, *, states: bool = False) -> dict:
+        """The next message; peer-state news goes to `states` unless asked for, as a link's ups and
+        downs may interleave with anything a test expects."""
+        while True:
+            got = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
+            if states or got.get("type") != "peer-state":
+                return got
+            self.states.append(got)
 
     async def ask(self, timeout: float = 5, **msg) -> dict:
         await self.send(**msg)
@@ -70,7 +80,7 @@ class Sock:
 
     async def quiet(self, seconds: float = 0.2) -> None:
         with pytest.raises(asyncio.TimeoutError):
-            got = await asyncio.wait_for(self.ws.recv(), seconds)
+            got = await self.recv(seconds)
             raise AssertionError(f"expected nothing, got {got}")
 
     async def alive(self) -> None:
@@ -80,8 +90,9 @@ class Sock:
 class Live:
     """A real server with the seeded world and one accepted consult (a-clinician ↔ b-specialist)."""
 
-    def __init__(self, app, host, w, stack) -> None:
+    def __init__(self, app, host, w, stack, ws_url: str | None = None) -> None:
         self.app, self.host, self.w, self.stack = app, host, w, stack
+        self.ws_url = ws_url or f"ws://{host}/api/v1/signaling"
         self.consult: dict = {}
 
     @property
@@ -113,7 +124,7 @@ class Live:
     async def connect(self, origin: str | None = None) -> Sock:
         ws = await self.stack.enter_async_context(
             websockets.connect(
-                f"ws://{self.host}/api/v1/signaling",
+                self.ws_url,
                 compression=None,
                 proxy=None,
                 origin=origin,
@@ -217,11 +228,16 @@ def server_errors(caplog) -> list[str]:
 
 
 @pytest.fixture
-async def live(env, settings_overrides, caplog):
+async def live(env, settings_overrides, route, caplog):
     await reset_env(env)
+    port = free_port() if route == "port" else None
+    overrides = settings_overrides | ({"signaling_port": port} if port else {})
+    uvicorn_errors = logging.getLogger("uvicorn.error")  # it does not propagate to caplog's handler
+    uvicorn_errors.addHandler(caplog.handler)
     async with contextlib.AsyncExitStack() as stack:
+        stack.callback(uvicorn_errors.removeHandler, caplog.handler)
         app, host = await stack.enter_async_context(
-            serve(make_settings(env["database_url"], env["redis_url"], **settings_overrides))
+            serve(make_settings(env["database_url"], env["redis_url"], **overrides))
         )
         w = await seed_world(app, await stack.enter_async_context(http(host)))
         await put_on_call(
@@ -232,7 +248,8 @@ async def live(env, settings_overrides, caplog):
         )
         sockets = contextlib.AsyncExitStack()
         stack.push_async_callback(sockets.aclose)  # sockets close before the server stops
-        live = Live(app, host, w, sockets)
+        url = f"ws://127.0.0.1:{port}/api/v1/signaling" if port else f"ws://{host}/api/v1/signaling"
+        live = Live(app, host, w, sockets, url)
         live.consult = await live.new_consult()
         yield live
     assert server_errors(caplog) == []  # never a crash, whatever the clients did
@@ -472,22 +489,42 @@ async def test_no_join_within_timeout_closes_1008(live):
 
 
 @embedded
-@settings(signaling_idle_timeout=1.0)
-async def test_idle_timeout_closes_1001(live):
+@listeners
+@settings(signaling_idle_timeout=0.5, signaling_ping_interval=0.2, signaling_ping_timeout=0.5)
+async def test_quiet_call_that_answers_pings_stays(live):
+    """No application ping for four idle timeouts: the sockets answer protocol pings, so the call lives."""
     a, b = await live.pair()
-    idle = await live.join("a-clinician")
-    await a.recv(), await b.recv()
-    started = time.monotonic()
-    closing = asyncio.create_task(idle.closed())
-    while not closing.done():  # the pair keeps talking; the third says nothing
-        await a.alive()
-        await b.alive()
-        await asyncio.sleep(0.15)
-        assert time.monotonic() - started < 5
-    got, code = closing.result()
-    assert [m["code"] for m in got] == ["idle_timeout"] and code == 1001
-    assert time.monotonic() - started > 0.9
+    await asyncio.sleep(2.0)
     await relays(a, b)
+    assert a.states == b.states == []
+
+
+@embedded
+@listeners
+@settings(signaling_ping_interval=0.2, signaling_ping_timeout=0.4, signaling_grace_seconds=1.5)
+async def test_peer_that_stops_answering_is_reconnecting_then_left(live):
+    a, b = await live.pair()
+    b.ws.transport.pause_reading()  # b's pings go unanswered, as when its network is gone
+    started = time.monotonic()
+    public = {"peer_id": b.peer_id, "user_id": str(live.w.users["b-specialist"])}
+    assert (await a.recv(3, states=True)) == {"type": "peer-state", **public, "state": "reconnecting"}
+    assert time.monotonic() - started < 1.5
+    assert (await a.recv(4, states=True)) == {"type": "peer-left", **public}
+    assert time.monotonic() - started > 1.5
+    abort(b)
+
+
+@embedded
+@listeners
+@settings(signaling_grace_seconds=30.0)
+@pytest.mark.parametrize("code", [1000, 1001])
+async def test_socket_closed_without_leave_departs_at_once(live, code):
+    """A tab closed (1001) or a client closing politely (1000) has left: no 30 s grace."""
+    a, b = await live.pair()
+    await b.ws.close(code)
+    assert (await a.recv(1, states=True))["type"] == "peer-left"
+    assert a.states == []
+    await live.refused("resume_failed", {"type": "resume", "resume": b.joined["resume"]})
 
 
 # ---- rate ----
@@ -606,7 +643,8 @@ async def test_resume_within_grace(live):
     assert got == [{"type": "offer", "from": a.peer_id, "sdp": sdp(n)} for n in range(5)] + [
         {"type": "candidate", "from": a.peer_id, "candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0}
     ]
-    await a.quiet(0.3)  # a saw no peer-left (nor a new peer-joined)
+    await a.quiet(0.3)  # a saw no peer-left (nor a new peer-joined), only b's link going and coming
+    assert [m["state"] for m in a.states] == ["reconnecting", "connected"]
     await relays(a, b2)
     await b2.send(type="leave")
     assert (await a.recv())["type"] == "peer-left"
@@ -720,3 +758,51 @@ async def test_resume_while_messages_keep_coming(live):
     assert [m["sdp"] for m in got[1:]] == [sdp(n) for n in range(total)]
     b2.joined = got[0]
     await relays(a, b2)
+
+
+# ---- candidates ----
+
+
+@embedded
+@listeners
+async def test_candidate_travels_as_browsers_produce_it(live):
+    """RTCIceCandidate.toJSON(): candidate, sdpMid, sdpMLineIndex, usernameFragment, relayed intact."""
+    a, b = await live.pair()
+    sent = {"candidate": CAND, "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": "Xk3f"}
+    await a.send(type="candidate", to=b.peer_id, **sent)
+    assert (await b.recv()) == {"type": "candidate", "from": a.peer_id, **sent}
+    end = {"candidate": "", "sdpMid": "0", "sdpMLineIndex": 0, "usernameFragment": None}
+    await a.send(type="candidate", to=b.peer_id, **end)
+    assert (await b.recv()) == {"type": "candidate", "from": a.peer_id, **end}
+    await a.error("bad_candidate", type="candidate", to=b.peer_id, candidate=CAND, usernameFragment=7)
+    await a.error("bad_candidate", type="candidate", to=b.peer_id, candidate=CAND, usernameFragment="u" * 257)
+
+
+# ---- send-after-close races ----
+
+
+@embedded
+@listeners
+@settings(signaling_connections_per_user=50, signaling_rate_burst=10_000)
+async def test_leave_then_close_and_close_during_relay_never_crash(live):
+    """Issue #12 item 3: 200 rounds of `leave` followed at once by a close, and of a close while the
+    other peer relays to it; the fixture then finds no error in the server's log."""
+    a = await live.join("a-clinician")
+    tokens = [await live.token("b-specialist") for _ in range(200)]
+    for n, token in enumerate(tokens):
+        b = await live.connect()
+        got = await b.ask(type="join", token=token)
+        assert got["type"] == "joined", got
+        if n % 2:
+            await b.send(type="leave")
+        else:
+            for k in range(5):
+                await a.send(type="offer", to=got["peer_id"], sdp=sdp(k))
+        await b.ws.close(1000 + n % 2)
+    await live.wait(lambda: not live.server.sockets.keys() - {a.peer_id})
+    heard = Counter()
+    with contextlib.suppress(asyncio.TimeoutError):
+        while True:
+            heard[(await a.recv(0.5))["type"]] += 1
+    assert heard["peer-joined"] == heard["peer-left"] == 200, heard  # every one gone at once, none twice
+    await a.alive()

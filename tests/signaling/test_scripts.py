@@ -2,6 +2,7 @@
 the script's input lines and the caller's lists come from the same fields, no body indexes KEYS or
 ARGV itself, and a description that could not be called right is refused when it is declared."""
 
+import json
 import re
 
 import pytest
@@ -114,3 +115,46 @@ def test_every_fabric_script_reads_its_inputs_by_name_only(described):
         assert [int(i) for _, t, i in declared if t == table] == list(
             range(1, 1 + sum(t == table for _, t, _ in declared))
         )
+
+
+async def run(redis: Redis, call: Script):
+    keys = call.keys()
+    return await redis.eval(call.SOURCE, len(keys), *keys, *call.args())
+
+
+async def test_a_heartbeat_read_before_a_leave_does_not_bring_the_peer_back(redis_url):
+    """Issue #12 item 4: the heartbeat's pipeline and the leave travel on different connections; a
+    beat that read the peer's entry before it left, arriving after the leave, must not re-enter it
+    (and announce a ghost `peer-joined`). Its node's other peers are still refreshed."""
+    redis = Redis.from_url(redis_url)
+    room_key, channel = "liaison:sig:room:test-ghost", "liaison:sig:test:events"
+    gone, stays = (f'{{"peer_id":"{p}","user_id":"u","node":"n1"}}' for p in ("p-gone", "p-stays"))
+    beat = scripts.Heartbeat(
+        room_key=room_key,
+        me="n1",
+        ttl_ms=10_000,
+        key_ttl_ms=60_000,
+        channel=channel,
+        room="r",
+        entries=(gone, stays),
+    )
+    try:
+        await redis.delete(room_key)
+        await run(redis, beat)
+        async with redis.pubsub() as pubsub:
+            await pubsub.subscribe(channel)
+            await pubsub.get_message(timeout=1)  # the subscription's confirmation
+            leave = scripts.Leave(
+                room_key=room_key, key_ttl_ms=60_000, channel=channel, room="r", peer_id="p-gone"
+            )
+            assert await run(redis, leave) == 1
+            await run(redis, beat)  # the stale beat, still naming p-gone
+            heard = []
+            while (message := await pubsub.get_message(timeout=0.3)) is not None:
+                heard.append(json.loads(message["data"])["event"])
+        assert heard == ["peer-left"]
+        assert not await redis.hexists(room_key, "p-gone") and await redis.hexists(room_key, "p-stays")
+        assert await redis.pttl(room_key) > 0
+    finally:
+        await redis.delete(room_key)
+        await redis.aclose()
