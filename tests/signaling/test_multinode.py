@@ -475,6 +475,7 @@ async def test_a_lost_link_is_shown_on_the_other_node(cluster):
     assert (await recv(a))["type"] == "peer-joined"
     b.transport.abort()
     state = await recv(a)
+    assert state.pop("role") and state.pop("name")  # described as in peer-joined (checked there)
     assert state == {
         "type": "peer-state",
         "peer_id": joined_b["peer_id"],

@@ -506,7 +506,12 @@ async def test_peer_that_stops_answering_is_reconnecting_then_left(live):
     a, b = await live.pair()
     b.ws.transport.pause_reading()  # b's pings go unanswered, as when its network is gone
     started = time.monotonic()
-    public = {"peer_id": b.peer_id, "user_id": str(live.w.users["b-specialist"])}
+    public = {
+        "peer_id": b.peer_id,
+        "user_id": str(live.w.users["b-specialist"]),
+        "role": "assignee",
+        "name": "b-specialist",
+    }
     assert (await a.recv(3, states=True)) == {"type": "peer-state", **public, "state": "reconnecting"}
     assert time.monotonic() - started < 1.5
     assert (await a.recv(4, states=True)) == {"type": "peer-left", **public}
