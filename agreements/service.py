@@ -144,11 +144,11 @@ async def served(
     at = at or datetime.now(UTC)
     rows = (
         await session.execute(
-            select(Agreement.requesting_org_id, Agreement.specialties).where(
-                Agreement.providing_org_id == providing_org_id,
-                Agreement.status == S.active,
-                Agreement.valid_from <= at,
-                Agreement.valid_until > at,
+            select(col(Agreement.requesting_org_id), col(Agreement.specialties)).where(
+                col(Agreement.providing_org_id) == providing_org_id,
+                col(Agreement.status) == S.active,
+                col(Agreement.valid_from) <= at,
+                col(Agreement.valid_until) > at,
             )
         )
     ).all()

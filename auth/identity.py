@@ -96,8 +96,8 @@ async def _external(session: AsyncSession, ctx: AuthContext, token: str, issuer:
     idps = (
         await session.execute(
             select(IdentityProvider)
-            .where(IdentityProvider.issuer == issuer, IdentityProvider.is_active)
-            .order_by(IdentityProvider.created_at)
+            .where(col(IdentityProvider.issuer) == issuer, col(IdentityProvider.is_active))
+            .order_by(col(IdentityProvider.created_at))
         )
     ).scalars()
     users = [user for idp in idps if (user := await _through(session, ctx, idp, token, kid)) is not None]
@@ -143,7 +143,7 @@ async def _through(
         await session.execute(
             select(User)
             .join(ExternalIdentity, col(ExternalIdentity.user_id) == col(User.id))
-            .where(col(ExternalIdentity.idp_id) == idp.id, ExternalIdentity.subject == subject)
+            .where(col(ExternalIdentity.idp_id) == idp.id, col(ExternalIdentity.subject) == subject)
         )
     ).scalar_one_or_none()
     if user is None or not user.is_active or user.org_id != idp.org_id:
