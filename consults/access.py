@@ -81,10 +81,13 @@ async def load(
 async def covered(session: AsyncSession, actor: Actor) -> ColumnElement[bool]:
     """A filter on consults: the actor's org's own, and other orgs' only where an agreement in force
     now still lets them to the actor's org (what `view_of` decides one consult at a time)."""
-    partners = await served(session, providing_org_id=actor.org_id) if actor.org_id else {}
+    partners = await served(session, providing_org_id=actor.org_id)
     return or_(
-        Consult.org_id == actor.org_id,
-        *(and_(Consult.org_id == org, Consult.specialty.in_(sorted(s))) for org, s in partners.items()),
+        col(Consult.org_id) == actor.org_id,
+        *(
+            and_(col(Consult.org_id) == org, col(Consult.specialty).in_(sorted(s)))
+            for org, s in partners.items()
+        ),
         false(),
     )
 
@@ -109,7 +112,7 @@ async def admit(session: AsyncSession, actor: Actor, events: list[dict]) -> list
     ids = {uuid.UUID(e["consult_id"]) for e in events if e.get("consult_id")}
     if not ids:
         return events
-    consults = list((await session.execute(select(Consult).where(Consult.id.in_(ids)))).scalars())
+    consults = list((await session.execute(select(Consult).where(col(Consult.id).in_(ids)))).scalars())
     views = {str(c.id): await view_of(session, actor, c) for c in consults}
     owners = {str(c.id): c.org_id for c in consults}
     admitted = [e for e in events if _admitted(e, views)]
