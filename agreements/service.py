@@ -116,11 +116,13 @@ async def covered_until(
 
 
 # Read for every consult routed and every cross-org event sent: built once, rows not ORM objects.
-_IN_FORCE = select(Agreement.providing_org_id, Agreement.specialties, Agreement.valid_until).where(
-    Agreement.requesting_org_id == bindparam("org"),
-    Agreement.status == S.active,
-    Agreement.valid_from <= bindparam("at"),
-    Agreement.valid_until > bindparam("at"),
+_IN_FORCE = select(
+    col(Agreement.providing_org_id), col(Agreement.specialties), col(Agreement.valid_until)
+).where(
+    col(Agreement.requesting_org_id) == bindparam("org"),
+    col(Agreement.status) == S.active,
+    col(Agreement.valid_from) <= bindparam("at"),
+    col(Agreement.valid_until) > bindparam("at"),
 )
 
 
@@ -140,11 +142,11 @@ async def served(
     at = at or datetime.now(UTC)
     rows = (
         await session.execute(
-            select(Agreement.requesting_org_id, Agreement.specialties).where(
-                Agreement.providing_org_id == providing_org_id,
-                Agreement.status == S.active,
-                Agreement.valid_from <= at,
-                Agreement.valid_until > at,
+            select(col(Agreement.requesting_org_id), col(Agreement.specialties)).where(
+                col(Agreement.providing_org_id) == providing_org_id,
+                col(Agreement.status) == S.active,
+                col(Agreement.valid_from) <= at,
+                col(Agreement.valid_until) > at,
             )
         )
     ).all()

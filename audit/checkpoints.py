@@ -101,7 +101,7 @@ def _verified(number: int, text: str, keys: dict[str, Ed25519PublicKey]) -> Chec
     try:
         fields = json.loads(text)
         cp = Checkpoint(**{name: fields[name] for name in ("seq", "hash", "at", "key", "sig")})
-        if not isinstance(cp.seq, int) or cp.seq < 1:
+        if not isinstance(fields["seq"], int) or cp.seq < 1:
             raise ValueError("seq")
         signature = base64.b64decode(cp.sig, validate=True)
     except (ValueError, KeyError, TypeError) as exc:

@@ -252,8 +252,10 @@ async def verify_against(session: AsyncSession, checkpoints: list[Checkpoint]) -
 
 
 async def _hashes(session: AsyncSession, seqs: set[int], batch: int = 1000) -> dict[int, str | None]:
-    wanted, found = sorted(seqs), {}
+    wanted, found = sorted(seqs), dict[int, str | None]()
     for i in range(0, len(wanted), batch):
-        query = select(AuditEvent.seq, AuditEvent.hash).where(AuditEvent.seq.in_(wanted[i : i + batch]))
-        found.update({seq: h for seq, h in (await session.execute(query)).all()})
+        seq_col = col(AuditEvent.seq)
+        query = select(seq_col, col(AuditEvent.hash)).where(seq_col.in_(wanted[i : i + batch]))
+        # Rows matched by seq IN (...) are sealed ones: their seq is never NULL.
+        found.update({seq: h for seq, h in (await session.execute(query)).all() if seq is not None})
     return found

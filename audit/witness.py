@@ -10,6 +10,7 @@ import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlmodel import col
 
 from api.settings import Settings
 from audit.checkpoints import Checkpoint, load_private, sign
@@ -94,7 +95,7 @@ class Checkpointer:
 
 
 async def _head(session: AsyncSession) -> AuditHead:
-    return (await session.execute(select(AuditHead).where(AuditHead.id == 1))).scalar_one()
+    return (await session.execute(select(AuditHead).where(col(AuditHead.id) == 1))).scalar_one()
 
 
 def from_settings(settings: Settings) -> Checkpointer | None:

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import secrets
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, unquote
 
@@ -30,7 +31,7 @@ MAX_FORM_FIELDS = 10
 
 
 async def create_client(
-    session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, name: str, scopes: list[str]
+    session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, name: str, scopes: Sequence[str]
 ) -> ClientCreated:
     """Register a client; its secret is returned this once and stored only as a digest."""
     ensure_own_org(actor, org_id)

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from api.db import commit
 from audit.service import record
 from auth.models import IdentityProvider, User
-from auth.principal import ANONYMOUS
+from auth.principal import ANONYMOUS, Caller
 
 log = logging.getLogger("liaison.audit")
 _OWNERS: dict[str, tuple] = {}
@@ -34,7 +34,7 @@ owned_by("idp_id", IdentityProvider.org_id)
 
 async def record_denial(request: Request, exc: Exception) -> None:
     """One audit event per refused request and owning org; its own transaction, as the request's rolls back."""
-    actor = getattr(request.state, "actor", None) or ANONYMOUS.with_request(
+    actor: Caller = getattr(request.state, "actor", None) or ANONYMOUS.with_request(
         getattr(request.state, "request_id", None), request.client.host if request.client else None
     )
     route = getattr(request.scope.get("route"), "path", request.url.path)
@@ -45,7 +45,8 @@ async def record_denial(request: Request, exc: Exception) -> None:
         resource_id = str(resource_id)[:64]
     try:
         async with request.app.state.sessionmaker() as session:
-            for org_id in sorted(await _owners(session, request.path_params), key=str) or [actor.org_id]:
+            owners: list[uuid.UUID | None] = [*sorted(await _owners(session, request.path_params), key=str)]
+            for org_id in owners or [actor.org_id]:
                 await record(
                     session,
                     actor=actor,

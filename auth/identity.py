@@ -57,9 +57,9 @@ def _peek_kid(token: str) -> object:
 
 # Every authenticated request runs this: built once, and only the columns an Actor needs (no ORM rows).
 _SIGNED_IN = (
-    select(User.id, User.org_id, User.roles, User.is_active, AuthSession.revoked_at)
-    .join(AuthSession, AuthSession.user_id == User.id)
-    .where(User.id == bindparam("user_id"), AuthSession.id == bindparam("session_id"))
+    select(col(User.id), col(User.org_id), col(User.roles), col(User.is_active), col(AuthSession.revoked_at))
+    .join(AuthSession, col(AuthSession.user_id) == col(User.id))
+    .where(col(User.id) == bindparam("user_id"), col(AuthSession.id) == bindparam("session_id"))
 )
 
 
@@ -98,8 +98,8 @@ async def _external(session: AsyncSession, ctx: AuthContext, token: str, issuer:
     idps = (
         await session.execute(
             select(IdentityProvider)
-            .where(IdentityProvider.issuer == issuer, IdentityProvider.is_active)
-            .order_by(IdentityProvider.created_at)
+            .where(col(IdentityProvider.issuer) == issuer, col(IdentityProvider.is_active))
+            .order_by(col(IdentityProvider.created_at))
         )
     ).scalars()
     users = [user for idp in idps if (user := await _through(session, ctx, idp, token, kid)) is not None]
@@ -145,7 +145,7 @@ async def _through(
         await session.execute(
             select(User)
             .join(ExternalIdentity, col(ExternalIdentity.user_id) == col(User.id))
-            .where(col(ExternalIdentity.idp_id) == idp.id, ExternalIdentity.subject == subject)
+            .where(col(ExternalIdentity.idp_id) == idp.id, col(ExternalIdentity.subject) == subject)
         )
     ).scalar_one_or_none()
     if user is None or not user.is_active or user.org_id != idp.org_id:

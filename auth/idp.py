@@ -86,7 +86,7 @@ async def delete(session: AsyncSession, *, actor: Actor, org_id: uuid.UUID, idp_
     """Stop trusting the provider: its links go with it, its tokens are refused, its users' sockets close."""
     idp = await _own(session, actor, org_id, idp_id)
     await _close_linked(session, idp, "The identity provider was removed")
-    await session.execute(sa_delete(ExternalIdentity).where(ExternalIdentity.idp_id == idp.id))
+    await session.execute(sa_delete(ExternalIdentity).where(col(ExternalIdentity.idp_id) == idp.id))
     await session.delete(idp)
     await _audit(session, actor, idp, "idp.delete")
 
@@ -110,7 +110,9 @@ async def _check_keys(ctx: AuthContext, jwks: dict | None, jwks_uri: str | None)
 async def _close_linked(session: AsyncSession, idp: IdentityProvider, reason: str) -> None:
     # A socket does not remember which provider signed it in: every linked user's sockets close,
     # and those signed in by password simply reconnect.
-    linked = await session.execute(select(ExternalIdentity.user_id).where(ExternalIdentity.idp_id == idp.id))
+    linked = await session.execute(
+        select(col(ExternalIdentity.user_id)).where(col(ExternalIdentity.idp_id) == idp.id)
+    )
     for user_id in sorted(set(linked.scalars())):
         user_ended(session, user_id, reason)
 

@@ -58,7 +58,7 @@ async def fetch_jwks(uri: str, *, timeout: float, allow_private: bool) -> dict:
     try:
         async with asyncio.timeout(timeout):
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            if not infos or any(refused_address(i[4][0], allow_private=allow_private) for i in infos):
+            if not infos or any(refused_address(str(i[4][0]), allow_private=allow_private) for i in infos):
                 raise JwksUnavailable("jwks_uri resolves to an address that is not allowed")
             return await _get(uri, timeout=timeout, allow_private=allow_private)
     except TimeoutError:

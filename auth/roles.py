@@ -81,4 +81,5 @@ def perms_for_roles(roles: list[str]) -> frozenset[Perm]:
 
 
 # The same, as the enum the OpenAPI document lists for a client's scopes.
-ClientScope = StrEnum("ClientScope", {p.name: p.value for p in sorted(CLIENT_SCOPES)})
+# mypy learns a functional enum's members only from a literal; these come from CLIENT_SCOPES.
+ClientScope = StrEnum("ClientScope", {p.name: p.value for p in sorted(CLIENT_SCOPES)})  # type: ignore[misc]

@@ -28,7 +28,7 @@ async def login(
     session: AsyncSession,
     *,
     ctx: AuthContext,
-    actor: Actor,
+    actor: Anonymous,
     username: str,
     password: str,
     org_id: uuid.UUID | None = None,
@@ -45,10 +45,12 @@ async def login(
             (addr_key, ctx.settings.login_max_failures_per_address),
         ),
     )
-    query = select(User).where(User.username == username)
+    query = select(User).where(col(User.username) == username)
     if org_id is not None:
-        query = query.where(User.org_id == org_id)
-    namesakes = list((await session.execute(query.order_by(User.created_at).limit(MAX_NAMESAKES))).scalars())
+        query = query.where(col(User.org_id) == org_id)
+    namesakes = list(
+        (await session.execute(query.order_by(col(User.created_at)).limit(MAX_NAMESAKES))).scalars()
+    )
     user = await _password_match(ctx, namesakes, password)
     if not (user and user.is_active):
         await record(
@@ -88,7 +90,7 @@ async def _password_match(ctx: AuthContext, namesakes: list[User], password: str
     return matches[0] if len(matches) == 1 else None
 
 
-async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Actor, token: str) -> TokenPair:
+async def refresh(session: AsyncSession, *, ctx: AuthContext, actor: Anonymous, token: str) -> TokenPair:
     """Rotate a refresh token; presenting a used one revokes its whole family."""
     s = ctx.settings
     try:
@@ -149,7 +151,7 @@ async def logout(session: AsyncSession, *, actor: Actor) -> None:
         revoked = await _revoke(session, actor.session_id, "logout")
         # An identity provider's token has no sign-in row (auth.identity.idp_session_id): its revocation
         # is one, refused from now on, while the IdP may still consider the token valid.
-        if not revoked and actor.id is not None and await session.get(AuthSession, actor.session_id) is None:
+        if not revoked and await session.get(AuthSession, actor.session_id) is None:
             now = datetime.now(UTC)
             session.add(
                 AuthSession(id=actor.session_id, user_id=actor.id, revoked_at=now, revoked_reason="logout")
@@ -182,7 +184,7 @@ async def _revoke(session: AsyncSession, session_id: uuid.UUID, reason: str) -> 
         .where(col(AuthSession.id) == session_id, col(AuthSession.revoked_at).is_(None))
         .values(revoked_at=datetime.now(UTC), revoked_reason=reason)
     )
-    return done.rowcount == 1
+    return affected(done) == 1
 
 
 def mint_access(ctx: AuthContext, *, sub: str, org_id: uuid.UUID, extra: dict) -> tuple[str, int]:

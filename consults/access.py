@@ -108,10 +108,13 @@ async def load(
 async def covered(session: AsyncSession, actor: Actor) -> ColumnElement[bool]:
     """A filter on consults: the actor's org's own, and other orgs' only where an agreement in force
     now still lets them to the actor's org (what `view_of` decides one consult at a time)."""
-    partners = await served(session, providing_org_id=actor.org_id) if actor.org_id else {}
+    partners = await served(session, providing_org_id=actor.org_id)
     return or_(
-        Consult.org_id == actor.org_id,
-        *(and_(Consult.org_id == org, Consult.specialty.in_(sorted(s))) for org, s in partners.items()),
+        col(Consult.org_id) == actor.org_id,
+        *(
+            and_(col(Consult.org_id) == org, col(Consult.specialty).in_(sorted(s)))
+            for org, s in partners.items()
+        ),
         false(),
     )
 
@@ -134,18 +137,18 @@ EVENT_VIEWS: dict[str, View | None] = {
 # The consults of a batch of events with the reader's involvement, in one statement built once:
 # sending an event is the hottest read there is (every offer, message and status change).
 _ADMIT = select(
-    Consult.id,
-    Consult.org_id,
-    Consult.requester_id,
-    Consult.assigned_to,
-    Consult.specialty,
+    col(Consult.id),
+    col(Consult.org_id),
+    col(Consult.requester_id),
+    col(Consult.assigned_to),
+    col(Consult.specialty),
     exists()
-    .where(Participant.consult_id == Consult.id, Participant.user_id == bindparam("reader"))
+    .where(col(Participant.consult_id) == col(Consult.id), col(Participant.user_id) == bindparam("reader"))
     .label("invited"),
     exists()
-    .where(Offer.consult_id == Consult.id, Offer.specialist_id == bindparam("reader"))
+    .where(col(Offer.consult_id) == col(Consult.id), col(Offer.specialist_id) == bindparam("reader"))
     .label("offered"),
-).where(Consult.id.in_(bindparam("ids", expanding=True)))
+).where(col(Consult.id).in_(bindparam("ids", expanding=True)))
 
 
 async def admit(session: AsyncSession, actor: Actor, events: list[dict]) -> list[dict]:

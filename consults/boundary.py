@@ -23,12 +23,12 @@ async def withdraw_offers(
         await session.execute(
             update(Offer)
             .where(
-                Offer.status == OfferStatus.pending,
-                Offer.org_id == providing_org_id,
-                Offer.consult_id.in_(mine),
+                col(Offer.status) == OfferStatus.pending,
+                col(Offer.org_id) == providing_org_id,
+                col(Offer.consult_id).in_(mine),
             )
             .values(status=OfferStatus.withdrawn, responded_at=now)
-            .returning(Offer.consult_id, Offer.specialist_id)
+            .returning(col(Offer.consult_id), col(Offer.specialist_id))
             .execution_options(synchronize_session=False)
         )
     ).all()
@@ -41,15 +41,17 @@ async def withdraw_offers(
         )
         left = (
             await session.execute(
-                select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == OfferStatus.pending)
+                select(col(Offer.id)).where(
+                    col(Offer.consult_id) == consult_id, col(Offer.status) == OfferStatus.pending
+                )
             )
         ).first()
         if left is None and consult.status == Status.offered:
             schedule(session, consult, now)  # the worker moves it to the next level right away
-    calls = select(Consult.id).where(
-        Consult.org_id == requesting_org_id,
-        Consult.assigned_org_id == providing_org_id,
-        Consult.status.in_(HELD),
+    calls = select(col(Consult.id)).where(
+        col(Consult.org_id) == requesting_org_id,
+        col(Consult.assigned_org_id) == providing_org_id,
+        col(Consult.status).in_(HELD),
     )
     for consult_id in (await session.execute(calls)).scalars():
         hooks.calls_ended(session, consult_id=consult_id, reason="The agreement this call depended on ended")

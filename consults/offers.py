@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlmodel import col
 
 from api.db import affected, commit
 from api.schemas import PageParams
@@ -24,13 +25,13 @@ async def pending_offers(
     rows = (
         await session.execute(
             select(Offer, Consult)
-            .join(Consult, Consult.id == Offer.consult_id)
+            .join(Consult, col(Consult.id) == col(Offer.consult_id))
             .where(
-                Offer.specialist_id == actor.id,
-                Offer.status == OfferStatus.pending,
+                col(Offer.specialist_id) == actor.id,
+                col(Offer.status) == OfferStatus.pending,
                 await access.covered(session, actor),
             )
-            .order_by(Offer.created_at.desc())
+            .order_by(col(Offer.created_at).desc())
             .limit(page.limit + 1)
             .offset(page.offset)
         )
@@ -83,9 +84,9 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
     declined = await session.execute(
         update(Offer)
         .where(
-            Offer.consult_id == consult_id,
-            Offer.specialist_id == actor.id,
-            Offer.status == OfferStatus.pending,
+            col(Offer.consult_id) == consult_id,
+            col(Offer.specialist_id) == actor.id,
+            col(Offer.status) == OfferStatus.pending,
         )
         .values(status=OfferStatus.declined, responded_at=now)
     )
@@ -93,7 +94,9 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
     still_out = (
         await session.execute(
-            select(Offer.id).where(Offer.consult_id == consult_id, Offer.status == OfferStatus.pending)
+            select(col(Offer.id)).where(
+                col(Offer.consult_id) == consult_id, col(Offer.status) == OfferStatus.pending
+            )
         )
     ).first()
     if still_out is None and consult.status == Status.offered:
@@ -131,5 +134,7 @@ async def _replay(session: AsyncSession, actor: Actor, consult: Consult) -> Cons
 
 def _mine(actor: Actor, consult_id: uuid.UUID):
     return and_(
-        Offer.consult_id == consult_id, Offer.specialist_id == actor.id, Offer.status == OfferStatus.pending
+        col(Offer.consult_id) == consult_id,
+        col(Offer.specialist_id) == actor.id,
+        col(Offer.status) == OfferStatus.pending,
     )

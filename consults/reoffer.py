@@ -70,10 +70,10 @@ async def _waiting_for(
 async def _due_by(session: AsyncSession, consult: Consult, at: datetime) -> bool:
     """Is the consult's current step due by then anyway? Read once its row is locked, so that a step
     running on another node meanwhile has left its successor to be seen."""
-    query = select(EscalationStep.id).where(
-        EscalationStep.consult_id == consult.id,
-        EscalationStep.seq == consult.step_seq,
-        EscalationStep.status == StepStatus.pending,
-        EscalationStep.due_at <= at,
+    query = select(col(EscalationStep.id)).where(
+        col(EscalationStep.consult_id) == consult.id,
+        col(EscalationStep.seq) == consult.step_seq,
+        col(EscalationStep.status) == StepStatus.pending,
+        col(EscalationStep.due_at) <= at,
     )
     return (await session.execute(query)).first() is not None

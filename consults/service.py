@@ -107,7 +107,9 @@ async def list_consults(
     """Coordinators: the org's queue; others: what they requested or were assigned."""
     # The same boundary as GET /consults/{id}: an assignee of another org sees nothing once the
     # agreement that opened the consult is suspended, revoked or out of date.
-    query = select(Consult).where(await access.covered(session, actor)).order_by(Consult.created_at.desc())
+    query = (
+        select(Consult).where(await access.covered(session, actor)).order_by(col(Consult.created_at).desc())
+    )
     if actor.can(Perm.consults_queue):
         query = query.where(or_(col(Consult.org_id) == actor.org_id, col(Consult.assigned_to) == actor.id))
     else:

@@ -26,8 +26,8 @@ async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None
     step = (
         await session.execute(
             select(EscalationStep)
-            .where(EscalationStep.status == StepStatus.pending, EscalationStep.due_at <= now)
-            .order_by(EscalationStep.due_at)
+            .where(col(EscalationStep.status) == StepStatus.pending, col(EscalationStep.due_at) <= now)
+            .order_by(col(EscalationStep.due_at))
             .limit(1)
             .with_for_update(skip_locked=True)
         )

@@ -6,9 +6,10 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
+from sqlmodel import col
 
-from api.db import make_engine, make_sessionmaker
+from api.db import UnitOfWork, make_engine, make_sessionmaker
 from api.settings import Settings
 from audit.checkpoints import Checkpoint, load_public, parse
 from audit.models import AuditEvent
@@ -18,7 +19,7 @@ from audit.witness import from_settings
 
 
 @asynccontextmanager
-async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def _sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[UnitOfWork]]:
     engine = make_engine(settings.database_url)
     try:
         yield make_sessionmaker(engine)
@@ -65,7 +66,9 @@ async def export(settings: Settings, out: Path, checkpoints: list[Checkpoint]) -
                     f.write(
                         json.dumps({"type": "event", **row.model_dump(mode="json")}, sort_keys=True) + "\n"
                     )
-                count, last = count + len(rows), rows[-1].seq
+                seq = rows[-1].seq
+                assert seq is not None  # rows after a seq are sealed: they all have one
+                count, last = count + len(rows), seq
             for cp in sorted(checkpoints, key=lambda c: c.seq):
                 f.write(json.dumps({"type": "checkpoint", **cp.__dict__}, sort_keys=True) + "\n")
     return count
@@ -73,5 +76,5 @@ async def export(settings: Settings, out: Path, checkpoints: list[Checkpoint]) -
 
 async def _rows_after(sessions: async_sessionmaker, seq: int, batch: int = 1000) -> list[AuditEvent]:
     async with sessions() as session:
-        query = select(AuditEvent).where(AuditEvent.seq > seq).order_by(AuditEvent.seq).limit(batch)
+        query = select(AuditEvent).where(col(AuditEvent.seq) > seq).order_by(col(AuditEvent.seq)).limit(batch)
         return list((await session.execute(query)).scalars())

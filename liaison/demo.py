@@ -83,7 +83,9 @@ async def seed(settings: Settings) -> bool:
                     )
             await session.flush()
             admin = (
-                await session.execute(select(User).where(User.org_id == civ.id, User.username == "civ-admin"))
+                await session.execute(
+                    select(User).where(col(User.org_id) == civ.id, col(User.username) == "civ-admin")
+                )
             ).scalar_one()
             session.add_all(
                 [_agreement(civ, mil, CIV_TO_MIL, admin), _agreement(mil, civ, MIL_TO_CIV, admin)]
@@ -117,7 +119,7 @@ async def _on_call(
 ) -> None:
     """A profile, and a roster per specialty with this specialist on a 30-day tier-1 shift from now."""
     user = (
-        await session.execute(select(User).where(User.org_id == org.id, User.username == username))
+        await session.execute(select(User).where(col(User.org_id) == org.id, col(User.username) == username))
     ).scalar_one()
     session.add(
         SpecialistProfile(user_id=user.id, org_id=org.id, specialties=specialties, languages=languages)

@@ -40,7 +40,9 @@ async def ensure_admin(session, *, ctx, username: str, password: str, org_name: 
     if (
         org is not None
         and (
-            await session.execute(select(User).where(User.org_id == org.id, User.username == username))
+            await session.execute(
+                select(User).where(col(User.org_id) == org.id, col(User.username) == username)
+            )
         ).scalar_one_or_none()
     ):
         return False  # usernames are per org: the same name in another org is someone else

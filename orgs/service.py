@@ -161,12 +161,14 @@ async def set_escalation_windows(
 
 async def _first_admin(session: AsyncSession, org_id: uuid.UUID, roles: list[str]) -> None:
     """The platform admin may give an org an admin while it has no active one, and nothing else."""
-    query = select(Organization).where(Organization.id == org_id).with_for_update()
+    query = select(Organization).where(col(Organization.id) == org_id).with_for_update()
     if (await session.execute(query)).scalar_one_or_none() is None:
         raise Hidden()
     if sorted(set(roles)) != ["org_admin"]:
         raise FirstAdminOnly("Create the organization's admin (roles: org_admin); they add everyone else")
-    members = (await session.execute(select(User).where(User.org_id == org_id, User.is_active))).scalars()
+    members = (
+        await session.execute(select(User).where(col(User.org_id) == org_id, col(User.is_active)))
+    ).scalars()
     if any("org_admin" in u.roles for u in members):
         raise FirstAdminOnly("The organization has an admin: its users are theirs to manage")
 

@@ -146,7 +146,13 @@ class RedisFabric:
             raise self._unavailable(exc) from None
         return [public(e) for e in entries]
 
-    async def joined(self, room: str, peer: dict, known: list[dict] | None = None, entered=None) -> None:
+    async def joined(
+        self,
+        room: str,
+        peer: dict,
+        known: list[dict] | None = None,
+        entered: tuple[int, list[dict]] | None = None,
+    ) -> None:
         """A local peer joined, having been told `known` (the remote peers when it asked); `entered`
         is its admission's snapshot if the admission already put it in the room."""
         peer_id, told = peer["peer_id"], known or []
@@ -202,6 +208,7 @@ class RedisFabric:
     async def _send(self, sends: Sends) -> None:
         for room, to, message in sends:
             with contextlib.suppress(Exception):
+                assert self._deliver is not None  # start() sets it before anything is sent
                 await self._deliver(room, to, message)
 
     # -- background ----------------------------------------------------------------------------
@@ -227,6 +234,7 @@ class RedisFabric:
                         try:
                             data = json.loads(message["data"])
                             if message["channel"] == node:
+                                assert self._deliver is not None  # start() set it before listening
                                 await self._deliver(data["room"], data["to"], data["message"])
                             else:
                                 await self._send(self._views.event(data))

@@ -3,7 +3,8 @@ atomic step on Redis's own clock. Each script is a description (signaling.fabric
 are its KEYS and ARGV, and the fabric calls it by filling one in."""
 
 from collections.abc import Callable
-from typing import TypeVar
+from dataclasses import field
+from typing import TypeVar, dataclass_transform
 
 from signaling.fabric.ledger import LedgerStep
 from signaling.fabric.lua import Script, arg, key, part, rest, script
@@ -61,6 +62,8 @@ T = TypeVar("T")
 DEFINED = frozenset({"now_ms", "bump", "announce", "members", "snapshot", "enter"})
 
 
+# Declared again here: a type checker sees through a decorator factory only one marked itself.
+@dataclass_transform(frozen_default=True, field_specifiers=(key, arg, part, rest, field))
 def fabric_script(body: str) -> Callable[[type[T]], type[T]]:
     """A script of the fabric: PRELUDE, then its inputs, then `body`."""
     return script(body=body, prelude=PRELUDE, reserved=DEFINED)
