@@ -501,7 +501,7 @@ async def test_quiet_call_that_answers_pings_stays(live):
 
 @embedded
 @listeners
-@settings(signaling_ping_interval=0.2, signaling_ping_timeout=0.4, signaling_grace_seconds=1.5)
+@settings(signaling_ping_interval=0.2, signaling_ping_timeout=0.4, signaling_grace_seconds=4.0)
 async def test_peer_that_stops_answering_is_reconnecting_then_left(live):
     a, b = await live.pair()
     b.ws.transport.pause_reading()  # b's pings go unanswered, as when its network is gone
@@ -513,8 +513,8 @@ async def test_peer_that_stops_answering_is_reconnecting_then_left(live):
         "name": "b-specialist",
     }
     assert (await a.recv(3, states=True)) == {"type": "peer-state", **public, "state": "reconnecting"}
-    assert time.monotonic() - started < 1.5
-    assert (await a.recv(4, states=True)) == {"type": "peer-left", **public}
+    assert time.monotonic() - started < 4.0  # shown while the grace still runs, not at its end
+    assert (await a.recv(8, states=True)) == {"type": "peer-left", **public}
     assert time.monotonic() - started > 1.5
     abort(b)
 
