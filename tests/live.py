@@ -161,7 +161,9 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
         for name, value in settings.model_dump().items():
             if value is not None:
-                env[f"LIAISON_{name.upper()}"] = str(value)
+                # Lists and maps as JSON, as pydantic-settings reads them ("['a']" would not parse).
+                text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+                env[f"LIAISON_{name.upper()}"] = text
         self._cmd = [
             sys.executable,
             "-m",
