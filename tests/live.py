@@ -195,10 +195,10 @@ class Node:
             )
         return self
 
-    async def ready(self) -> "Node":
+    async def ready(self, attempts: int = 300) -> "Node":
         """Wait until /healthz answers; a process that exits first fails at once, with what it said."""
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
-            for _ in range(300):
+            for _ in range(attempts):
                 if self.proc.poll() is not None:
                     raise AssertionError(
                         f"node on {self.port} exited {self.proc.returncode}: {self.stderr()!r}"

@@ -53,7 +53,8 @@ async def front(pg_url, redis_url, certs, tmp_path_factory):
         for node in nodes:
             node.spawn()
         try:
-            await asyncio.gather(*(n.ready() for n in nodes))
+            # Two nodes starting at once on a loaded machine: give them a minute, not the usual 15 s.
+            await asyncio.gather(*(n.ready(attempts=1200) for n in nodes))
             prefix = tmp_path_factory.mktemp("nginx")
             conf = nginx_prefix(
                 prefix,
@@ -66,7 +67,7 @@ async def front(pg_url, redis_url, certs, tmp_path_factory):
                 SIGNALING_2=f"127.0.0.1:{nodes[1]._env['LIAISON_SIGNALING_PORT']}",
             )
             async with running_nginx(nginx, prefix, conf, https):
-                yield base, ssl.create_default_context(cafile=str(certs / "ca.crt")), world, nodes
+                yield base, ssl.create_default_context(cafile=str(certs / "ca.crt")), world, http_port
         finally:
             for node in nodes:
                 node.stop()
@@ -132,6 +133,18 @@ async def test_sign_ins_are_limited_and_audited_per_client_address(front, pg_url
     await engine.dispose()
     assert {addr for addr, _ in rows} == {"127.0.0.2", "127.0.0.3"}, rows
     assert ("127.0.0.3", "success") in rows and ("127.0.0.2", "success") not in rows
+
+
+async def test_plain_http_is_sent_to_https_and_metrics_are_not_published(front):
+    base, tls, _, http_port = front
+    async with httpx.AsyncClient() as plain:
+        moved = await plain.get(
+            f"http://127.0.0.1:{http_port}/api/v1/consults?x=1", headers={"host": "localhost"}
+        )
+    assert moved.status_code == 308 and moved.headers["location"] == "https://localhost/api/v1/consults?x=1"
+    async with client(base, tls, "127.0.0.2") as c:
+        assert (await c.get("/metrics")).status_code == 404
+        assert (await c.get("/healthz")).status_code == 200
 
 
 async def test_events_and_a_call_over_wss_name_the_public_url(front, certs, monkeypatch):
