@@ -190,5 +190,5 @@ def uvicorn_options(settings: Settings) -> dict:
         "ws_max_size": settings.signaling_max_message_bytes,
         "ws_ping_interval": settings.signaling_ping_interval,
         "ws_ping_timeout": settings.signaling_ping_timeout,
-        "proxy_headers": False,
+        "proxy_headers": False,  # api/proxy.py decides, from LIAISON_TRUSTED_PROXIES, on every server
     }

@@ -47,6 +47,26 @@ async def test_a_chain_is_walked_past_trusted_proxies_only():
     assert (await seen("127.0.0.1", headers))[0] == "203.0.113.7"
 
 
+async def test_a_websocket_behind_tls_is_wss():
+    seen_scope: dict = {}
+
+    async def app(scope, receive, send):
+        seen_scope.update(scope)
+
+    scope = {
+        "type": "websocket",
+        "scheme": "ws",
+        "client": ("127.0.0.1", 5000),
+        "headers": [
+            (b"host", b"node:8000"),
+            (b"x-forwarded-proto", b"https"),
+            (b"x-forwarded-for", b"192.0.2.9"),
+        ],
+    }
+    await TrustedProxies(app, ["127.0.0.1"])(scope, None, None)
+    assert (seen_scope["scheme"], seen_scope["client"][0]) == ("wss", "192.0.2.9")
+
+
 async def test_rfc7239_forwarded():
     headers = {"forwarded": 'for="[2001:db8::5]:4711";proto=https;host=liaison.example.org'}
     assert await seen("10.9.9.9", headers) == ["2001:db8::5", "https", "liaison.example.org"]
