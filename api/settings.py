@@ -1,9 +1,10 @@
 """Runtime settings, read once from LIAISON_* environment variables."""
 
 from functools import lru_cache
+from ipaddress import ip_network
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "dev-only-secret-change-me-dev-only-secret"
@@ -25,6 +26,12 @@ class Settings(BaseSettings):
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
     port: int = 8000
+    # Proxies (addresses or CIDRs) whose X-Forwarded-* / Forwarded headers name the real client,
+    # scheme and host (api/proxy.py); from any other peer those headers are ignored.
+    trusted_proxies: list[str] = []
+    # The origin clients reach this service at (https://host[:port]), as the proxy publishes it:
+    # call tokens name wss://<that host>/api/v1/signaling unless LIAISON_SIGNALING_URL says otherwise.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+/?$")
 
     # Token signing: HS256 with a secret, or an asymmetric algorithm with a PEM private key.
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
@@ -103,6 +110,16 @@ class Settings(BaseSettings):
     admin_username: str | None = None
     admin_password: str | None = None
     admin_org_name: str = "Liaison Operations"
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxies_are_networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"LIAISON_TRUSTED_PROXIES: {entry!r} is not an address or CIDR") from None
+        return value
 
     @model_validator(mode="after")
     def _checkpoints_need_key_and_sink(self) -> "Settings":

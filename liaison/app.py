@@ -33,6 +33,7 @@ from api import health
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
+from api.proxy import TrustedProxies
 from api.redis import make_redis
 from api.settings import Settings, get_settings
 from audit.sealer import Sealer
@@ -46,6 +47,7 @@ from events.log import EventLog
 from orgs.models import Organization
 from rosters.models import Roster
 from signaling.calls import control
+from signaling.calls.ice import ice_warnings
 from signaling.edge import listener
 from signaling.edge.server import SignalingServer
 from signaling.fabric.ledger import make_ledger
@@ -61,6 +63,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        for warning in ice_warnings(settings):
+            log.warning("%s", warning)
         await _open_stores(app, settings)
         await auth.startup.on_startup(app)
         await orgs.bootstrap.on_startup(app)
@@ -104,6 +108,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
+    # Outermost: everything inside (audit, sign-in limits, URLs) sees the client the proxy names.
+    app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.include_router(health.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
@@ -184,5 +190,5 @@ def uvicorn_options(settings: Settings) -> dict:
         "ws_max_size": settings.signaling_max_message_bytes,
         "ws_ping_interval": settings.signaling_ping_interval,
         "ws_ping_timeout": settings.signaling_ping_timeout,
-        "proxy_headers": False,
+        "proxy_headers": False,  # api/proxy.py decides, from LIAISON_TRUSTED_PROXIES, on every server
     }

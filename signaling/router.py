@@ -1,6 +1,7 @@
 """Call tokens, pre-call checks, and the signaling WebSocket."""
 
 import uuid
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Depends, Request, WebSocket
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -17,7 +18,12 @@ router = APIRouter(tags=["calls"])
 
 
 def _signaling_url(request: Request) -> str:
-    """The dedicated signaling port when there is one, else this API's own WebSocket route."""
+    """The public URL's host when there is one (its proxy routes the path); else the dedicated
+    signaling port when there is one, else this API's own WebSocket route."""
+    public = request.app.state.settings.public_url
+    if public:
+        origin = urlsplit(public)
+        return f"{'wss' if origin.scheme == 'https' else 'ws'}://{origin.netloc}/api/v1/signaling"
     scheme = "wss" if request.url.scheme == "https" else "ws"
     port = request.app.state.settings.signaling_port
     netloc = f"{request.url.hostname}:{port}" if port else request.url.netloc

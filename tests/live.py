@@ -161,7 +161,9 @@ class Node:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LIAISON_")}
         for name, value in settings.model_dump().items():
             if value is not None:
-                env[f"LIAISON_{name.upper()}"] = str(value)
+                # Lists and maps as JSON, as pydantic-settings reads them ("['a']" would not parse).
+                text = json.dumps(value) if isinstance(value, list | dict) else str(value)
+                env[f"LIAISON_{name.upper()}"] = text
         self._cmd = [
             sys.executable,
             "-m",
@@ -193,10 +195,10 @@ class Node:
             )
         return self
 
-    async def ready(self) -> "Node":
+    async def ready(self, attempts: int = 300) -> "Node":
         """Wait until /healthz answers; a process that exits first fails at once, with what it said."""
         async with httpx.AsyncClient(base_url=f"http://{self.host}") as c:
-            for _ in range(300):
+            for _ in range(attempts):
                 if self.proc.poll() is not None:
                     raise AssertionError(
                         f"node on {self.port} exited {self.proc.returncode}: {self.stderr()!r}"

@@ -23,3 +23,18 @@ def ice_servers(settings: Settings, user_id: str, now: int) -> list[dict]:
         username, credential = turn_credentials(settings.turn_secret, user_id, now + settings.turn_ttl)
         servers.append({"urls": list(settings.turn_urls), "username": username, "credential": credential})
     return servers
+
+
+def ice_warnings(settings: Settings) -> list[str]:
+    """What a start-up should say about ICE: TURN half configured, or no ICE server outside development."""
+    found = []
+    if settings.turn_secret and not settings.turn_urls:
+        found.append("LIAISON_TURN_SECRET is set without LIAISON_TURN_URLS: call tokens offer no TURN server")
+    if settings.turn_urls and not settings.turn_secret:
+        found.append("LIAISON_TURN_URLS is set without LIAISON_TURN_SECRET: call tokens offer no TURN server")
+    if settings.environment != "development" and not ice_servers(settings, "-", 0):
+        found.append(
+            "no ICE servers are configured (LIAISON_STUN_URLS, LIAISON_TURN_URLS + LIAISON_TURN_SECRET): "
+            "calls between networks that NAT or firewall will not connect"
+        )
+    return found
