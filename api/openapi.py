@@ -54,14 +54,13 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
 
 
 def install(app: FastAPI) -> None:
-    """Replace FastAPI's document with the amended one (built once, on first request for it)."""
-    plain, amended = app.openapi, set()
+    """Serve FastAPI's document amended: each one FastAPI builds (again when routes change), once."""
+    plain = app.openapi
 
     def document() -> dict[str, Any]:
         doc = plain()  # FastAPI's own, kept until the routes change
-        if id(doc) not in amended:
+        if "Problem" not in doc.get("components", {}).get("schemas", {}):
             amend(doc, api_routes(app))
-            amended.add(id(doc))
         return doc
 
     app.openapi = document  # type: ignore[method-assign]
@@ -82,6 +81,7 @@ def amend(doc: dict[str, Any], routes: list[Any]) -> None:
             responses.pop("422", None)  # FastAPI's HTTPValidationError: not what the server sends
             for status in sorted(statuses(route, method) | _declared(route)):
                 responses[str(status)] = _problem_response(status) | _own(route, status)
+            operation["responses"] = dict(sorted(responses.items()))
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.openapi import problems
 from auth import clients, idp, service
 from auth.context import AuthContext
 from auth.dependencies import anonymous, auth_context, current_actor, require
@@ -33,7 +34,9 @@ router = APIRouter()
 manage = require(Perm.identity_manage)
 
 
-@router.post("/auth/login", response_model=TokenPair, tags=["auth"], operation_id="login")
+@router.post(
+    "/auth/login", response_model=TokenPair, tags=["auth"], operation_id="login", responses=problems(401, 429)
+)
 async def login(
     body: LoginIn,
     actor: Anonymous = Depends(anonymous),
@@ -46,7 +49,13 @@ async def login(
     )
 
 
-@router.post("/auth/refresh", response_model=TokenPair, tags=["auth"], operation_id="refreshTokens")
+@router.post(
+    "/auth/refresh",
+    response_model=TokenPair,
+    tags=["auth"],
+    operation_id="refreshTokens",
+    responses=problems(401),
+)
 async def refresh(
     body: RefreshIn,
     actor: Anonymous = Depends(anonymous),
@@ -68,6 +77,7 @@ async def logout(actor: Actor = Depends(current_actor), session: AsyncSession = 
     response_model=ClientToken,
     tags=["auth"],
     operation_id="grantClientToken",
+    responses=problems(401, 429),
     openapi_extra={
         "requestBody": {
             "content": {
