@@ -18,7 +18,7 @@ router = APIRouter(tags=["agreements"])
 manage = require(Perm.agreements_manage)
 
 
-@router.post("/agreements", response_model=AgreementOut, status_code=201)
+@router.post("/agreements", response_model=AgreementOut, status_code=201, operation_id="proposeAgreement")
 async def propose(
     body: AgreementIn, actor: Actor = Depends(manage), session: AsyncSession = Depends(get_session)
 ):

@@ -4,28 +4,20 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
 from agreements.models import AgreementStatus
-from api.schemas import Out, Strict, When
+from api.schemas import Out, Strict, When, after, differs_from
 
 Specialty = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
 
 
 class AgreementIn(Strict):
     requesting_org_id: uuid.UUID
-    providing_org_id: uuid.UUID
+    providing_org_id: uuid.UUID = differs_from("requesting_org_id")  # an agreement binds two organizations
     specialties: list[Specialty] = Field(min_length=1, max_length=50)
     valid_from: When
-    valid_until: When
-
-    @model_validator(mode="after")
-    def _check(self) -> "AgreementIn":
-        if self.requesting_org_id == self.providing_org_id:
-            raise ValueError("an agreement binds two different organizations")
-        if self.valid_until <= self.valid_from:
-            raise ValueError("valid_until must come after valid_from")
-        return self
+    valid_until: When = after("valid_from")
 
 
 class AgreementOut(Out):

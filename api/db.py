@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from starlette.requests import ClientDisconnect, HTTPConnection, Request
 
 from api.errors import ClientGone, log_failure
+from api.openapi import answers
 
 log = logging.getLogger("liaison.db")
 
@@ -181,6 +182,7 @@ def _unit(session: AsyncSession) -> UnitOfWork:
     return session
 
 
+@answers(503)  # the database (or Redis behind it) not answering
 async def get_session(conn: HTTPConnection) -> AsyncIterator[UnitOfWork]:
     """One session per request; services commit, anything uncommitted is rolled back."""
     async with conn.app.state.sessionmaker() as session:

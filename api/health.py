@@ -1,20 +1,37 @@
 """Liveness, readiness and Prometheus metrics."""
 
+from typing import Literal
+
 from fastapi import APIRouter, Request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 from sqlalchemy import text
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/healthz")
+class Alive(BaseModel):
+    status: Literal["ok"]
+
+
+class Ready(BaseModel):
+    status: Literal["ok", "unavailable"]
+    checks: dict[str, str]  # each store: "ok", "not configured" or "error: <exception type>"
+
+
+@router.get("/healthz", response_model=Alive, operation_id="checkLiveness")
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Ready,
+    operation_id="checkReadiness",
+    responses={503: {"model": Ready, "description": "A store is not answering; retry after `Retry-After` s"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     """The database (and Redis, when configured) answer."""
     checks = {"database": await _check_db(request), "redis": await _check_redis(request)}
@@ -26,7 +43,12 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics")
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    operation_id="getMetrics",
+    responses={200: {"description": "Prometheus text exposition format 0.0.4"}},
+)
 async def metrics() -> Response:
     """Prometheus metrics of this process."""
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -11,6 +11,7 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    Field,
     StrictBool,
     StrictInt,
     model_validator,
@@ -41,9 +42,34 @@ Int = StrictInt
 When = Annotated[AwareDatetime, BeforeValidator(_iso_only)]
 
 
+# A rule between two fields of a request body, stated where clients read it (the field's OpenAPI
+# schema carries it as `x-<rule>` and in its description) and checked by Strict: one declaration.
+_RULES: dict[str, tuple[str, Callable[[Any, Any], bool]]] = {
+    "after": ("must come after", lambda value, other: value > other),
+    "differs-from": ("must differ from", lambda value, other: value != other),
+}
+
+
+def after(earlier: str, **field: Any) -> Any:
+    """A field that must be later than `earlier` (else 422), checked by Strict and shown in OpenAPI."""
+    return _related("after", earlier, field)
+
+
+def differs_from(other: str, **field: Any) -> Any:
+    """A field that must not equal `other` (else 422), checked by Strict and shown in OpenAPI."""
+    return _related("differs-from", other, field)
+
+
+def _related(rule: str, other: str, field: dict[str, Any]) -> Any:
+    said = f"{_RULES[rule][0].capitalize()} `{other}` (else 422 `validation_error`)."
+    description = f"{field.pop('description')} {said}" if "description" in field else said
+    return Field(description=description, json_schema_extra={f"x-{rule}": other}, **field)
+
+
 class Strict(BaseModel):
     """Request bodies: an unknown field is an error, never silently dropped; no string PostgreSQL
-    could not store and no nesting past MAX_DEPTH gets past validation."""
+    could not store and no nesting past MAX_DEPTH gets past validation; rules between fields
+    declared with `after` / `differs_from` hold."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -52,6 +78,17 @@ class Strict(BaseModel):
     def _storable(cls, data: Any) -> Any:
         check_storable(data)
         return data
+
+    @model_validator(mode="after")
+    def _related_fields(self) -> "Strict":
+        for name, info in type(self).model_fields.items():
+            extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+            for rule, (words, holds) in _RULES.items():
+                other = extra.get(f"x-{rule}")
+                value = getattr(self, name)
+                if isinstance(other, str) and value is not None and not holds(value, getattr(self, other)):
+                    raise ValueError(f"{name} {words} {other}")
+        return self
 
 
 def check_storable(data: Any) -> None:

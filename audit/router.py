@@ -18,7 +18,7 @@ def build(reader: Callable) -> APIRouter:
     Audit sits below auth, so liaison.app hands auth's in (require(Perm.audit_read))."""
     router = APIRouter(tags=["audit"])
 
-    @router.get("/audit", response_model=Page[AuditEventOut])
+    @router.get("/audit", response_model=Page[AuditEventOut], operation_id="listAuditEvents")
     async def list_audit(
         action: str | None = Query(None, max_length=80),
         resource_type: str | None = Query(None, max_length=40),

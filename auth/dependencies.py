@@ -5,6 +5,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.openapi import answers
 from auth.context import AuthContext
 from auth.exceptions import InvalidTokenError, PermissionDenied
 from auth.identity import authenticate
@@ -27,6 +28,7 @@ async def anonymous(request: Request) -> Anonymous:
     return actor
 
 
+@answers(401)
 async def current_actor(
     request: Request,
     session: AsyncSession = Depends(get_session),
@@ -46,6 +48,7 @@ async def current_actor(
 def require(perm: Perm):
     """A dependency that lets through callers whose roles or scopes grant `perm` (403 otherwise)."""
 
+    @answers(403)
     async def check(actor: Actor = Depends(current_actor)) -> Actor:
         if not actor.can(perm):
             raise PermissionDenied()
@@ -54,6 +57,7 @@ def require(perm: Perm):
     return check
 
 
+@answers(403)
 async def require_user(actor: Actor = Depends(current_actor)) -> Actor:
     """Routes that only make sense for a person (not an integration client)."""
     if actor.kind != "user":

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.openapi import problems
 from auth import clients, idp, service
 from auth.context import AuthContext
 from auth.dependencies import anonymous, auth_context, current_actor, require
@@ -33,7 +34,9 @@ router = APIRouter()
 manage = require(Perm.identity_manage)
 
 
-@router.post("/auth/login", response_model=TokenPair, tags=["auth"])
+@router.post(
+    "/auth/login", response_model=TokenPair, tags=["auth"], operation_id="login", responses=problems(401, 429)
+)
 async def login(
     body: LoginIn,
     actor: Anonymous = Depends(anonymous),
@@ -46,7 +49,13 @@ async def login(
     )
 
 
-@router.post("/auth/refresh", response_model=TokenPair, tags=["auth"])
+@router.post(
+    "/auth/refresh",
+    response_model=TokenPair,
+    tags=["auth"],
+    operation_id="refreshTokens",
+    responses=problems(401),
+)
 async def refresh(
     body: RefreshIn,
     actor: Anonymous = Depends(anonymous),
@@ -57,7 +66,7 @@ async def refresh(
     return await service.refresh(session, ctx=ctx, actor=actor, token=body.refresh_token)
 
 
-@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"])
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT, tags=["auth"], operation_id="logout")
 async def logout(actor: Actor = Depends(current_actor), session: AsyncSession = Depends(get_session)) -> None:
     """Sign out: revoke this sign-in's access and refresh tokens."""
     await service.logout(session, actor=actor)
@@ -67,6 +76,8 @@ async def logout(actor: Actor = Depends(current_actor), session: AsyncSession = 
     "/auth/token",
     response_model=ClientToken,
     tags=["auth"],
+    operation_id="grantClientToken",
+    responses=problems(401, 429),
     openapi_extra={
         "requestBody": {
             "content": {
@@ -150,7 +161,12 @@ async def update_client(
     return await clients.update_client(session, actor=actor, org_id=org_id, client_id=client_id, patch=body)
 
 
-@router.post("/orgs/{org_id}/clients/{client_id}/secret", response_model=ClientCreated, tags=["integration"])
+@router.post(
+    "/orgs/{org_id}/clients/{client_id}/secret",
+    response_model=ClientCreated,
+    tags=["integration"],
+    operation_id="rotateClientSecret",
+)
 async def rotate_client_secret(
     org_id: uuid.UUID,
     client_id: uuid.UUID,

@@ -149,7 +149,7 @@ async def complete(
     )
 
 
-@router.post("/consults/{consult_id}/rating", response_model=ConsultOut)
+@router.post("/consults/{consult_id}/rating", response_model=ConsultOut, operation_id="rateConsult")
 async def rate(
     consult_id: uuid.UUID,
     body: RatingIn,
@@ -196,7 +196,7 @@ async def invite(
     )
 
 
-@router.get("/stats/response-times", response_model=list[StatRow])
+@router.get("/stats/response-times", response_model=list[StatRow], operation_id="getResponseTimeStats")
 async def response_times(
     group_by: Literal["specialty", "urgency", "org"] = "specialty",
     since: AwareDatetime | None = None,

@@ -33,6 +33,8 @@ from api import health
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
+from api.openapi import install as install_openapi
+from api.openapi import operation_id
 from api.proxy import TrustedProxies
 from api.redis import make_redis
 from api.settings import Settings, get_settings
@@ -90,7 +92,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Telemedicine consultation backend for civil-military health cooperation.",
+        generate_unique_id_function=operation_id,
     )
+    install_openapi(app)
     app.state.settings = settings
     app.state.on_denial = auth.denials.record_denial
     # A lower package's change, a higher one's reaction: each hook is declared below and registered here.

@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import get_session
+from api.openapi import answers
 from api.schemas import Page, PageParams, make_page, page_params
 from auth.context import AuthContext
 from auth.dependencies import auth_context, current_actor, require
@@ -49,6 +50,7 @@ async def get_org(
     return await service.get_org(session, actor=actor, org_id=org_id)
 
 
+@answers(403)
 async def user_creator(actor: Actor = Depends(current_actor)) -> Actor:
     """Org admins, and the platform admin for an org's first admin (orgs.service decides which)."""
     if not (actor.can(Perm.users_manage) or actor.can(Perm.orgs_create)):

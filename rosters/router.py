@@ -26,7 +26,7 @@ from rosters.schemas import (
 router = APIRouter(tags=["rosters"])
 
 
-@router.put("/specialists/{user_id}", response_model=ProfileOut)
+@router.put("/specialists/{user_id}", response_model=ProfileOut, operation_id="setSpecialistProfile")
 async def put_profile(
     user_id: uuid.UUID,
     body: ProfileIn,

@@ -4,9 +4,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import Field, StringConstraints, model_validator
+from pydantic import Field, StringConstraints
 
-from api.schemas import Int, Out, Strict, When
+from api.schemas import Int, Out, Strict, When, after
 from rosters.models import Availability
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
@@ -49,14 +49,8 @@ class RosterOut(Out):
 class ShiftIn(Strict):
     specialist_id: uuid.UUID
     starts_at: When
-    ends_at: When
+    ends_at: When = after("starts_at")
     tier: Int = Field(default=1, ge=1, le=9)
-
-    @model_validator(mode="after")
-    def _order(self) -> "ShiftIn":
-        if self.ends_at <= self.starts_at:
-            raise ValueError("ends_at must come after starts_at")
-        return self
 
 
 class ShiftOut(Out):

@@ -30,7 +30,7 @@ def _signaling_url(request: Request) -> str:
     return f"{scheme}://{netloc}/api/v1/signaling"
 
 
-@router.post("/consults/{consult_id}/call-token", response_model=CallTokenOut)
+@router.post("/consults/{consult_id}/call-token", response_model=CallTokenOut, operation_id="createCallToken")
 async def call_token(
     consult_id: uuid.UUID,
     request: Request,
@@ -56,7 +56,7 @@ async def calls(
     return make_page(found, page, CallOut.of)
 
 
-@router.post("/precall", response_model=CallTokenOut)
+@router.post("/precall", response_model=CallTokenOut, operation_id="createPrecallToken")
 async def precall(
     request: Request,
     actor: Actor = Depends(require_user),
