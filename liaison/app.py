@@ -19,6 +19,7 @@ import auth.startup
 import consults.access
 import consults.boundary
 import consults.hooks
+import consults.notify
 import consults.reoffer
 import consults.router
 import events.router
@@ -113,7 +114,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router.build(reader=require(Perm.audit_read)),
         rosters.router.router,
         consults.router.router,
-        events.router.build(authenticate=authenticate, admit=consults.access.admit),
+        events.router.build(
+            authenticate=authenticate, admit=consults.access.admit, channels=consults.notify.channels_of
+        ),
         signaling.router.router,
     ):
         app.include_router(router, prefix="/api/v1")
