@@ -16,6 +16,7 @@ import audit.witness
 import auth.denials
 import auth.router
 import auth.startup
+import auth.wellknown
 import consults.access
 import consults.boundary
 import consults.hooks
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
     app.include_router(health.router)
+    app.include_router(auth.wellknown.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,
