@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
+    # Where clients reach this service (https://liaison.example.org): the base of the URLs in the
+    # authorization-server metadata. Derived from each request when unset.
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$", max_length=500)
     port: int = 8000
     # Proxies (addresses or CIDRs) whose X-Forwarded-* / Forwarded headers name the real client,
     # scheme and host (api/proxy.py); from any other peer those headers are ignored.
@@ -37,7 +40,11 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
     jwt_secret: str = DEV_SECRET
     jwt_private_key: str | None = None
-    jwt_key_id: str = "liaison-1"
+    jwt_key_id: str = Field(default="liaison-1", min_length=1, max_length=200)
+    # Key rotation: more public keys (kid -> PEM) that verify tokens carrying their kid and are
+    # published in /.well-known/jwks.json, but never sign: the keys before the current one, until
+    # their tokens have expired, or the next one, published ahead of signing with it (README).
+    jwt_verify_keys: dict[str, str] = {}
     jwt_issuer: str = "liaison"
     jwt_audience: str = "liaison-api"
     access_token_ttl: int = Field(default=900, ge=30, le=900)

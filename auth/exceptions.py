@@ -49,3 +49,8 @@ class InvalidRequest(DomainError):
 
     def __init__(self, detail: str | None = None) -> None:
         super().__init__(detail, error="invalid_request")
+
+
+class NotClinician(Forbidden):
+    code, title = "not_a_clinician", "Consults are requested on behalf of an active clinician"
+    denial = True

@@ -61,8 +61,10 @@ ROLE_PERMS: dict[Role, frozenset[Perm]] = {
 }
 
 # What an integration client may be granted: reading and acting for its org, never administering it.
+# consults:create lets it request consults on behalf of a clinician of its org (consults.service).
 CLIENT_SCOPES: frozenset[Perm] = frozenset(
     {
+        Perm.consults_create,
         Perm.users_read,
         Perm.agreements_read,
         Perm.audit_read,

@@ -28,13 +28,15 @@ class Facts(Protocol):
     id: uuid.UUID
     org_id: uuid.UUID
     requester_id: uuid.UUID
+    client_id: uuid.UUID | None
     assigned_to: uuid.UUID | None
     specialty: str
 
 
 async def view_of(session: AsyncSession, actor: Actor, consult: Facts) -> View | None:
-    """Requester, the requesting org's coordinators, the assignee and participants see it all; anyone
-    offered it, the summary. Across orgs, only while an agreement still covers it."""
+    """Requester (and the client that requested on their behalf), the requesting org's coordinators,
+    the assignee and participants see it all; anyone offered it, the summary. Across orgs, only while
+    an agreement still covers it."""
     if _own(actor, consult):
         return View.full
     return await _bounded(session, actor, consult, await _involvement(session, actor, consult))
@@ -42,8 +44,13 @@ async def view_of(session: AsyncSession, actor: Actor, consult: Facts) -> View |
 
 def _own(actor: Actor, consult: Facts) -> bool:
     return consult.org_id == actor.org_id and (
-        actor.id == consult.requester_id or actor.can(Perm.consults_queue)
+        actor.id == consult.requester_id or actor.can(Perm.consults_queue) or _requested_by(actor, consult)
     )
+
+
+def _requested_by(actor: Actor, consult: Facts) -> bool:
+    """The client that requested it follows it while its token still holds consults:create."""
+    return actor.kind == "client" and actor.id == consult.client_id and actor.can(Perm.consults_create)
 
 
 async def _bounded(session: AsyncSession, actor: Actor, consult: Facts, view: View | None) -> View | None:
@@ -140,6 +147,7 @@ _ADMIT = select(
     col(Consult.id),
     col(Consult.org_id),
     col(Consult.requester_id),
+    col(Consult.client_id),
     col(Consult.assigned_to),
     col(Consult.specialty),
     exists()

@@ -47,6 +47,9 @@ class Consult(SQLModel, table=True):
     id: uuid.UUID = id_field()
     org_id: uuid.UUID = Field(foreign_key="organizations.id", index=True)
     requester_id: uuid.UUID = Field(foreign_key="users.id", index=True)
+    # The integration client that requested it on the requester's behalf, if one did; no foreign key,
+    # so that deleting the client keeps the consult.
+    client_id: uuid.UUID | None = Field(default=None, index=True)
     specialty: str = Field(max_length=50)
     urgency: str = Field(max_length=16)
     mode: str = Field(max_length=8)

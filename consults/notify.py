@@ -4,9 +4,11 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from auth.principal import Actor
+from auth.roles import Perm
 from consults.models import Consult
 from consults.schemas import TriageOut
-from events.models import channel_of_role
+from events.models import channel_of_role, own_channels
 from events.service import emit
 
 
@@ -36,8 +38,10 @@ async def offers_withdrawn(
 
 
 def people(consult: Consult) -> list[uuid.UUID]:
-    """Who a consult's own news goes to: its requester and, once there is one, its assignee."""
-    return [consult.requester_id] + ([consult.assigned_to] if consult.assigned_to else [])
+    """Who a consult's own news goes to: its requester, the client that requested it on their behalf
+    (its socket listens on the channel of its id, as a user's does), and its assignee once there is one."""
+    client = [consult.client_id] if consult.client_id else []
+    return [consult.requester_id] + client + ([consult.assigned_to] if consult.assigned_to else [])
 
 
 async def status_changed(session: AsyncSession, consult: Consult, *, alert: bool = False) -> None:
@@ -55,3 +59,12 @@ async def status_changed(session: AsyncSession, consult: Consult, *, alert: bool
         consult_id=consult.id,
         data=data | {"specialty": consult.specialty, "urgency": consult.urgency},
     )
+
+
+def channels_of(actor: Actor) -> list[str]:
+    """Where an events socket listens: a user's own channels (and their roles' in the org); a client's
+    own (the consults it requested), and its org's queue when its scopes hold consults:queue."""
+    if actor.kind != "client":
+        return own_channels(actor)
+    queue = [channel_of_role(actor.org_id, "coordinator")] if actor.can(Perm.consults_queue) else []
+    return own_channels(actor) + queue

@@ -30,6 +30,11 @@ class ConsultIn(Strict):
     details: str = Field(default="", max_length=20000)
     site_capabilities: dict[str, Any] = Field(default_factory=dict)
     languages: list[Language] = Field(default_factory=list, max_length=10)
+    on_behalf_of: uuid.UUID | None = Field(
+        default=None,
+        description="Integration clients only (and required of them): the clinician of the client's org "
+        "who requests the consult",
+    )
 
     @field_validator("site_capabilities")
     @classmethod
@@ -64,6 +69,9 @@ class TriageOut(Out):
 
 class ConsultOut(TriageOut):
     requester_id: uuid.UUID
+    client_id: uuid.UUID | None = Field(
+        default=None, description="The integration client that requested it on the requester's behalf"
+    )
     patient_ref: str
     details: str
     site_capabilities: dict[str, Any]

@@ -11,8 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from api.db import commit
+from api.errors import InvalidInput
 from api.schemas import PageParams
 from audit.service import record, record_list
+from auth.delegation import clinician_for
 from auth.exceptions import PermissionDenied
 from auth.principal import Actor
 from auth.roles import Perm
@@ -28,14 +30,17 @@ async def create(
     session: AsyncSession, *, actor: Actor, data: ConsultIn, idempotency_key: str | None
 ) -> tuple[Consult, bool]:
     """Store the consult and make its first offers in one transaction; (consult, created?)."""
+    requester = await _requester(session, actor, data.on_behalf_of)
+    client_id = actor.id if actor.kind == "client" else None
     digest = _body_hash(data)
-    if idempotency_key and (prior := await _replay(session, actor, idempotency_key, digest)):
+    if idempotency_key and (prior := await _replay(session, requester, client_id, idempotency_key, digest)):
         return prior, False
     now = datetime.now(UTC)
     consult = Consult(
-        org_id=actor.org_id,
-        requester_id=actor.id,
-        **data.model_dump(),
+        org_id=requester.org_id,
+        requester_id=requester.id,
+        client_id=client_id,
+        **data.model_dump(exclude={"on_behalf_of"}),
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
@@ -47,23 +52,47 @@ async def create(
     except IntegrityError:
         # A concurrent request with the same key got there first; once it has committed, replay it.
         await session.rollback()
-        if idempotency_key and (prior := await _replay(session, actor, idempotency_key, digest)):
+        if idempotency_key and (
+            prior := await _replay(session, requester, client_id, idempotency_key, digest)
+        ):
             return prior, False
         raise IdempotencyInFlight() from None
     await advance(session, consult, now, fresh=True)
     if idempotency_key:
         # Stored with the consult, so that a retry, even one after it has moved on, answers as we first did.
         consult.first_answer = answer(consult).model_dump(mode="json")
-    await record(
-        session,
-        actor=actor,
-        action="consult.create",
-        org_id=consult.org_id,
-        resource_type="consult",
-        resource_id=consult.id,
-    )
+    await _audit_creation(session, actor, requester, consult)
     await commit(session)
     return consult, True
+
+
+async def _requester(session: AsyncSession, actor: Actor, on_behalf_of: uuid.UUID | None) -> Actor:
+    """Who requests: the signed-in clinician, or the clinician a client names (of its own org)."""
+    if actor.kind != "client":
+        if on_behalf_of is not None and on_behalf_of != actor.id:
+            raise PermissionDenied("Only integration clients request consults on someone's behalf")
+        return actor
+    if on_behalf_of is None:
+        raise InvalidInput("An integration client names the clinician it requests for: on_behalf_of")
+    return await clinician_for(session, actor=actor, user_id=on_behalf_of)
+
+
+async def _audit_creation(session: AsyncSession, actor: Actor, requester: Actor, consult: Consult) -> None:
+    """One row per principal: a client's request is filed as the client's and as the clinician's, each
+    naming the other, so that either one's trail shows it."""
+    rows: list[tuple[Actor, str | None]] = [(actor, None)]
+    if requester is not actor:
+        rows = [(actor, f"on_behalf_of:{requester.id}"), (requester, f"via_client:{actor.id}")]
+    for who, reason in rows:
+        await record(
+            session,
+            actor=who,
+            action="consult.create",
+            org_id=consult.org_id,
+            resource_type="consult",
+            resource_id=consult.id,
+            reason=reason,
+        )
 
 
 def answer(consult: Consult) -> ConsultOut:
@@ -112,6 +141,8 @@ async def list_consults(
     )
     if actor.can(Perm.consults_queue):
         query = query.where(or_(col(Consult.org_id) == actor.org_id, col(Consult.assigned_to) == actor.id))
+    elif actor.kind == "client":
+        query = query.where(col(Consult.client_id) == actor.id, col(Consult.org_id) == actor.org_id)
     else:
         query = query.where(or_(col(Consult.requester_id) == actor.id, col(Consult.assigned_to) == actor.id))
     for column, value in (
@@ -148,9 +179,16 @@ async def cancel(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
     return consult
 
 
-async def _replay(session: AsyncSession, actor: Actor, key: str, digest: str) -> Consult | None:
-    """The consult first created with this key, if any; the same key with another body is refused."""
-    query = select(Consult).where(col(Consult.requester_id) == actor.id, col(Consult.idempotency_key) == key)
+async def _replay(
+    session: AsyncSession, requester: Actor, client_id: uuid.UUID | None, key: str, digest: str
+) -> Consult | None:
+    """The consult first created with this key, if any; the same key with another body is refused.
+    A client's keys and its clinician's own are apart: neither replays the other's consult."""
+    query = select(Consult).where(
+        col(Consult.requester_id) == requester.id,
+        col(Consult.idempotency_key) == key,
+        col(Consult.client_id) == client_id if client_id else col(Consult.client_id).is_(None),
+    )
     prior = (await session.execute(query)).scalar_one_or_none()
     if prior is not None and prior.request_hash != digest:
         raise IdempotencyMismatch()

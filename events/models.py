@@ -7,6 +7,7 @@ time, so it only ever grows in commit order: `pos > last seen` is gap-free."""
 
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import JSON, BigInteger, Index, Integer, text
 from sqlmodel import Column, Field, SQLModel
@@ -24,6 +25,15 @@ def channel_of_user(user_id: uuid.UUID) -> str:
 
 def channel_of_role(org_id: uuid.UUID, role: str) -> str:
     return f"r:{org_id}:{role}"
+
+
+ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
+
+
+def own_channels(actor: Any) -> list[str]:
+    """A caller's own channel, and their org's channels of the roles they hold."""
+    roles = sorted(actor.roles & ORG_ROLES)
+    return [channel_of_user(actor.id)] + [channel_of_role(actor.org_id, r) for r in roles]
 
 
 class Event(SQLModel, table=True):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from api.errors import Unauthenticated
 from events.bus import Subscription
 from events.control import SESSIONS, ends, rescopes
-from events.models import channel_of_role, channel_of_user
+from events.models import own_channels
 from events.service import missed
 
 log = logging.getLogger("liaison.events")
@@ -22,10 +22,11 @@ log = logging.getLogger("liaison.events")
 Authenticate = Callable[..., Awaitable]
 # (session, actor, events) -> those of the events the actor may read now (consults.access.admit)
 Admit = Callable[..., Awaitable[list[dict]]]
+# actor -> the channels it listens on (consults.notify.channels_of)
+Channels = Callable[[Any], list[str]]
 AUTH_TIMEOUT = 5.0
 POLICY_VIOLATION = 1008
 TRY_AGAIN = 1013  # RFC 6455: the client may reconnect later (with its last event id: nothing is lost)
-ORG_ROLES = frozenset({"coordinator"})  # roles whose members share their org's channel
 
 
 class AuthMessage(BaseModel):
@@ -35,14 +36,15 @@ class AuthMessage(BaseModel):
     last_event_id: int | None = Field(default=None, ge=0)
 
 
-def build(authenticate: Authenticate, admit: Admit) -> APIRouter:
-    """The socket's route, naming callers with `authenticate` and deciding what they may read with
-    `admit`: events sit below auth and consults, so liaison.app hands both in."""
+def build(authenticate: Authenticate, admit: Admit, channels: Channels = own_channels) -> APIRouter:
+    """The socket's route, naming callers with `authenticate`, deciding what they may read with
+    `admit` and where they listen with `channels`: events sit below auth and consults, so liaison.app
+    hands them in."""
     router = APIRouter()
 
     @router.websocket("/events")
     async def events_socket(ws: WebSocket) -> None:
-        await _serve(ws, authenticate, admit)
+        await _serve(ws, authenticate, admit, channels)
 
     return router
 
@@ -56,11 +58,11 @@ class Reader:
     admit: Admit
     token: str
     actor: Any
+    channels_of: Channels = own_channels
 
     @property
     def channels(self) -> list[str]:
-        a = self.actor
-        return [channel_of_user(a.id)] + [channel_of_role(a.org_id, r) for r in sorted(a.roles & ORG_ROLES)]
+        return self.channels_of(self.actor)
 
     async def reload(self) -> bool:
         """Who the token names now; False if it names nobody any more (the socket then closes)."""
@@ -77,14 +79,14 @@ class Reader:
             return await self.admit(session, self.actor, events)
 
 
-async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit) -> None:
+async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit, channels: Channels) -> None:
     """First message {"type": "auth", "token", "last_event_id"?}; then {"type": "event", ...} frames."""
     await ws.accept()
     hello = await _authenticate(ws, authenticate)
     if hello is None:
         return
     actor, token, last = hello
-    reader = Reader(ws, authenticate, admit, token, actor)
+    reader = Reader(ws, authenticate, admit, token, actor, channels)
     bus = ws.app.state.bus
     sub = bus.subscribe(reader.channels + [SESSIONS])
     try:

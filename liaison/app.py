@@ -16,9 +16,11 @@ import audit.witness
 import auth.denials
 import auth.router
 import auth.startup
+import auth.wellknown
 import consults.access
 import consults.boundary
 import consults.hooks
+import consults.notify
 import consults.reoffer
 import consults.router
 import events.router
@@ -115,6 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # Outermost: everything inside (audit, sign-in limits, URLs) sees the client the proxy names.
     app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.include_router(health.router)
+    app.include_router(auth.wellknown.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,
@@ -123,7 +126,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router.build(reader=require(Perm.audit_read)),
         rosters.router.router,
         consults.router.router,
-        events.router.build(authenticate=authenticate, admit=consults.access.admit),
+        events.router.build(
+            authenticate=authenticate, admit=consults.access.admit, channels=consults.notify.channels_of
+        ),
         signaling.router.router,
     ):
         app.include_router(router, prefix="/api/v1")

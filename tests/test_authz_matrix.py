@@ -77,6 +77,8 @@ PUBLIC_ROUTES = frozenset(
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",  # operations
+        "GET /.well-known/jwks.json",
+        "GET /.well-known/oauth-authorization-server",  # public keys and metadata, for any relying party
         f"POST {API}/auth/login",
         f"POST {API}/auth/refresh",
         f"POST {API}/auth/token",  # how one gets a token

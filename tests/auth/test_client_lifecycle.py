@@ -125,7 +125,15 @@ async def test_scopes_are_an_enum_in_openapi(client):
     doc = (await client.get("/openapi.json")).json()
     scope = doc["components"]["schemas"]["ClientScope"]
     assert sorted(scope["enum"]) == sorted(
-        ["users:read", "agreements:read", "audit:read", "rosters:read", "consults:queue", "stats:read"]
+        [
+            "users:read",
+            "agreements:read",
+            "audit:read",
+            "rosters:read",
+            "consults:create",
+            "consults:queue",
+            "stats:read",
+        ]
     )
 
 
