@@ -24,13 +24,12 @@ class EventType(StrEnum):
     call_ended = "call.ended"
 
 
-Url = Field(min_length=8, max_length=2000)
-EventTypes = Field(min_length=1, max_length=len(EventType))
+URL_MAX, TYPES_MAX = 2000, len(EventType)
 
 
 class EndpointIn(Strict):
-    url: str = Url
-    event_types: list[EventType] = EventTypes
+    url: str = Field(min_length=8, max_length=URL_MAX)
+    event_types: list[EventType] = Field(min_length=1, max_length=TYPES_MAX)
     description: str = Field(default="", max_length=500)
     include_clinical: Bool = Field(
         default=False, description="true: payloads carry clinical text (question, details, message bodies)"
@@ -38,8 +37,8 @@ class EndpointIn(Strict):
 
 
 class EndpointPatch(Strict):
-    url: str | None = Url
-    event_types: list[EventType] | None = EventTypes
+    url: str | None = Field(default=None, min_length=8, max_length=URL_MAX)
+    event_types: list[EventType] | None = Field(default=None, min_length=1, max_length=TYPES_MAX)
     description: str | None = Field(default=None, max_length=500)
     include_clinical: Bool | None = None
     enabled: Bool | None = Field(default=None, description="true re-enables an endpoint, resuming its feed")

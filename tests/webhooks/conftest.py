@@ -3,7 +3,7 @@
 
 import asyncio
 import json
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass, field
 
 import pytest
@@ -92,10 +92,8 @@ class Receiver:
             if left <= 0:
                 raise AssertionError(f"receiver: condition not met; got {[r.json['type'] for r in self.got]}")
             self._arrived.clear()
-            try:
+            with suppress(TimeoutError):
                 await asyncio.wait_for(self._arrived.wait(), min(left, 0.5))
-            except TimeoutError:
-                pass
         return self.got
 
     def types(self) -> list[str]:
