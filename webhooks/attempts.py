@@ -49,7 +49,7 @@ async def claim(session: AsyncSession, *, now: datetime, settings: Settings) -> 
                 col(WebhookDelivery.next_attempt_at) <= now,
                 col(WebhookEndpoint.enabled).is_(True),
             )
-            .order_by(col(WebhookDelivery.next_attempt_at), col(WebhookDelivery.seq))
+            .order_by(col(WebhookDelivery.created_at), col(WebhookDelivery.seq))
             .limit(CLAIM)
             .with_for_update(skip_locked=True, of=WebhookDelivery)
         )

@@ -80,9 +80,18 @@ class WebhookWorker:
                 jobs = await attempts.claim(session, now=datetime.now(UTC), settings=self._settings)
             if not jobs:
                 return
-            await asyncio.gather(*(self._attempt(job) for job in jobs))
+            # One endpoint's deliveries go one after another, in sequence, so a healthy receiver gets
+            # them in order; endpoints go side by side. (Retries may overtake: payloads carry `sequence`.)
+            lanes: dict[object, list[Job]] = {}
+            for job in jobs:
+                lanes.setdefault(job.endpoint_id, []).append(job)
+            await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
             if len(jobs) < attempts.CLAIM:
                 return
+
+    async def _lane(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            await self._attempt(job)
 
     async def _attempt(self, job: Job) -> None:
         assert self._client is not None

@@ -79,8 +79,10 @@ class Receiver:
         self.got.append(Received(headers, body))
         self._arrived.set()
         answer = self.script.pop(0) if self.script else 200
-        if answer == "hang":
-            await asyncio.sleep(3600)
+        if answer == "hang":  # until the sender gives up and hangs up
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            return
         await send({"type": "http.response.start", "status": answer, "headers": []})
         await send({"type": "http.response.body", "body": b"ok"})
 
