@@ -38,6 +38,14 @@ def refused_address(address: str, *, allow_private: bool) -> bool:
 
 async def check_resolved(host: str, port: int, *, allow_private: bool, what: str = "the URL") -> None:
     """Raise AddressRefused unless every address `host` resolves to is allowed (OSError: no answer)."""
+    try:  # an address literal needs no resolver (a thread of the executor, per request)
+        literal = str(ipaddress.ip_address(host.strip("[]")))
+    except ValueError:
+        literal = None
+    if literal is not None:
+        if refused_address(literal, allow_private=allow_private):
+            raise AddressRefused(f"{what} resolves to an address that is not allowed")
+        return
     infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     if not infos or any(refused_address(str(i[4][0]), allow_private=allow_private) for i in infos):
         raise AddressRefused(f"{what} resolves to an address that is not allowed")

@@ -69,6 +69,7 @@ def _job(delivery: WebhookDelivery, endpoint: WebhookEndpoint, now: datetime) ->
         delivery_id=delivery.id,
         endpoint_id=endpoint.id,
         org_id=endpoint.org_id,
+        consult_id=delivery.consult_id,
         lease=delivery.lease,
         url=endpoint.url,
         secrets=live_secrets(endpoint.secret, endpoint.previous_secret, endpoint.previous_secret_until, now),

@@ -20,6 +20,7 @@ class Job:
     delivery_id: uuid.UUID
     endpoint_id: uuid.UUID
     org_id: uuid.UUID
+    consult_id: uuid.UUID | None
     lease: str
     url: str
     secrets: list[str]

@@ -80,11 +80,12 @@ class WebhookWorker:
                 jobs = await attempts.claim(session, now=datetime.now(UTC), settings=self._settings)
             if not jobs:
                 return
-            # One endpoint's deliveries go one after another, in sequence, so a healthy receiver gets
-            # them in order; endpoints go side by side. (Retries may overtake: payloads carry `sequence`.)
-            lanes: dict[object, list[Job]] = {}
+            # One consult's deliveries to an endpoint go one after another, in sequence, so a healthy
+            # receiver gets each consult's news in order; the rest go side by side. (A retry may be
+            # overtaken: payloads carry the endpoint's `sequence` for receivers to order by.)
+            lanes: dict[tuple[object, object], list[Job]] = {}
             for job in jobs:
-                lanes.setdefault(job.endpoint_id, []).append(job)
+                lanes.setdefault((job.endpoint_id, job.consult_id), []).append(job)
             await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
             if len(jobs) < attempts.CLAIM:
                 return
