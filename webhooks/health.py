@@ -54,12 +54,14 @@ async def failed(session: AsyncSession, endpoint_id: uuid.UUID, *, now: datetime
     too_many = endpoint.consecutive_failures >= settings.webhooks_disable_after_failures
     too_long = now - endpoint.failing_since >= timedelta(hours=settings.webhooks_disable_after_hours)
     if endpoint.enabled and (too_many or too_long):
-        await _disable(session, endpoint, now=now)
+        run = f"{endpoint.consecutive_failures} attempts in a row"
+        since = f"no success since {endpoint.failing_since.isoformat(timespec='seconds')}"
+        await _disable(session, endpoint, now=now, reason=f"failing: {run if too_many else since}")
 
 
-async def _disable(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime) -> None:
+async def _disable(session: AsyncSession, endpoint: WebhookEndpoint, *, now: datetime, reason: str) -> None:
     endpoint.enabled = False
-    endpoint.disabled_reason = f"failing: {endpoint.consecutive_failures} attempts in a row"
+    endpoint.disabled_reason = reason
     endpoint.updated_at = now
     await record(
         session,
