@@ -61,6 +61,23 @@ class Settings(BaseSettings):
     jwks_fetch_timeout: float = Field(default=3.0, gt=0, le=30)
     jwks_allow_private_addresses: bool = False
 
+    # Webhooks (webhooks/): each node's worker feeds deliveries from the event log, woken by it and
+    # polling every poll_seconds; a delivery is retried after base * 2^(n-1) seconds (jittered, capped
+    # at retry_max_seconds) up to max_attempts times (the defaults span about six hours); an endpoint
+    # that failed disable_after_failures times in a row, or kept failing for disable_after_hours, is
+    # disabled. Never to a private, loopback or link-local address unless allowed (tests).
+    webhooks_worker: bool = True
+    webhooks_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    webhooks_timeout_seconds: float = Field(default=10.0, gt=0, le=60)
+    webhooks_retry_base_seconds: float = Field(default=5.0, gt=0, le=3600)
+    webhooks_retry_max_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    webhooks_max_attempts: int = Field(default=15, ge=1, le=100)
+    webhooks_disable_after_failures: int = Field(default=50, ge=1)
+    webhooks_disable_after_hours: float = Field(default=24.0, gt=0)
+    # After a rotation the old secret signs too (a second `v1,` signature) this long.
+    webhooks_secret_overlap_seconds: int = Field(default=86400, ge=0, le=7 * 86400)
+    webhooks_allow_private_addresses: bool = False
+
     # argon2id cost; tests lower it so the suite stays fast.
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536

@@ -2,19 +2,17 @@
 so the fetch is a request on their behalf from inside our network), cached, refreshed on an unknown kid."""
 
 import asyncio
-import ipaddress
 import json
 import logging
 import math
-import socket
 import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
-from urllib.parse import urlsplit
 
 import httpx
 
+from api.outbound import AddressRefused, check_connected, check_resolved, split_url
 from api.settings import Settings
 from auth.jwks import validate_jwks
 from auth.tokens import Keyring
@@ -28,27 +26,11 @@ class JwksUnavailable(Exception):
 
 
 def check_uri(uri: str, *, allow_private: bool) -> tuple[str, int]:
-    """Host and port of an acceptable jwks_uri: https (http only where private addresses are allowed),
-    no credentials in it; raise JwksUnavailable otherwise."""
-    parts = urlsplit(uri)
-    schemes = ("https", "http") if allow_private else ("https",)
-    if parts.scheme not in schemes or not parts.hostname or parts.username or parts.password:
-        raise JwksUnavailable(
-            f"jwks_uri must be an {' or '.join(schemes)} URL with a host and no credentials"
-        )
+    """Host and port of an acceptable jwks_uri (api.outbound); raise JwksUnavailable otherwise."""
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
-    except ValueError:
-        raise JwksUnavailable("jwks_uri has an invalid port") from None
-    return parts.hostname, port
-
-
-def refused_address(address: str, *, allow_private: bool) -> bool:
-    """Private, loopback, link-local (cloud metadata), multicast, reserved: none is an IdP's address."""
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return not allow_private and (not ip.is_global or ip.is_multicast)
+        return split_url(uri, allow_private=allow_private, what="jwks_uri")
+    except AddressRefused as exc:
+        raise JwksUnavailable(str(exc)) from None
 
 
 async def fetch_jwks(uri: str, *, timeout: float, allow_private: bool) -> dict:
@@ -57,10 +39,10 @@ async def fetch_jwks(uri: str, *, timeout: float, allow_private: bool) -> dict:
     host, port = check_uri(uri, allow_private=allow_private)
     try:
         async with asyncio.timeout(timeout):
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            if not infos or any(refused_address(str(i[4][0]), allow_private=allow_private) for i in infos):
-                raise JwksUnavailable("jwks_uri resolves to an address that is not allowed")
+            await check_resolved(host, port, allow_private=allow_private, what="jwks_uri")
             return await _get(uri, timeout=timeout, allow_private=allow_private)
+    except AddressRefused as exc:
+        raise JwksUnavailable(str(exc)) from None
     except TimeoutError:
         raise JwksUnavailable("jwks_uri did not answer in time") from None
     except (OSError, httpx.HTTPError) as exc:
@@ -73,10 +55,7 @@ async def _get(uri: str, *, timeout: float, allow_private: bool) -> dict:
         client.stream("GET", uri, headers={"accept": "application/json"}) as resp,
     ):
         # DNS may answer differently the second time (rebinding): the address connected to counts.
-        stream = resp.extensions.get("network_stream")
-        peer = stream.get_extra_info("server_addr") if stream is not None else None
-        if peer is None or refused_address(peer[0], allow_private=allow_private):
-            raise JwksUnavailable("jwks_uri connected to an address that is not allowed")
+        check_connected(resp, allow_private=allow_private, what="jwks_uri")
         if resp.status_code != 200:
             raise JwksUnavailable(f"jwks_uri answered {resp.status_code}")
         body = b""

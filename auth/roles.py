@@ -27,6 +27,7 @@ class Perm(StrEnum):
     consults_respond = "consults:respond"
     stats_read = "stats:read"
     policy_manage = "policy:manage"
+    webhooks_manage = "webhooks:manage"
 
 
 ROLE_PERMS: dict[Role, frozenset[Perm]] = {
@@ -54,6 +55,7 @@ ROLE_PERMS: dict[Role, frozenset[Perm]] = {
             Perm.audit_read,
             Perm.stats_read,
             Perm.policy_manage,
+            Perm.webhooks_manage,
         }
     ),
     # The operator makes organizations and their first admin (orgs.service), nothing inside them.

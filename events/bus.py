@@ -37,6 +37,15 @@ class LocalBus:
 
     def __init__(self) -> None:
         self._subs: dict[str, set[Subscription]] = defaultdict(set)
+        self._watchers: list[Callable[[list[dict]], None]] = []
+
+    def watch(self, watcher: Callable[[list[dict]], None]) -> None:
+        """Hear every batch this process delivers, whatever its channels (a worker woken by the log)."""
+        self._watchers.append(watcher)
+
+    def unwatch(self, watcher: Callable[[list[dict]], None]) -> None:
+        if watcher in self._watchers:
+            self._watchers.remove(watcher)
 
     def subscribe(self, channels: list[str]) -> Subscription:
         sub = Subscription(channels)
@@ -63,6 +72,8 @@ class LocalBus:
         for event in events:
             for sub in self._subs.get(event["channel"], ()):
                 sub.offer(event)
+        for watcher in self._watchers:
+            watcher(events)
 
 
 OnBatch = Callable[[str, list[dict] | None], None]  # (node, batch); None: batches may have been missed

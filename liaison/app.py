@@ -30,6 +30,7 @@ import orgs.router
 import rosters.hooks
 import rosters.router
 import signaling.router
+import webhooks.router
 from agreements.models import Agreement
 from api import health
 from api.db import make_engine, make_sessionmaker
@@ -58,6 +59,7 @@ from signaling.fabric.ledger import make_ledger
 from signaling.fabric.local import LocalFabric
 from signaling.fabric.redis_fabric import RedisFabric
 from signaling.peers.precall import PrecallRooms
+from webhooks.worker import WebhookWorker
 
 log = logging.getLogger("liaison")
 
@@ -80,11 +82,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         worker = EscalationWorker(app.state.sessionmaker, poll_seconds=settings.escalation_poll_seconds)
         if settings.escalation_worker:
             worker.start()
+        app.state.webhooks = WebhookWorker(app.state.sessionmaker, settings=settings, bus=app.state.bus)
+        if settings.webhooks_worker:
+            app.state.webhooks.start()
         orders = await _start_signaling(app, settings)
         try:
             yield
         finally:
             await _stop_signaling(app, orders)
+            await app.state.webhooks.stop()
             await worker.stop()
             await sealer.stop()
             await _close_stores(app)
@@ -130,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             authenticate=authenticate, admit=consults.access.admit, channels=consults.notify.channels_of
         ),
         signaling.router.router,
+        webhooks.router.router,
     ):
         app.include_router(router, prefix="/api/v1")
     return app

@@ -19,6 +19,7 @@ import events.models  # noqa: F401
 import orgs.models  # noqa: F401
 import rosters.models  # noqa: F401
 import signaling.models  # noqa: F401
+import webhooks.models  # noqa: F401
 
 
 def metadata() -> MetaData:

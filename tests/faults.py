@@ -22,7 +22,7 @@ from tests.live import Node, free_port, http, put_on_call
 async def seeded(url: str):
     """(app, world): the world seeded on `url` by an app in this process; b-specialist on call for all."""
     await reset_pg(url)
-    app = create_app(make_settings(url, None, escalation_worker=False))
+    app = create_app(make_settings(url, None, escalation_worker=False, webhooks_worker=False))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 40000))
         async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as client:

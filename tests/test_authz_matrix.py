@@ -64,6 +64,7 @@ from liaison.app import create_app
 from rosters.models import Roster, Shift, SpecialistProfile
 from tests.conftest import World, make_settings
 from tests.live import EventClient, http, put_on_call, serve
+from webhooks.models import DeliveryStatus, WebhookDelivery, WebhookEndpoint
 
 API = "/api/v1"
 
@@ -220,6 +221,12 @@ class Matrix:
 
 
 @pytest.fixture
+def settings_overrides() -> dict:
+    # Webhook endpoints on loopback (nothing listens on port 9), and no worker to send them anything.
+    return {"webhooks_allow_private_addresses": True, "webhooks_worker": False}
+
+
+@pytest.fixture
 async def matrix(app, world) -> AsyncIterator[Matrix]:
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False, client=("127.0.0.1", 40000))
     async with httpx.AsyncClient(transport=transport, base_url="http://liaison.test") as client:
@@ -312,6 +319,46 @@ def existing_idp(body: Any = None) -> Builder:
     async def build(m: Matrix, role: str, rel: str) -> Call:
         idp = await m.add_idp(ORG_OF[rel]) if rel in ORG_OF else uuid.uuid4()
         return Call({"org_id": m.org(rel), "idp_id": idp}, body)
+
+    return build
+
+
+async def new_webhook(m: Matrix, role: str, rel: str) -> Call:
+    return Call(
+        {"org_id": m.org(rel)}, {"url": "http://127.0.0.1:9/hook", "event_types": ["consult.created"]}
+    )
+
+
+async def _add_webhook(m: Matrix, rel: str) -> tuple[uuid.UUID, uuid.UUID]:
+    """A fresh endpoint of the target org, with one delivery in its log (random ids if missing)."""
+    if rel not in ORG_OF:
+        return uuid.uuid4(), uuid.uuid4()
+    org_id = m.world.orgs[ORG_OF[rel]]
+    async with m.app.state.sessionmaker() as session:
+        endpoint = WebhookEndpoint(org_id=org_id, url="http://127.0.0.1:9/hook", secret="whsec_" + "A" * 32)
+        session.add(endpoint)
+        await session.flush()
+        delivery = WebhookDelivery(
+            endpoint_id=endpoint.id,
+            org_id=org_id,
+            seq=1,
+            event_key="matrix",
+            position=1,
+            type="consult.created",
+            status=DeliveryStatus.failed,
+        )
+        session.add(delivery)
+        await commit(session)
+        return endpoint.id, delivery.id
+
+
+def existing_webhook(body: Any = None, *, delivery: bool = False) -> Builder:
+    """A fresh endpoint of the target org (each case may change or delete it), or one of its deliveries."""
+
+    async def build(m: Matrix, role: str, rel: str) -> Call:
+        endpoint_id, delivery_id = await _add_webhook(m, rel)
+        path = {"org_id": m.org(rel), "endpoint_id": endpoint_id}
+        return Call(path | ({"delivery_id": delivery_id} if delivery else {}), body)
 
     return build
 
@@ -1156,6 +1203,36 @@ EXPECTATIONS: dict[str, Entry] = {
     ),
     f"DELETE {API}/orgs/{{org_id}}/clients/{{client_id}}": Entry(
         existing_client(), {"org_admin": own_org(204), "*": 403}
+    ),
+    # an org's webhook endpoints and their delivery log: its own admin only
+    f"POST {API}/orgs/{{org_id}}/webhooks": Entry(
+        new_webhook, {"org_admin": own_org(201), "*": 403}, check=created_in_target_org
+    ),
+    f"GET {API}/orgs/{{org_id}}/webhooks": Entry(
+        org_only, {"org_admin": own_org(200), "*": 403}, check=rows_of_target_org
+    ),
+    f"GET {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}": Entry(
+        existing_webhook(), {"org_admin": own_org(200), "*": 403}, check=is_target("endpoint_id")
+    ),
+    f"PATCH {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}": Entry(
+        existing_webhook({"enabled": False}),
+        {"org_admin": own_org(200), "*": 403},
+        check=is_target("endpoint_id"),
+    ),
+    f"POST {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}/secret": Entry(
+        existing_webhook(), {"org_admin": own_org(200), "*": 403}, check=is_target("endpoint_id")
+    ),
+    f"DELETE {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}": Entry(
+        existing_webhook(), {"org_admin": own_org(204), "*": 403}
+    ),
+    f"GET {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}/deliveries": Entry(
+        existing_webhook(), {"org_admin": own_org(200), "*": 403}
+    ),
+    f"GET {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}/deliveries/{{delivery_id}}": Entry(
+        existing_webhook(delivery=True), {"org_admin": own_org(200), "*": 403}, check=is_target("delivery_id")
+    ),
+    f"POST {API}/orgs/{{org_id}}/webhooks/{{endpoint_id}}/deliveries/{{delivery_id}}/redeliver": Entry(
+        existing_webhook(delivery=True), {"org_admin": own_org(202), "*": 403}, check=is_target("delivery_id")
     ),
     f"PATCH {API}/orgs/{{org_id}}/identity-providers/{{idp_id}}": Entry(
         existing_idp({"is_active": False}), {"org_admin": own_org(200), "*": 403}, check=is_target("idp_id")

@@ -24,6 +24,7 @@ LAYERS: list[set[str]] = [
     {"orgs"},  # organizations and their users
     {"agreements", "rosters"},  # who may send to whom; who is on call
     {"consults"},  # consults, routing, escalation
+    {"webhooks"},  # signed deliveries of an org's consult events, fed from the event log
     {"signaling"},  # calls of a consult
     {"liaison"},  # the composition root (liaison/app.py), the command line, the demo
 ]

@@ -1,0 +1,189 @@
+"""Deliveries, verified by the Standard Webhooks library at a real receiver on loopback: what an
+org's consults send, retries with growing delays, redelivery, secret rotation, the org boundary."""
+
+import asyncio
+
+import pytest
+
+from tests.webhooks.conftest import new_consult, on_call, receiving, register, verifies, verify
+
+
+async def accept(world, consult: dict) -> None:
+    resp = await world.client.post(
+        f"/api/v1/consults/{consult['id']}/accept", headers=await world.headers("b-specialist")
+    )
+    assert resp.status_code == 200, resp.text
+
+
+async def delivery_log(world, endpoint: dict, **query) -> list[dict]:
+    resp = await world.client.get(
+        f"/api/v1/orgs/{endpoint['org_id']}/webhooks/{endpoint['id']}/deliveries",
+        params=query,
+        headers=await world.headers("a-org_admin"),
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()["items"]
+
+
+async def settled_log(world, endpoint: dict, timeout: float = 20.0) -> list[dict]:
+    """The delivery log once nothing in it is pending (a receiver hears before the result is stored)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        log = await delivery_log(world, endpoint)
+        if all(d["status"] != "pending" for d in log):
+            return log
+        assert asyncio.get_running_loop().time() < deadline, log
+        await asyncio.sleep(0.1)
+
+
+async def delivery(world, endpoint: dict, delivery_id: str) -> dict:
+    resp = await world.client.get(
+        f"/api/v1/orgs/{endpoint['org_id']}/webhooks/{endpoint['id']}/deliveries/{delivery_id}",
+        headers=await world.headers("a-org_admin"),
+    )
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def test_a_consults_life_reaches_the_endpoint_signed_and_in_order(app, world, receiver):
+    endpoint = await register(world, receiver.url)
+    await on_call(app, world)
+    consult = await new_consult(world)
+    await accept(world, consult)
+    got = await receiver.wait(lambda g: len(g) >= 3)
+    payloads = [verify(r, endpoint["secret"]) for r in got]
+    assert [p["type"] for p in payloads] == ["consult.created", "consult.offered", "consult.accepted"]
+    assert [p["sequence"] for p in payloads] == [1, 2, 3]
+    assert all(p["data"]["consult_id"] == consult["id"] for p in payloads)
+    assert payloads[2]["data"]["assigned_to"] == str(world.users["b-specialist"])
+    assert "question" not in payloads[0]["data"]  # no clinical text unless the org opts in
+    assert len({r.id for r in got}) == 3
+    log = await settled_log(world, endpoint)
+    assert {d["webhook_id"] for d in log} == {r.id for r in got}
+    assert {d["status"] for d in log} == {"delivered"}
+
+
+async def test_a_message_stored_for_two_readers_is_one_delivery_with_text_only_if_opted_in(
+    app, world, receiver
+):
+    async with receiving() as clinical:
+        plain = await register(world, receiver.url, events=["message.created"])
+        opted = await register(world, clinical.url, events=["message.created"], include_clinical=True)
+        await on_call(app, world)
+        consult = await new_consult(world)
+        await accept(world, consult)
+        # a coordinator's message is news for both the requester and the assignee: two stored events
+        for author in ("b-specialist", "a-clinician"):
+            resp = await world.client.post(
+                f"/api/v1/consults/{consult['id']}/messages",
+                json={"body": f"from {author}"},
+                headers=await world.headers(author),
+            )
+            assert resp.status_code == 201, resp.text
+        await receiver.wait(lambda g: len(g) >= 2)
+        await clinical.wait(lambda g: len(g) >= 2)
+        await asyncio.sleep(0.5)  # room for a duplicate to arrive, were one sent
+        bare = [verify(r, plain["secret"])["data"] for r in receiver.got]
+        full = [verify(r, opted["secret"])["data"] for r in clinical.got]
+    assert len(bare) == len(full) == 2
+    assert all("body" not in d for d in bare)
+    assert [d["body"] for d in full] == ["from b-specialist", "from a-clinician"]
+
+
+async def test_retries_after_500s_and_timeouts_wait_longer_each_time(app, world, receiver):
+    receiver.script = [500, "hang", 503, 200]
+    endpoint = await register(world, receiver.url, events=["consult.created"])
+    await on_call(app, world)
+    await new_consult(world)
+    got = await receiver.wait(lambda g: len(g) >= 4)
+    assert len({r.id for r in got}) == 1  # one delivery, attempted four times under one webhook-id
+    assert all(verifies(r, endpoint["secret"]) for r in got)
+    [row] = await settled_log(world, endpoint)
+    detail = await delivery(world, endpoint, row["id"])
+    tries = detail["attempt_log"]
+    assert [t["status_code"] for t in tries] == [500, None, 503, 200]
+    assert "no answer within" in tries[1]["error"]
+    delays = [t["retry_in_seconds"] for t in tries[:3]]
+    assert delays[0] < delays[1] < delays[2] and tries[3]["retry_in_seconds"] is None
+    assert detail["status"] == "delivered" and detail["attempts"] == 4
+    for before, after, delay in zip(tries, tries[1:], delays, strict=False):
+        gap = (_at(after) - _at(before)).total_seconds()
+        assert gap >= delay  # never sooner than scheduled (later, on a loaded machine, is fine)
+
+
+def _at(attempt: dict):
+    from datetime import datetime
+
+    return datetime.fromisoformat(attempt["at"])
+
+
+async def test_redelivery_sends_the_same_message_again(app, world, receiver):
+    endpoint = await register(world, receiver.url, events=["consult.created"])
+    await on_call(app, world)
+    await new_consult(world)
+    [first] = await receiver.wait(lambda g: len(g) >= 1)
+    [row] = await settled_log(world, endpoint)
+    resp = await world.client.post(
+        f"/api/v1/orgs/{endpoint['org_id']}/webhooks/{endpoint['id']}/deliveries/{row['id']}/redeliver",
+        headers=await world.headers("a-org_admin"),
+    )
+    assert resp.status_code == 202, resp.text
+    got = await receiver.wait(lambda g: len(g) >= 2)
+    assert got[1].id == first.id and got[1].body == first.body
+    assert verifies(got[1], endpoint["secret"])
+    await settled_log(world, endpoint)
+    tries = (await delivery(world, endpoint, row["id"]))["attempt_log"]
+    assert [t["manual"] for t in tries] == [False, True]
+
+
+async def test_a_rotated_secret_signs_alongside_the_old_one_until_rotated_at_once(app, world, receiver):
+    endpoint = await register(world, receiver.url, events=["consult.created"])
+    base = f"/api/v1/orgs/{endpoint['org_id']}/webhooks/{endpoint['id']}"
+    headers = await world.headers("a-org_admin")
+    rotated = (await world.client.post(f"{base}/secret", headers=headers)).json()
+    assert rotated["secret"] != endpoint["secret"] and rotated["previous_secret_until"]
+    await on_call(app, world)
+    await new_consult(world)
+    [during] = await receiver.wait(lambda g: len(g) >= 1)
+    assert len(during.headers["webhook-signature"].split(" ")) == 2
+    assert verifies(during, rotated["secret"]) and verifies(during, endpoint["secret"])
+    leaked = (await world.client.post(f"{base}/secret", params={"at_once": "true"}, headers=headers)).json()
+    await new_consult(world)
+    got = await receiver.wait(lambda g: len(g) >= 2)
+    after = got[1]
+    assert len(after.headers["webhook-signature"].split(" ")) == 1
+    assert verifies(after, leaked["secret"])
+    assert not verifies(after, rotated["secret"]) and not verifies(after, endpoint["secret"])
+
+
+async def test_another_orgs_endpoint_hears_nothing_of_its_partners_consults(app, world, receiver):
+    async with receiving() as partner:
+        mine = await register(world, receiver.url, events=["consult.created", "consult.accepted"])
+        await register(world, partner.url, org="B")
+        await on_call(app, world)
+        consult = await new_consult(world)
+        await accept(world, consult)
+        await receiver.wait(lambda g: len(g) >= 2)
+        await asyncio.sleep(1.0)  # the worker polls every 0.2 s: B's endpoint had its chances
+        assert partner.got == []
+    assert [verify(r, mine["secret"])["type"] for r in receiver.got] == [
+        "consult.created",
+        "consult.accepted",
+    ]
+
+
+@pytest.mark.parametrize("events", [["consult.unassigned"], ["consult.cancelled", "consult.created"]])
+async def test_only_the_chosen_events_are_sent(app, world, receiver, events):
+    endpoint = await register(world, receiver.url, events=events)
+    consult = await new_consult(world)  # nobody on call: straight to the coordinators' queue
+    resp = await world.client.post(
+        f"/api/v1/consults/{consult['id']}/cancel", headers=await world.headers("a-clinician")
+    )
+    assert resp.status_code == 200, resp.text
+    want = (
+        ["consult.unassigned"]
+        if events == ["consult.unassigned"]
+        else ["consult.created", "consult.cancelled"]
+    )
+    got = await receiver.wait(lambda g: len(g) >= len(want))
+    assert [verify(r, endpoint["secret"])["type"] for r in got] == want

@@ -1,0 +1,107 @@
+"""Each node's delivery worker: feeds endpoints from the log, then sends what is due.
+
+It wakes when the node's event log hands over events a webhook may be derived from (whether this
+node sequenced them or heard them through Redis), and every poll_seconds regardless, so that a Redis
+outage slows deliveries by at most that and loses none: the log and the deliveries are in the
+database, and Redis only wakes the worker sooner."""
+
+import asyncio
+import contextlib
+import logging
+from datetime import UTC, datetime
+
+import httpx
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from api.errors import log_failure
+from api.settings import Settings
+from api.tasks import cancel
+from events.bus import LocalBus
+from webhooks import attempts, feed
+from webhooks.derive import SOURCES
+from webhooks.sender import Job, send
+
+log = logging.getLogger("liaison.webhooks")
+
+
+class WebhookWorker:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], *, settings: Settings, bus: LocalBus
+    ) -> None:
+        self._sessions = sessions
+        self._settings = settings
+        self._bus = bus
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def start(self) -> None:
+        # No proxy from the environment, no redirect followed: the guard checks where we connect.
+        self._client = httpx.AsyncClient(
+            timeout=self._settings.webhooks_timeout_seconds, follow_redirects=False, trust_env=False
+        )
+        self._bus.watch(self._heard)
+        self._task = asyncio.create_task(self._loop(), name="webhook-worker")
+
+    async def stop(self) -> None:
+        self._bus.unwatch(self._heard)
+        await cancel(self._task)
+        if self._client is not None:
+            await self._client.aclose()
+
+    def _heard(self, events: list[dict]) -> None:
+        if any(e["event"] in SOURCES for e in events):
+            self._wake.set()
+
+    async def _loop(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._settings.webhooks_poll_seconds)
+            self._wake.clear()
+            try:
+                await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log_failure(log, "webhook step failed; what it had not recorded is retried", exc)
+
+    async def step(self) -> None:
+        """Feed every endpoint that is behind the log, then send until nothing is due."""
+        async with self._sessions() as session:
+            endpoints = await feed.due_endpoints(session)
+        for endpoint_id in endpoints:
+            async with self._sessions() as session:
+                await feed.feed_one(session, endpoint_id)
+        while True:
+            async with self._sessions() as session:
+                jobs = await attempts.claim(session, now=datetime.now(UTC), settings=self._settings)
+            if not jobs:
+                return
+            # One consult's deliveries to an endpoint go one after another, in sequence, so a healthy
+            # receiver gets each consult's news in order; the rest go side by side. (A retry may be
+            # overtaken: payloads carry the endpoint's `sequence` for receivers to order by.)
+            lanes: dict[tuple[object, object], list[Job]] = {}
+            for job in jobs:
+                lanes.setdefault((job.endpoint_id, job.consult_id), []).append(job)
+            await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
+            if len(jobs) < attempts.CLAIM:
+                return
+
+    async def _lane(self, jobs: list[Job]) -> None:
+        for job in jobs:
+            await self._attempt(job)
+
+    async def _attempt(self, job: Job) -> None:
+        assert self._client is not None
+        s = self._settings
+        outcome = await send(
+            self._client,
+            job,
+            timeout=s.webhooks_timeout_seconds,
+            allow_private=s.webhooks_allow_private_addresses,
+        )
+        async with self._sessions() as session:
+            await attempts.record(session, job, outcome, now=datetime.now(UTC), settings=s)
