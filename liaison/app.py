@@ -22,6 +22,7 @@ import consults.hooks
 import consults.reoffer
 import consults.router
 import events.router
+import fhir.router
 import orgs.bootstrap
 import orgs.hooks
 import orgs.router
@@ -43,6 +44,7 @@ from consults.models import Consult
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
+from fhir.edge import OperationOutcomes
 from orgs.models import Organization
 from rosters.models import Roster
 from signaling.calls import control
@@ -104,7 +106,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
+    app.add_middleware(OperationOutcomes)
     app.include_router(health.router)
+    app.include_router(fhir.router.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,

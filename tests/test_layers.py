@@ -24,7 +24,7 @@ LAYERS: list[set[str]] = [
     {"orgs"},  # organizations and their users
     {"agreements", "rosters"},  # who may send to whom; who is on call
     {"consults"},  # consults, routing, escalation
-    {"signaling"},  # calls of a consult
+    {"signaling", "fhir"},  # calls of a consult; consults retold in FHIR R4
     {"liaison"},  # the composition root (liaison/app.py), the command line, the demo
 ]
 # Outside the layers: they use everything, and nothing layered may import them.
