@@ -12,7 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# The FHIR R4 models the tests check served resources against need pydantic 1: a virtualenv of their own.
+R4 := $(VENV)/r4/.installed
+$(R4): tests/fhir/r4-requirements.txt
+	test -x $(VENV)/r4/bin/python || $(PYTHON) -m venv $(VENV)/r4
+	$(VENV)/r4/bin/pip install -q --disable-pip-version-check -r tests/fhir/r4-requirements.txt
+	touch $@
+
+install: $(STAMP) $(R4)
 
 migrate: install
 	$(BIN)/liaison migrate

@@ -10,6 +10,7 @@ from sqlmodel import col
 from api.db import commit
 from api.schemas import PageParams
 from audit.service import record
+from auth.exceptions import Hidden
 from auth.principal import Actor
 from consults import access
 from consults.exceptions import InvalidTransition
@@ -74,3 +75,21 @@ async def thread(
     )
     await commit(session)
     return list(rows)
+
+
+async def read(session: AsyncSession, *, actor: Actor, message_id: uuid.UUID) -> Message:
+    """One message, to whoever may read its consult's thread; otherwise 404, as if it did not exist."""
+    message = await session.get(Message, message_id)
+    if message is None:
+        raise Hidden()
+    consult, _ = await access.load(session, actor, message.consult_id)
+    await record(
+        session,
+        actor=actor,
+        action="message.read",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
+    await commit(session)
+    return message

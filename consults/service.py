@@ -3,9 +3,10 @@
 import hashlib
 import json
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
@@ -132,8 +133,10 @@ async def list_consults(
     specialty: str | None,
     urgency: str | None,
     page: PageParams,
+    narrow: Sequence[ColumnElement[bool]] = (),
 ) -> list[Consult]:
-    """Coordinators: the org's queue; others: what they requested or were assigned."""
+    """Coordinators: the org's queue; others: what they requested or were assigned; `narrow` adds
+    conditions on consults (FHIR's search parameters)."""
     # The same boundary as GET /consults/{id}: an assignee of another org sees nothing once the
     # agreement that opened the consult is suspended, revoked or out of date.
     query = (
@@ -152,6 +155,8 @@ async def list_consults(
     ):
         if value:
             query = query.where(column == value)
+    if narrow:
+        query = query.where(*narrow)
     rows = list((await session.execute(query.limit(page.limit + 1).offset(page.offset))).scalars())
     await record_list(
         session,

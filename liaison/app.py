@@ -24,6 +24,7 @@ import consults.notify
 import consults.reoffer
 import consults.router
 import events.router
+import fhir.router
 import orgs.bootstrap
 import orgs.hooks
 import orgs.router
@@ -49,6 +50,7 @@ from consults.models import Consult
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
+from fhir.edge import OperationOutcomes
 from orgs.models import Organization
 from rosters.models import Roster
 from signaling.calls import control
@@ -120,10 +122,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
+    app.add_middleware(OperationOutcomes)
     # Outermost: everything inside (audit, sign-in limits, URLs) sees the client the proxy names.
     app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.include_router(health.router)
     app.include_router(auth.wellknown.router)
+    app.include_router(fhir.router.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,

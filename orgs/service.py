@@ -185,3 +185,20 @@ def _grantable(roles: list[str]) -> list[str]:
     if bad:
         raise RoleNotGrantable(f"Roles that cannot be granted: {', '.join(bad)}")
     return sorted(set(roles))
+
+
+async def get_user(session: AsyncSession, *, actor: Actor, user_id: uuid.UUID) -> User:
+    """One user of the actor's own org; any other is 404, as if it did not exist."""
+    user = await session.get(User, user_id)
+    if user is None or user.org_id != actor.org_id:
+        raise Hidden()
+    await record(
+        session,
+        actor=actor,
+        action="user.read",
+        org_id=user.org_id,
+        resource_type="user",
+        resource_id=user.id,
+    )
+    await commit(session)
+    return user

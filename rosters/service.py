@@ -174,3 +174,22 @@ async def _specialist_of(session: AsyncSession, org_id: uuid.UUID | None, user_i
     if "specialist" not in user.roles:
         raise NotASpecialist()
     return user
+
+
+async def on_call_anywhere(
+    session: AsyncSession, *, actor: Actor, specialty: str | None, at: datetime, page: PageParams
+) -> list[tuple[Shift, str, SpecialistProfile | None]]:
+    """Every shift of the actor's org covering `at`, across its rosters: (shift, specialty, profile)."""
+    query = (
+        select(Shift, col(Roster.specialty), SpecialistProfile)
+        .join(Roster, col(Roster.id) == col(Shift.roster_id))
+        .join(SpecialistProfile, col(SpecialistProfile.user_id) == col(Shift.specialist_id), isouter=True)
+        .where(col(Shift.org_id) == actor.org_id, col(Shift.starts_at) <= at, col(Shift.ends_at) > at)
+        .order_by(col(Roster.specialty), col(Shift.tier), col(Shift.id))
+    )
+    if specialty:
+        query = query.where(col(Roster.specialty) == specialty)
+    rows = (await session.execute(query.limit(page.limit + 1).offset(page.offset))).all()
+    await record(session, actor=actor, action="roster.on_call", org_id=actor.org_id, resource_type="roster")
+    await commit(session)
+    return [(s, spec, p) for s, spec, p in rows]

@@ -25,7 +25,7 @@ LAYERS: list[set[str]] = [
     {"agreements", "rosters"},  # who may send to whom; who is on call
     {"consults"},  # consults, routing, escalation
     {"webhooks"},  # signed deliveries of an org's consult events, fed from the event log
-    {"signaling"},  # calls of a consult
+    {"signaling", "fhir"},  # calls of a consult; consults retold in FHIR R4
     {"liaison"},  # the composition root (liaison/app.py), the command line, the demo
 ]
 # Outside the layers: they use everything, and nothing layered may import them.
