@@ -25,15 +25,13 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
-    # Where clients reach this service (https://liaison.example.org): the base of the URLs in the
-    # authorization-server metadata. Derived from each request when unset.
-    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s?#]+$", max_length=500)
     port: int = 8000
     # Proxies (addresses or CIDRs) whose X-Forwarded-* / Forwarded headers name the real client,
     # scheme and host (api/proxy.py); from any other peer those headers are ignored.
     trusted_proxies: list[str] = []
     # The origin clients reach this service at (https://host[:port]), as the proxy publishes it:
-    # call tokens name wss://<that host>/api/v1/signaling unless LIAISON_SIGNALING_URL says otherwise.
+    # call tokens name wss://<that host>/api/v1/signaling unless LIAISON_SIGNALING_URL says otherwise,
+    # and it is the base of the authorization-server metadata's URLs. Derived per request when unset.
     public_url: str | None = Field(default=None, pattern=r"^https?://[A-Za-z0-9.\[\]:-]+/?$")
 
     # Token signing: HS256 with a secret, or an asymmetric algorithm with a PEM private key.
