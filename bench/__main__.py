@@ -12,10 +12,16 @@ import asyncio
 import logging
 import os
 
-from bench import consults, reads, signaling, signaling_nodes
+from bench import attachments, consults, reads, signaling, signaling_nodes
 from bench.common import table
 
-MODULES = {"consults": consults, "reads": reads, "signaling": signaling, "signaling_nodes": signaling_nodes}
+MODULES = {
+    "attachments": attachments,
+    "consults": consults,
+    "reads": reads,
+    "signaling": signaling,
+    "signaling_nodes": signaling_nodes,
+}
 
 
 def chosen() -> list:

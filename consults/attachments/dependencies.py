@@ -1,7 +1,5 @@
-"""Request dependencies of attachments: the store, tus headers, and a caller read without the body."""
+"""Request dependencies of attachments: the store, the tus version, and a caller read without the body."""
 
-import base64
-import binascii
 from collections.abc import AsyncIterator
 
 from fastapi import Depends, Header, Request
@@ -9,11 +7,10 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import UnitOfWork
-from api.schemas import UNSTORABLE
 from auth.context import AuthContext
 from auth.dependencies import auth_context, bearer, current_actor
 from auth.principal import Actor
-from consults.attachments.exceptions import BadUploadHeader, TusVersion
+from consults.attachments.exceptions import TusVersion
 from consults.attachments.storage import Store
 
 TUS_VERSION = "1.0.0"
@@ -24,8 +21,9 @@ async def store(request: Request) -> Store:
 
 
 async def tus(tus_resumable: str | None = Header(None)) -> None:
-    """Every tus request but OPTIONS names the protocol version it speaks."""
-    if tus_resumable != TUS_VERSION:
+    """A tus request names the version it speaks; one that names none is taken to speak ours."""
+    # Lenient on a missing header so that the boundary (404) answers before the protocol does.
+    if tus_resumable is not None and tus_resumable != TUS_VERSION:
         raise TusVersion()
 
 
@@ -47,34 +45,3 @@ async def streaming_actor(
         return await current_actor(request, session, creds, ctx)
     finally:
         await session.rollback()  # hold no connection (or SQLite's write lock) while bytes arrive
-
-
-def parse_length(value: str | None) -> int:
-    if value is None or not value.isdigit() or len(value) > 15:
-        raise BadUploadHeader("Upload-Length must be a non-negative integer")
-    return int(value)
-
-
-def parse_offset(value: str | None) -> int:
-    if value is None or not value.isdigit() or len(value) > 15:
-        raise BadUploadHeader("Upload-Offset must be a non-negative integer")
-    return int(value)
-
-
-def parse_metadata(value: str | None) -> dict[str, str]:
-    """Upload-Metadata: comma-separated `key base64(value)` pairs; values must be UTF-8 text."""
-    found: dict[str, str] = {}
-    if not value:
-        return found
-    if len(value) > 4096:
-        raise BadUploadHeader("Upload-Metadata is limited to 4096 characters")
-    for pair in value.split(","):
-        key, _, encoded = pair.strip().partition(" ")
-        try:
-            text = base64.b64decode(encoded, validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError):
-            raise BadUploadHeader(f"Upload-Metadata {key!r} is not base64 of UTF-8 text") from None
-        if not key or UNSTORABLE.search(text) or len(text) > 255:
-            raise BadUploadHeader(f"Upload-Metadata {key!r} is not a storable short text")
-        found[key] = text
-    return found

@@ -1,6 +1,6 @@
 """Errors of attachments and their uploads, each with a stable code."""
 
-from api.errors import Conflict, DomainError, InvalidInput, NotFound
+from api.errors import Conflict, DomainError, InvalidInput
 
 
 class TypeRefused(DomainError):
@@ -36,10 +36,6 @@ class UploadGone(DomainError):
     status, code, title = 410, "upload_expired", "The upload expired or was terminated"
 
 
-class UploadNotFound(NotFound):
-    code, title = "upload_not_found", "No such upload"
-
-
 class BadUploadHeader(InvalidInput):
     code, title = "invalid_upload_header", "A tus header is missing or malformed"
 
@@ -67,3 +63,7 @@ class TusVersion(DomainError):
     def __init__(self) -> None:
         super().__init__()
         self.headers = {"Tus-Version": "1.0.0"}
+
+
+class UnsupportedOffsetType(DomainError):
+    status, code, title = 415, "unsupported_media_type", "PATCH bodies are application/offset+octet-stream"

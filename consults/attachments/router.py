@@ -8,7 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.requests import ClientDisconnect
 
 from api.db import get_session
-from api.errors import ClientGone, DomainError, NotFound
+from api.errors import ClientGone
 from api.settings import Settings
 from auth.dependencies import require_user
 from auth.principal import Actor
@@ -16,9 +16,6 @@ from consults.access import View
 from consults.attachments import service, serving, uploads
 from consults.attachments.dependencies import (
     TUS_VERSION,
-    parse_length,
-    parse_metadata,
-    parse_offset,
     store,
     streaming_actor,
     tus,
@@ -30,10 +27,6 @@ from consults.attachments.storage import Store
 router = APIRouter(tags=["attachments"])
 UPLOADS = "/consults/{consult_id}/uploads"
 EXTENSIONS = "creation,termination,expiration"
-
-
-class UnsupportedOffsetType(DomainError):
-    status, code, title = 415, "unsupported_media_type", "PATCH bodies are application/offset+octet-stream"
 
 
 def _settings(request: Request) -> Settings:
@@ -53,7 +46,7 @@ def _tus_headers(upload: Upload) -> dict[str, str]:
     return headers
 
 
-@router.options(UPLOADS, status_code=204)
+@router.options(UPLOADS, status_code=204, include_in_schema=False)
 async def capabilities(request: Request) -> Response:
     """What this tus server speaks."""
     return Response(
@@ -67,36 +60,37 @@ async def capabilities(request: Request) -> Response:
     )
 
 
-@router.post(UPLOADS, status_code=201, dependencies=[Depends(tus)])
+@router.post(UPLOADS, status_code=201)
 async def create_upload(
     consult_id: uuid.UUID,
     request: Request,
     upload_length: str | None = Header(None),
     upload_metadata: str | None = Header(None),
     actor: Actor = Depends(require_user),
+    _tus: None = Depends(tus),
     files: Store = Depends(store),
     session: AsyncSession = Depends(get_session),
 ) -> Response:
     """Open a resumable upload; send its bytes with PATCH to the Location answered."""
-    meta = parse_metadata(upload_metadata)
     upload = await uploads.create(
         session,
         actor=actor,
         store=files,
         settings=_settings(request),
         consult_id=consult_id,
-        length=parse_length(upload_length),
-        filename=meta.get("filename", ""),
+        upload_length=upload_length,
+        upload_metadata=upload_metadata,
     )
     headers = _tus_headers(upload) | {"Location": f"{request.url.path.rstrip('/')}/{upload.id}"}
     return Response(status_code=201, headers=headers)
 
 
-@router.head(UPLOADS + "/{upload_id}", dependencies=[Depends(tus)])
+@router.head(UPLOADS + "/{upload_id}", include_in_schema=False)
 async def upload_offset(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
     actor: Actor = Depends(require_user),
+    _tus: None = Depends(tus),
     session: AsyncSession = Depends(get_session),
 ) -> Response:
     """How many bytes of the upload the server holds: resume from there."""
@@ -115,7 +109,7 @@ async def get_upload(
     return await uploads.status(session, actor=actor, consult_id=consult_id, upload_id=upload_id)
 
 
-@router.patch(UPLOADS + "/{upload_id}", status_code=204, dependencies=[Depends(tus)])
+@router.patch(UPLOADS + "/{upload_id}", status_code=204)
 async def append(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
@@ -123,11 +117,10 @@ async def append(
     upload_offset: str | None = Header(None),
     content_type: str | None = Header(None),
     actor: Actor = Depends(streaming_actor),
+    _tus: None = Depends(tus),
     files: Store = Depends(store),
 ) -> Response:
     """Append bytes at Upload-Offset, streamed; the upload becomes an attachment with its last byte."""
-    if (content_type or "").split(";")[0].strip().lower() != "application/offset+octet-stream":
-        raise UnsupportedOffsetType()
     try:
         upload, _ = await uploads.append(
             request.app.state.sessionmaker,
@@ -136,7 +129,8 @@ async def append(
             settings=_settings(request),
             consult_id=consult_id,
             upload_id=upload_id,
-            offset=parse_offset(upload_offset),
+            upload_offset=upload_offset,
+            content_type=content_type,
             body=request.stream(),
         )
     except ClientDisconnect:
@@ -144,11 +138,12 @@ async def append(
     return Response(status_code=204, headers=_tus_headers(upload))
 
 
-@router.delete(UPLOADS + "/{upload_id}", status_code=204, dependencies=[Depends(tus)])
+@router.delete(UPLOADS + "/{upload_id}", status_code=204)
 async def terminate(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
     actor: Actor = Depends(require_user),
+    _tus: None = Depends(tus),
     files: Store = Depends(store),
     session: AsyncSession = Depends(get_session),
 ) -> Response:
@@ -200,19 +195,10 @@ async def thumbnail(
     session: AsyncSession = Depends(get_session),
 ):
     """A small JPEG of a photo, for the thread view."""
-    row = await service.download(
-        session, actor=actor, consult_id=consult_id, attachment_id=attachment_id, what="thumbnail"
+    row, sha256, size = await service.thumbnail(
+        session, actor=actor, consult_id=consult_id, attachment_id=attachment_id
     )
-    if row.thumbnail_sha256 is None:
-        raise NotFound("Only photos have thumbnails")
-    size = await service.blob_size(session, row.thumbnail_sha256)
     name = row.filename.rpartition(".")[0] + ".thumb.jpg"
     return await serving.respond(
-        files,
-        row,
-        sha256=row.thumbnail_sha256,
-        size=size,
-        media_type="image/jpeg",
-        filename=name,
-        range_header=None,
+        files, row, sha256=sha256, size=size, media_type="image/jpeg", filename=name, range_header=None
     )

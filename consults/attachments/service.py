@@ -122,10 +122,18 @@ async def _audit(
     )
 
 
-async def blob_size(session: AsyncSession, sha256: str) -> int:
-    """The recorded size of a stored blob (a thumbnail's, say)."""
-    size = (await session.execute(select(col(Blob.size)).where(col(Blob.sha256) == sha256))).scalar()
-    await session.rollback()
-    if size is None:
-        raise Hidden()
-    return size
+async def thumbnail(
+    session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID, attachment_id: uuid.UUID
+) -> tuple[Attachment, str, int]:
+    """A photo's thumbnail: (the attachment, the thumbnail's digest and size); audited as a download."""
+    row = await download(
+        session, actor=actor, consult_id=consult_id, attachment_id=attachment_id, what="thumbnail"
+    )
+    size = None
+    if row.thumbnail_sha256 is not None:
+        query = select(col(Blob.size)).where(col(Blob.sha256) == row.thumbnail_sha256)
+        size = (await session.execute(query)).scalar()
+        await commit(session)  # a read: nothing to write, the connection goes back
+    if row.thumbnail_sha256 is None or size is None:
+        raise Hidden()  # only photos have thumbnails
+    return row, row.thumbnail_sha256, size

@@ -21,7 +21,7 @@ from audit.service import record
 from auth.exceptions import Hidden
 from auth.principal import Actor
 from consults import access
-from consults.attachments import finalize
+from consults.attachments import finalize, headers
 from consults.attachments.discard import drop
 from consults.attachments.exceptions import (
     OffsetMismatch,
@@ -29,7 +29,6 @@ from consults.attachments.exceptions import (
     TypeMismatch,
     TypeRefused,
     UploadGone,
-    UploadNotFound,
 )
 from consults.attachments.models import Attachment, Piece, Upload, UploadStatus
 from consults.attachments.sniff import HEAD, names_match, sniff
@@ -62,11 +61,12 @@ async def create(
     store: Store,
     settings: Settings,
     consult_id: uuid.UUID,
-    length: int,
-    filename: str,
+    upload_length: str | None,
+    upload_metadata: str | None,
 ) -> Upload:
-    """Open an upload of `length` bytes on the consult (someone who sees it in full)."""
+    """Open an upload of Upload-Length bytes on the consult (someone who sees it in full)."""
     consult, _ = await access.load(session, actor, consult_id, lock=True)
+    length, filename = headers.length(upload_length), headers.metadata(upload_metadata).get("filename", "")
     if consult.status in CLOSED:
         raise InvalidTransition(consult.status, "The thread of a closed consult is read-only")
     if length > largest(settings):
@@ -118,14 +118,17 @@ async def append(
     settings: Settings,
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
-    offset: int,
+    upload_offset: str | None,
+    content_type: str | None,
     body: AsyncIterator[bytes],
 ) -> tuple[Upload, Attachment | None]:
-    """Take a PATCH's bytes from `offset`, streamed; the attachment once the last byte is in."""
+    """Take a PATCH's bytes from Upload-Offset, streamed; the attachment once the last byte is in."""
     # Many short transactions on purpose: one per piece kept, so a cut link loses nothing held,
     # and no write lock is held while the client's bytes trickle in.
     async with sessions() as session:
         upload = await status(session, actor=actor, consult_id=consult_id, upload_id=upload_id)
+    headers.offset_stream(content_type)
+    offset = headers.offset(upload_offset)
     if upload.status is UploadStatus.complete or offset != upload.offset:
         raise OffsetMismatch(f"The server holds {upload.offset} bytes", upload_offset=upload.offset)
     writer = _Writer(sessions, store, settings, upload)
@@ -214,10 +217,8 @@ async def _own(
 ) -> Upload:
     await access.load(session, actor, consult_id)
     upload = (await session.execute(select(Upload).where(col(Upload.id) == upload_id))).scalar_one_or_none()
-    if upload is None or upload.consult_id != consult_id:
-        raise UploadNotFound()
-    if upload.uploader_id != actor.id:
-        raise Hidden()
+    if upload is None or upload.consult_id != consult_id or upload.uploader_id != actor.id:
+        raise Hidden()  # an upload is its uploader's: anyone else's is as missing as none
     if not expired_ok and upload.status is UploadStatus.open and upload.expires_at < datetime.now(UTC):
         raise UploadGone()
     return upload
