@@ -94,11 +94,13 @@ async def _tus_upload(client: httpx.AsyncClient, cid: str, token: str, data: byt
 async def _node_rows(label: str, url: str, store: str, files: dict[str, bytes], tmp: Path) -> list[Row]:
     users = await seed(url, specialists=0)
     settings = node_settings(
-        url,
-        redis_url=None,
-        attachments_store=store,
-        attachments_path=str(tmp / f"att-{store}-{label[:3]}"),
-        max_body_bytes=PIECE + MB,
+        url
+    ).model_copy(
+        update={
+            "redis_url": None,  # one node: the upload path touches no Redis
+            "attachments_store": store,
+            "attachments_path": str(tmp / f"att-{store}-{label[:3]}"),
+        }
     )
     node = Node(settings)
     await node.start()

@@ -52,7 +52,15 @@ async def receipts(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID
         select(ThreadRead).where(col(ThreadRead.consult_id) == consult.id).order_by(col(ThreadRead.read_at))
     )
     rows = list((await session.execute(query)).scalars())
-    await session.rollback()
+    await record(
+        session,
+        actor=actor,
+        action="thread.reads",
+        org_id=consult.org_id,
+        resource_type="consult",
+        resource_id=consult.id,
+    )
+    await commit(session)
     return rows
 
 

@@ -115,3 +115,28 @@ async def test_each_kind_has_its_size_limit(app, world):
     assert first.status_code == 413 and first.json()["kind"] == "photo"
     ok = await upload(world.client, consult["id"], headers, clip(2048), "gait.mp4")
     assert ok.status_code == 204
+
+
+async def test_a_heic_photo_is_stored_as_a_jpeg_without_its_metadata(app, world):
+    import pillow_heif
+
+    pillow_heif.register_heif_opener()
+    exif = Image.Exif()
+    exif[MAKE_TAG], exif[MODEL_TAG] = MAKE, MODEL
+    out = io.BytesIO()
+    Image.new("RGB", (48, 24), "red").save(out, "HEIF", exif=exif)
+    consult = await accepted_consult(app, world, CONSULT)
+    message = await attach(
+        world.client, consult["id"], await world.headers("a-clinician"), out.getvalue(), "IMG_0001.HEIC"
+    )
+    (meta,) = message["attachments"]
+    assert (meta["media_type"], meta["filename"]) == ("image/jpeg", "IMG_0001.jpg")
+    got = await world.client.get(
+        f"{API_CONTENT.format(cid=consult['id'], aid=meta['id'])}", headers=await world.headers("a-clinician")
+    )
+    image = Image.open(io.BytesIO(got.content))
+    assert image.format == "JPEG" and {MAKE_TAG, MODEL_TAG}.isdisjoint(image.getexif())
+    assert MAKE.encode() not in got.content
+
+
+API_CONTENT = "/api/v1/consults/{cid}/attachments/{aid}/content"
