@@ -6,7 +6,7 @@ import hashlib
 import re
 from collections.abc import AsyncIterator
 
-from sqlalchemy import select, update
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
@@ -112,7 +112,7 @@ async def _record(
             if (await session.get(Blob, sha)) is None:
                 session.add(Blob(sha256=sha, size=size))
         session.add(attachment)
-        await session.execute(Piece.__table__.delete().where(col(Piece.upload_id) == upload.id))  # type: ignore[attr-defined]
+        await session.execute(delete(Piece).where(col(Piece.upload_id) == upload.id))
         await record(
             session,
             actor=actor,
