@@ -25,9 +25,12 @@ _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class RequestContextMiddleware:
     """Gives every request an id (the client's if it is sane) and caps the body size."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, large_bodies: tuple[re.Pattern[str], int] | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body_bytes
+        self.large = large_bodies  # (paths, their cap): routes that stream their bodies to a store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -36,11 +39,10 @@ class RequestContextMiddleware:
         rid = headers.get(b"x-request-id", b"").decode("latin-1")
         rid = rid if _SAFE_ID.match(rid) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = rid
+        cap = self.large[1] if self.large and self.large[0].match(scope["path"]) else self.max_body
         length = headers.get(b"content-length")
-        if length is not None and (not length.isdigit() or int(length) > self.max_body):
-            resp = problem(
-                413, "body_too_large", "Body too large", f"Bodies are limited to {self.max_body} bytes"
-            )
+        if length is not None and (not length.isdigit() or int(length) > cap):
+            resp = problem(413, "body_too_large", "Body too large", f"Bodies are limited to {cap} bytes")
             return await resp(scope, receive, send)
 
         async def send_with_id(message: Message) -> None:
@@ -48,16 +50,16 @@ class RequestContextMiddleware:
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))
             await send(message)
 
-        await self.app(scope, self._capped(receive), send_with_id)
+        await self.app(scope, self._capped(receive, cap), send_with_id)
 
-    def _capped(self, receive: Receive) -> Receive:
+    def _capped(self, receive: Receive, cap: int) -> Receive:
         seen = 0
 
         async def wrapped() -> Message:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > self.max_body:
+            if seen > cap:
                 raise HTTPException(413, "Body too large")
             return message
 

@@ -85,6 +85,18 @@ class Settings(BaseSettings):
     login_window_seconds: int = 300
 
     max_body_bytes: int = 1_048_576
+    # Attachments (consults.attachments): where their bytes live ("auto": the local disk under
+    # attachments_path with SQLite, PostgreSQL's chunk rows with PostgreSQL: bench/attachments.py),
+    # the largest of each kind, the most pixels an image may decode to (a decompression bomb is
+    # refused before it is decoded), and how long an unfinished upload is kept.
+    attachments_store: Literal["auto", "disk", "database"] = "auto"
+    attachments_path: str = "./attachments"
+    attachments_photo_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    attachments_clip_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    attachments_document_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024)
+    attachments_opaque_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
+    attachments_max_pixels: int = Field(default=40_000_000, ge=10_000)
+    attachments_upload_ttl_seconds: int = Field(default=24 * 3600, ge=10)
     escalation_worker: bool = True
     # Signaling: call tokens, ICE servers, and the limits of the WebSocket relay.
     signaling_audience: str = "liaison-signaling"

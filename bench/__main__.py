@@ -12,10 +12,11 @@ import asyncio
 import logging
 import os
 
-from bench import consults, reads, signaling, signaling_nodes, webhooks
+from bench import attachments, consults, reads, signaling, signaling_nodes, webhooks
 from bench.common import table
 
 MODULES = {
+    "attachments": attachments,
     "consults": consults,
     "reads": reads,
     "signaling": signaling,

@@ -24,3 +24,7 @@ class NotEligible(InvalidInput):
 
 class OverCapacity(Conflict):
     code, title = "over_capacity", "You are at your concurrent consult limit"
+
+
+class UnknownMessage(InvalidInput):
+    code, title = "unknown_message", "No such message in this consult's thread"

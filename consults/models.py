@@ -96,12 +96,27 @@ class Offer(SQLModel, table=True):
 
 class Message(SQLModel, table=True):
     __tablename__ = "consult_messages"
+    __table_args__ = (UniqueConstraint("author_id", "idempotency_key"),)
     id: uuid.UUID = id_field()
     consult_id: uuid.UUID = Field(foreign_key="consults.id", index=True)
     author_id: uuid.UUID = Field(foreign_key="users.id")
     author_org_id: uuid.UUID = Field(foreign_key="organizations.id")
     body: str = Field(max_length=20000)
     created_at: datetime = created_field()
+    idempotency_key: str | None = Field(default=None, max_length=200)
+    request_hash: str | None = Field(default=None, max_length=64)
+
+
+class ThreadRead(SQLModel, table=True):
+    """A read receipt: how far into a consult's thread one reader has read."""
+
+    __tablename__ = "consult_reads"
+    __table_args__ = (UniqueConstraint("consult_id", "user_id"),)
+    id: uuid.UUID = id_field()
+    consult_id: uuid.UUID = Field(foreign_key="consults.id", index=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    message_id: uuid.UUID = Field(foreign_key="consult_messages.id")
+    read_at: datetime = created_field()
 
 
 class EscalationStep(SQLModel, table=True):

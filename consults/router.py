@@ -13,9 +13,11 @@ from api.schemas import Page, PageParams, make_page, page_params
 from auth.dependencies import current_actor, require, require_user
 from auth.principal import Actor
 from auth.roles import Perm
-from consults import handling, messages, offers, participants, policy, service, stats
+from consults import handling, messages, offers, participants, policy, receipts, service, stats
 from consults.access import View
-from consults.models import Status, Urgency
+from consults.attachments.models import Attachment
+from consults.attachments.schemas import AttachmentOut
+from consults.models import Message, Status, Urgency
 from consults.schemas import (
     AssignIn,
     CompleteIn,
@@ -28,6 +30,8 @@ from consults.schemas import (
     ParticipantOut,
     PolicyIn,
     RatingIn,
+    ReadIn,
+    ReadOut,
     StatRow,
     TriageOut,
 )
@@ -165,10 +169,28 @@ async def post_message(
     consult_id: uuid.UUID,
     body: MessageIn,
     actor: Actor = Depends(require_user),
+    idempotency_key: str | None = Header(None, max_length=200),
     session: AsyncSession = Depends(get_session),
 ):
-    """Add to the consult's thread."""
-    return await messages.post(session, actor=actor, consult_id=consult_id, body=body.body)
+    """Add to the consult's thread, with attachments uploaded before. A retry with the same Idempotency-Key is stored once."""
+    message, files, created = await messages.post(
+        session,
+        actor=actor,
+        consult_id=consult_id,
+        body=body.body,
+        attachment_ids=body.attachment_ids,
+        idempotency_key=idempotency_key,
+    )
+    out = _message(message, files)
+    if created:
+        return out
+    return JSONResponse(out.model_dump(mode="json"), status_code=201, headers={"Idempotent-Replayed": "true"})
+
+
+def _message(message: Message, files: list[Attachment]) -> MessageOut:
+    return MessageOut.model_validate(message).model_copy(
+        update={"attachments": [AttachmentOut.model_validate(f) for f in files]}
+    )
 
 
 @router.get("/consults/{consult_id}/messages", response_model=Page[MessageOut])
@@ -180,7 +202,26 @@ async def list_messages(
 ):
     """The consult's thread, oldest first."""
     rows = await messages.thread(session, actor=actor, consult_id=consult_id, page=page)
-    return make_page(rows, page, MessageOut.model_validate)
+    return make_page(rows, page, lambda r: _message(*r))
+
+
+@router.put("/consults/{consult_id}/reads/me", response_model=ReadOut)
+async def mark_read(
+    consult_id: uuid.UUID,
+    body: ReadIn,
+    actor: Actor = Depends(require_user),
+    session: AsyncSession = Depends(get_session),
+):
+    """I have read the thread up to this message (a receipt never moves back)."""
+    return await receipts.mark(session, actor=actor, consult_id=consult_id, message_id=body.message_id)
+
+
+@router.get("/consults/{consult_id}/reads", response_model=list[ReadOut])
+async def list_reads(
+    consult_id: uuid.UUID, actor: Actor = Depends(require_user), session: AsyncSession = Depends(get_session)
+):
+    """Who has read the thread, up to which message."""
+    return await receipts.receipts(session, actor=actor, consult_id=consult_id)
 
 
 @router.post("/consults/{consult_id}/participants", response_model=ParticipantOut, status_code=201)

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, field_validator
+from pydantic import BaseModel, Field, StringConstraints, field_validator, model_validator
 
 from api.schemas import Bool, Int, Out, Strict
+from consults.attachments.schemas import AttachmentOut
 from consults.models import OfferStatus, Status, Urgency
 
 Slug = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9-]{1,49}$")]
@@ -113,7 +114,14 @@ class RatingIn(Strict):
 
 
 class MessageIn(Strict):
-    body: str = Field(min_length=1, max_length=20000)
+    body: str = Field(default="", max_length=20000)
+    attachment_ids: list[uuid.UUID] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "MessageIn":
+        if not self.body and not self.attachment_ids:
+            raise ValueError("A message needs a body or an attachment")
+        return self
 
 
 class MessageOut(Out):
@@ -123,6 +131,17 @@ class MessageOut(Out):
     author_org_id: uuid.UUID
     body: str
     created_at: datetime
+    attachments: list[AttachmentOut] = []
+
+
+class ReadIn(Strict):
+    message_id: uuid.UUID
+
+
+class ReadOut(Out):
+    user_id: uuid.UUID
+    message_id: uuid.UUID
+    read_at: datetime
 
 
 class PolicyIn(Strict):

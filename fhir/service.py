@@ -61,7 +61,7 @@ async def search_thread(session: AsyncSession, *, actor: Actor, q: Query) -> Res
     page = q.page()
     q.done()
     rows = await messages.thread(session, actor=actor, consult_id=consult_id, page=page)
-    return _bundle("Communication", [resources.communication(m) for m in rows], q, page)
+    return _bundle("Communication", [resources.communication(m) for m, _ in rows], q, page)
 
 
 def _bundle(kind: str, built: list[Resource], q: Query, page: PageParams) -> Resource:

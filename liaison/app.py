@@ -18,6 +18,7 @@ import auth.router
 import auth.startup
 import auth.wellknown
 import consults.access
+import consults.attachments.router
 import consults.boundary
 import consults.hooks
 import consults.notify
@@ -46,6 +47,8 @@ from audit.sealer import Sealer
 from auth.dependencies import require
 from auth.identity import authenticate
 from auth.roles import Perm
+from consults.attachments.storage import make_store
+from consults.attachments.uploads import UPLOAD_PATH, largest
 from consults.models import Consult
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
@@ -119,7 +122,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.denials.owned_by("roster_id", Roster.org_id)
     auth.denials.owned_by("agreement_id", Agreement.requesting_org_id, Agreement.providing_org_id)
     install_error_handlers(app)
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        large_bodies=(UPLOAD_PATH, largest(settings)),  # tus PATCHes, streamed to the store
+    )
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
     app.add_middleware(OperationOutcomes)
@@ -136,6 +143,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         audit.router.build(reader=require(Perm.audit_read)),
         rosters.router.router,
         consults.router.router,
+        consults.attachments.router.router,
         events.router.build(
             authenticate=authenticate, admit=consults.access.admit, channels=consults.notify.channels_of
         ),
@@ -164,6 +172,7 @@ async def _open_stores(app: FastAPI, settings: Settings) -> None:
     app.state.sessionmaker = make_sessionmaker(
         app.state.engine, ledger=app.state.ledger, on_events=app.state.events.kick
     )
+    app.state.attachments = make_store(settings, app.state.sessionmaker)
     await app.state.events.start(app.state.sessionmaker)
     await app.state.ledger.start()
 

@@ -14,6 +14,7 @@ from sqlmodel import SQLModel
 import agreements.models  # noqa: F401  (tables register on import)
 import audit.models  # noqa: F401
 import auth.models  # noqa: F401
+import consults.attachments.models  # noqa: F401
 import consults.models  # noqa: F401
 import events.models  # noqa: F401
 import orgs.models  # noqa: F401

@@ -83,6 +83,7 @@ PUBLIC_ROUTES = frozenset(
         f"POST {API}/auth/login",
         f"POST {API}/auth/refresh",
         f"POST {API}/auth/token",  # how one gets a token
+        f"OPTIONS {API}/consults/{{consult_id}}/uploads",  # what the tus server speaks: no data
     }
 )
 
@@ -246,6 +247,8 @@ class Call:
     json: Any = None
     query: dict[str, Any] | None = None
     fresh_session: bool = False  # sign in afresh for this one call (signing out ends the session)
+    headers: dict[str, str] = field(default_factory=dict)  # beyond the token (tus uploads)
+    content: bytes | None = None  # a raw body, instead of json
 
 
 Builder = Callable[[Matrix, str, str], Awaitable[Call]]
@@ -591,6 +594,99 @@ async def first_message(m: Matrix, rel: str, consult_id: Any) -> None:
 
 async def consult_with_message(m: Matrix, role: str, rel: str) -> Call:
     return Call({"consult_id": await consult_for(m, rel, fresh=False, prepare=first_message)})
+
+
+# Attachments: uploads are their uploader's (the requester of the relation's consult); attachments are
+# a PNG the requester posted in the thread.
+TUS = {"Tus-Resumable": "1.0.0"}
+CLIP = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2" + b"\x00" * 2024  # an MP4's signature
+POSTED: dict[str, dict[str, str]] = {}  # consult id -> the ids of what its requester posted in it
+
+
+def requester(rel: str) -> str:
+    return f"{ORG_OF.get(rel, 'A').lower()}-clinician"
+
+
+async def open_upload(m: Matrix, rel: str, consult_id: Any) -> str:
+    resp = await m.world.client.post(
+        f"{API}/consults/{consult_id}/uploads",
+        headers=await m.world.headers(requester(rel)) | TUS | {"Upload-Length": str(len(CLIP))},
+    )
+    assert resp.status_code == 201, f"setup upload on {rel}: {resp.status_code} {resp.text}"
+    return resp.headers["location"].rsplit("/", 1)[1]
+
+
+async def post_attachment(m: Matrix, rel: str, consult_id: Any) -> None:
+    if rel == "missing":
+        return
+    headers = await m.world.headers(requester(rel))
+    image = base64.b64decode(
+        "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAIAAACQd1PeAAAADElEQVR4nGNg+M8AAAICAQB7CYF4AAAAAElFTkSuQmCC"
+    )
+    resp = await m.world.client.post(
+        f"{API}/consults/{consult_id}/uploads", headers=headers | TUS | {"Upload-Length": str(len(image))}
+    )
+    upload_id = resp.headers["location"].rsplit("/", 1)[1]
+    done = await m.world.client.patch(
+        f"{API}/consults/{consult_id}/uploads/{upload_id}",
+        content=image,
+        headers=headers | TUS | {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"},
+    )
+    assert done.status_code == 204, f"setup attachment on {rel}: {done.status_code} {done.text}"
+    message = await act(
+        m,
+        requester(rel),
+        "POST",
+        f"/consults/{consult_id}/messages",
+        {"body": "see the photo", "attachment_ids": [done.headers["attachment-id"]]},
+        201,
+    )
+    POSTED[str(consult_id)] = {"attachment_id": done.headers["attachment-id"], "message_id": message["id"]}
+
+
+def posted(consult_id: Any, name: str) -> Any:
+    return POSTED.get(str(consult_id), {}).get(name, uuid.uuid4())
+
+
+async def new_upload(m: Matrix, role: str, rel: str) -> Call:
+    consult_id = await consult_for(m, rel, fresh=False)
+    return Call({"consult_id": consult_id}, headers=TUS | {"Upload-Length": str(len(CLIP))})
+
+
+def an_upload(m_body: bool) -> Builder:
+    """A fresh upload by the requester of the relation's consult; with its bytes to PATCH, if asked."""
+
+    async def build(m: Matrix, role: str, rel: str) -> Call:
+        consult_id = await consult_for(m, rel, fresh=False)
+        upload_id = uuid.uuid4() if rel == "missing" else await open_upload(m, rel, consult_id)
+        headers = TUS | (
+            {"Upload-Offset": "0", "Content-Type": "application/offset+octet-stream"} if m_body else {}
+        )
+        return Call(
+            {"consult_id": consult_id, "upload_id": upload_id},
+            headers=headers,
+            content=CLIP if m_body else None,
+        )
+
+    return build
+
+
+async def consult_with_attachment(m: Matrix, role: str, rel: str) -> Call:
+    consult_id = await consult_for(m, rel, fresh=False, prepare=post_attachment)
+    return Call({"consult_id": consult_id, "attachment_id": posted(consult_id, "attachment_id")})
+
+
+async def read_receipt(m: Matrix, role: str, rel: str) -> Call:
+    consult_id = await consult_for(m, rel, fresh=False, prepare=post_attachment)
+    return Call({"consult_id": consult_id}, {"message_id": str(posted(consult_id, "message_id"))})
+
+
+def attachments_seen(m: Matrix, role: str, rel: str, call: Call, body: Any) -> str | None:
+    """Only the count and types for a specialist merely offered the consult; its own items otherwise."""
+    if role == "specialist" and rel == "offered":
+        return "items for a specialist only offered it" if body["items"] is not None else None
+    wrong = [a["id"] for a in body["items"] or [] if a["consult_id"] != str(call.path["consult_id"])]
+    return f"attachments of other consults: {wrong}" if wrong else None
 
 
 async def assignment(m: Matrix, role: str, rel: str) -> Call:
@@ -1465,6 +1561,69 @@ EXPECTATIONS: dict[str, Entry] = {
         CONSULT_RELATIONS + ("participant",),
         check=thread_of_target,
     ),
+    # uploads (tus): whoever may write in the thread opens one; an upload is its uploader's alone
+    f"POST {API}/consults/{{consult_id}}/uploads": Entry(
+        new_upload,
+        {
+            "clinician": {a: 201 for a in A_CONSULTS} | {"completed": (409, "invalid_transition"), "*": 404},
+            "coordinator": {a: 201 for a in A_CONSULTS}
+            | {"completed": (409, "invalid_transition"), "*": 404},
+            "specialist": {"assigned": 201, "completed": (409, "invalid_transition"), "*": 404},
+            "*": 404,
+        },
+        CLOSING_RELATIONS,
+    ),
+    **{
+        f"{method} {API}/consults/{{consult_id}}/uploads/{{upload_id}}": Entry(
+            an_upload(method == "PATCH"),
+            {"clinician": {a: ok for a in A_CONSULTS} | {"*": 404}, "*": 404},
+            CONSULT_RELATIONS,
+        )
+        for method, ok in (("HEAD", 200), ("GET", 200), ("PATCH", 204), ("DELETE", 204))
+    },
+    # attachments: their count and types for whoever sees the consult; their content as the thread
+    f"GET {API}/consults/{{consult_id}}/attachments": Entry(
+        consult_with_attachment,
+        {
+            "clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "specialist": {"offered": 200, "assigned": 200, "participant": 200, "*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CONSULT_RELATIONS + ("participant",),
+        check=attachments_seen,
+    ),
+    **{
+        f"GET {API}/consults/{{consult_id}}/{path}": Entry(
+            build,
+            {
+                "clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+                "specialist": {"assigned": 200, "participant": 200, "*": 404},
+                "org_admin": {"participant": 200, "*": 404},
+                "*": 404,
+            },
+            CONSULT_RELATIONS + ("participant",),
+        )
+        for path, build in (
+            ("attachments/{attachment_id}/content", consult_with_attachment),
+            ("attachments/{attachment_id}/thumbnail", consult_with_attachment),
+            ("reads", consult_with_message),
+        )
+    },
+    # read receipts: whoever sees the thread says how far they read it
+    f"PUT {API}/consults/{{consult_id}}/reads/me": Entry(
+        read_receipt,
+        {
+            "clinician": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "coordinator": {a: 200 for a in (*A_CONSULTS, "participant")} | {"*": 404},
+            "specialist": {"assigned": 200, "participant": 200, "*": 404},
+            "org_admin": {"participant": 200, "*": 404},
+            "*": 404,
+        },
+        CONSULT_RELATIONS + ("participant",),
+    ),
     # call records: whoever sees the whole consult, as its thread
     f"GET {API}/consults/{{consult_id}}/calls": Entry(
         on_consult(changes=False),
@@ -1633,15 +1792,15 @@ def _code(resp: httpx.Response) -> str | None:
     return body.get("code") if resp.status_code >= 400 and isinstance(body, dict) else None
 
 
-def judge(resp: httpx.Response, want: tuple[int, str | None]) -> list[str]:
-    """What is wrong with this answer, if anything."""
+def judge(resp: httpx.Response, want: tuple[int, str | None], *, head: bool = False) -> list[str]:
+    """What is wrong with this answer, if anything (of a HEAD, which has no body, the status only)."""
     problems = []
     status, code = want
     if resp.status_code >= 500:
         problems.append("server error")
     elif resp.status_code != status:
         problems.append("status")
-    if resp.status_code >= 400:
+    if resp.status_code >= 400 and not head:
         ctype = resp.headers.get("content-type", "")
         body = resp.json() if ctype.startswith(("application/problem+json", "application/json")) else None
         if not ctype.startswith("application/problem+json"):
@@ -1673,9 +1832,14 @@ async def run_entry(m: Matrix, key: str, entry: Entry) -> tuple[list[tuple[str, 
                 else:
                     headers = await m.world.headers(username)
             resp = await m.client.request(
-                method, template.format(**call.path), json=call.json, params=call.query, headers=headers
+                method,
+                template.format(**call.path),
+                json=call.json,
+                content=call.content,
+                params=call.query,
+                headers=headers | call.headers,
             )
-            problems = judge(resp, want)
+            problems = judge(resp, want, head=method == "HEAD")
             ok = not problems and 200 <= resp.status_code < 300 and entry.check and resp.content
             if ok and (complaint := entry.check(m, role, rel, call, resp.json())):
                 problems.append(f"leak: {complaint}")

@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011_signing_keys"
-down_revision = "0008_credentials"
+down_revision = "0010_attachments"
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,1 @@
+"""Attachments on consult messages: resumable uploads, vetted types, stripped images, safe serving."""
