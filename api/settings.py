@@ -3,8 +3,10 @@
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from api.cors import ORIGIN
 
 DEV_SECRET = "dev-only-secret-change-me-dev-only-secret"
 
@@ -56,6 +58,9 @@ class Settings(BaseSettings):
     login_window_seconds: int = 300
 
     max_body_bytes: int = 1_048_576
+    # Browser origins allowed to call the REST API (CORS), exact match; empty: no CORS headers at all.
+    cors_origins: list[str] = []
+    cors_max_age: int = Field(default=600, ge=0, le=86400)
     escalation_worker: bool = True
     # Signaling: call tokens, ICE servers, and the limits of the WebSocket relay.
     signaling_audience: str = "liaison-signaling"
@@ -103,6 +108,14 @@ class Settings(BaseSettings):
     admin_username: str | None = None
     admin_password: str | None = None
     admin_org_name: str = "Liaison Operations"
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        bad = [o for o in origins if not ORIGIN.match(o)]
+        if bad:
+            raise ValueError(f"not an origin (scheme://host[:port], no path or trailing slash): {bad}")
+        return origins
 
     @model_validator(mode="after")
     def _checkpoints_need_key_and_sink(self) -> "Settings":

@@ -30,6 +30,7 @@ import rosters.router
 import signaling.router
 from agreements.models import Agreement
 from api import health
+from api.cors import install_cors
 from api.db import make_engine, make_sessionmaker
 from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
@@ -104,6 +105,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
+    # Outermost: a preflight is answered before anything else reads the request.
+    install_cors(app, origins=settings.cors_origins, max_age=settings.cors_max_age)
     app.include_router(health.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
