@@ -32,6 +32,7 @@ from agreements.models import Agreement
 from api import health
 from api.cors import install_cors
 from api.db import make_engine, make_sessionmaker
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
 from api.redis import make_redis
@@ -87,7 +88,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
         description="Telemedicine consultation backend for civil-military health cooperation.",
+        docs_url=None,  # served from packaged assets below, not a CDN
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.settings = settings
     app.state.on_denial = auth.denials.record_denial
     # A lower package's change, a higher one's reaction: each hook is declared below and registered here.
