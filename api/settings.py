@@ -26,7 +26,7 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
 
     # Token signing: HS256 with a secret, or an asymmetric algorithm with a PEM private key.
     jwt_algorithm: Literal["HS256", "HS384", "HS512", "RS256", "ES256"] = "HS256"
@@ -65,9 +65,8 @@ class Settings(BaseSettings):
     # Signaling: call tokens, ICE servers, and the limits of the WebSocket relay.
     signaling_audience: str = "liaison-signaling"
     signaling_url: str | None = None  # what call tokens name; derived from the request when unset
-    signaling_port: int | None = (
-        None  # serve signaling on its own port too (lighter: see signaling/edge/listener.py)
-    )
+    # Serve signaling on its own port too (lighter: see signaling/edge/listener.py).
+    signaling_port: int | None = Field(default=None, ge=1, le=65535)
     call_token_ttl: int = Field(default=300, ge=10, le=300)
     stun_urls: list[str] = []
     turn_urls: list[str] = []
