@@ -5,6 +5,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
 from starlette.responses import JSONResponse, Response
 
+from api.metrics import collect
+
 router = APIRouter(tags=["operations"])
 
 
@@ -27,8 +29,9 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process."""
+    await collect(request.app.state)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

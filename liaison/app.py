@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 import agreements.hooks
 import agreements.router
+import api.metrics
 import audit.router
 import audit.witness
 import auth.denials
@@ -19,6 +20,7 @@ import auth.startup
 import consults.access
 import consults.boundary
 import consults.hooks
+import consults.metrics
 import consults.reoffer
 import consults.router
 import events.router
@@ -27,6 +29,7 @@ import orgs.hooks
 import orgs.router
 import rosters.hooks
 import rosters.router
+import signaling.edge.server
 import signaling.router
 from agreements.models import Agreement
 from api import health
@@ -105,6 +108,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.denials.owned_by("consult_id", Consult.org_id)
     auth.denials.owned_by("roster_id", Roster.org_id)
     auth.denials.owned_by("agreement_id", Agreement.requesting_org_id, Agreement.providing_org_id)
+    # Gauges read when /metrics is scraped: each domain's own, from its tables or its state.
+    api.metrics.on_scrape(consults.metrics.collect)
+    api.metrics.on_scrape(signaling.edge.server.collect)
     install_error_handlers(app)
     app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware)
