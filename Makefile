@@ -7,9 +7,13 @@ STAMP := $(VENV)/.installed
 .PHONY: install run migrate demo test check bench clean
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "install: [1/3] virtualenv in $(VENV)"
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@echo "install: [2/3] pip"
 	$(BIN)/pip install -q --disable-pip-version-check --upgrade pip
-	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	@echo "install: [3/3] Liaison and its pinned dependencies (about two minutes on a fresh virtualenv)"
+	$(BIN)/pip install --progress-bar off --disable-pip-version-check -e '.[dev]'
+	@echo "install: done"
 	touch $@
 
 # The FHIR R4 models the tests check served resources against need pydantic 1: a virtualenv of their own.

@@ -15,6 +15,8 @@ from starlette.requests import HTTPConnection
 from starlette.responses import JSONResponse
 from starlette.websockets import WebSocket, WebSocketState
 
+from api.metrics import STORE_ERRORS
+
 log = logging.getLogger("liaison.errors")
 PROBLEM = "application/problem+json"
 E = TypeVar("E", bound=Exception)
@@ -177,6 +179,7 @@ def log_failure(logger: logging.Logger, what: str, exc: BaseException) -> None:
     """Log a failed step: a store fault as one warning line, anything else with its traceback."""
     # A store fault is expected while the store is down, and retried: a traceback each time says nothing.
     if (answer := unavailable(exc)) is not None:
+        STORE_ERRORS.labels(answer.extra["store"]).inc()
         logger.warning("%s: the %s is not answering: %s", what, answer.extra["store"], _said(exc))
     else:
         logger.error("%s", what, exc_info=exc)
@@ -186,6 +189,7 @@ async def _store_fault(conn: HTTPConnection, exc: Exception) -> JSONResponse | N
     answer = unavailable(exc)
     if answer is None:
         raise exc  # on to the 500 handler, which logs it with its traceback
+    STORE_ERRORS.labels(answer.extra["store"]).inc()
     log.warning(
         "%s %s: the %s is not answering: %s",
         getattr(conn, "method", "WEBSOCKET"),

@@ -8,6 +8,8 @@ from pydantic import BaseModel
 from sqlalchemy import text
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 
+from api.metrics import collect
+
 router = APIRouter(tags=["operations"])
 
 
@@ -49,8 +51,9 @@ async def readyz(request: Request) -> JSONResponse:
     operation_id="getMetrics",
     responses={200: {"description": "Prometheus text exposition format 0.0.4"}},
 )
-async def metrics() -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus metrics of this process."""
+    await collect(request.app.state)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
 

@@ -7,6 +7,8 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from api.cors import ORIGIN
+
 DEV_SECRET = "dev-only-secret-change-me-dev-only-secret"
 
 
@@ -25,7 +27,7 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(default=3.0, gt=0, le=60)
     db_connect_timeout: float = Field(default=3.0, gt=0, le=60)  # a new connection (TCP, auth, startup)
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=0, le=65535)
     # Proxies (addresses or CIDRs) whose X-Forwarded-* / Forwarded headers name the real client,
     # scheme and host (api/proxy.py); from any other peer those headers are ignored.
     trusted_proxies: list[str] = []
@@ -97,13 +99,15 @@ class Settings(BaseSettings):
     attachments_opaque_max_bytes: int = Field(default=100 * 1024 * 1024, ge=1024)
     attachments_max_pixels: int = Field(default=40_000_000, ge=10_000)
     attachments_upload_ttl_seconds: int = Field(default=24 * 3600, ge=10)
+    # Browser origins allowed to call the REST API (CORS), exact match; empty: no CORS headers at all.
+    cors_origins: list[str] = []
+    cors_max_age: int = Field(default=600, ge=0, le=86400)
     escalation_worker: bool = True
     # Signaling: call tokens, ICE servers, and the limits of the WebSocket relay.
     signaling_audience: str = "liaison-signaling"
     signaling_url: str | None = None  # what call tokens name; derived from the request when unset
-    signaling_port: int | None = (
-        None  # serve signaling on its own port too (lighter: see signaling/edge/listener.py)
-    )
+    # Serve signaling on its own port too (lighter: see signaling/edge/listener.py).
+    signaling_port: int | None = Field(default=None, ge=1, le=65535)
     call_token_ttl: int = Field(default=300, ge=10, le=300)
     stun_urls: list[str] = []
     turn_urls: list[str] = []
@@ -154,6 +158,13 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"LIAISON_TRUSTED_PROXIES: {entry!r} is not an address or CIDR") from None
         return value
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins_are_origins(cls, origins: list[str]) -> list[str]:
+        bad = [o for o in origins if not ORIGIN.match(o)]
+        if bad:
+            raise ValueError(f"not an origin (scheme://host[:port], no path or trailing slash): {bad}")
+        return origins
 
     @model_validator(mode="after")
     def _checkpoints_need_key_and_sink(self) -> "Settings":

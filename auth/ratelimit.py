@@ -16,6 +16,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.exceptions import ConnectionError, TimeoutError
 
+from api.metrics import STORE_ERRORS
+
 log = logging.getLogger("liaison.auth")
 FALLBACKS = Counter(
     "liaison_ratelimit_fallback_total",
@@ -92,6 +94,7 @@ class FailureLimiter:
                     FALLBACK_SECONDS,
                 )
                 self._shared_after = time.monotonic() + FALLBACK_SECONDS
+                STORE_ERRORS.labels("redis").inc()
         FALLBACKS.inc()
         return _MEMORY
 

@@ -7,6 +7,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from api.metrics import OFFERS, count_after_commit
 from consults import hooks, notify
 from consults.lifecycle import HELD
 from consults.models import Consult, Offer, OfferStatus, Status
@@ -32,6 +33,8 @@ async def withdraw_offers(
             .execution_options(synchronize_session=False)
         )
     ).all()
+    if rows:
+        count_after_commit(session, OFFERS, len(rows), outcome=OfferStatus.withdrawn.value)
     for consult_id in {cid for cid, _ in rows}:
         consult = (
             await session.execute(select(Consult).where(col(Consult.id) == consult_id).with_for_update())

@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from api.metrics import OFFERS, count_after_commit
 from consults import notify, routing, transitions
 from consults.lifecycle import Event, transition
 from consults.models import Consult, Offer, OfferStatus, Status
@@ -69,6 +70,7 @@ async def _offer(
     session.add_all(
         [Offer(consult_id=consult.id, specialist_id=c.user_id, org_id=c.org_id, level=level) for c in batch]
     )
+    count_after_commit(session, OFFERS, len(batch), outcome="made")
     change = transition(consult, Event.offer, at=now, level=level)
     due = now + timedelta(seconds=seconds)
     schedule(session, consult, due)

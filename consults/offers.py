@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
 from api.db import affected, commit
+from api.metrics import OFFERS, TIME_TO_ACCEPT, count_after_commit, observe_after_commit
 from api.schemas import PageParams
 from audit.service import record, record_list
 from auth.principal import Actor
@@ -73,8 +74,15 @@ async def accept(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) 
         update(Offer).where(_mine(actor, consult.id)).values(status=OfferStatus.accepted, responded_at=now)
     )
     await transitions.apply(session, change, actor=actor, profile=profile)
+    count_after_commit(session, OFFERS, outcome=OfferStatus.accepted.value)
+    observe_after_commit(session, TIME_TO_ACCEPT, _since(consult.created_at, now), urgency=consult.urgency)
     await commit(session)
     return consult
+
+
+def _since(then: datetime, now: datetime) -> float:
+    # SQLite hands datetimes back without their zone; they were stored in UTC.
+    return (now - (then if then.tzinfo else then.replace(tzinfo=UTC))).total_seconds()
 
 
 async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID) -> None:
@@ -92,6 +100,7 @@ async def decline(session: AsyncSession, *, actor: Actor, consult_id: uuid.UUID)
     )
     if affected(declined) != 1:
         raise InvalidTransition(consult.status, "You hold no pending offer for this consult")
+    count_after_commit(session, OFFERS, outcome=OfferStatus.declined.value)
     still_out = (
         await session.execute(
             select(col(Offer.id)).where(

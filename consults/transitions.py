@@ -9,6 +9,7 @@ from sqlalchemy import ColumnElement, CursorResult, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlmodel import col
 
+from api.metrics import OFFERS, count_after_commit
 from audit.service import record
 from auth.principal import Actor
 from consults import hooks, notify, reoffer
@@ -78,7 +79,10 @@ async def close_pending(
         .values(status=status, responded_at=now)
         .returning(col(Offer.specialist_id))
     )
-    return list(rows.scalars())
+    closed = list(rows.scalars())
+    if closed:
+        count_after_commit(session, OFFERS, len(closed), outcome=status.value)
+    return closed
 
 
 async def _release(session: AsyncSession, change: Change, user_id: uuid.UUID, org_id: uuid.UUID) -> None:

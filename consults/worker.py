@@ -11,6 +11,7 @@ from sqlmodel import col
 
 from api.db import commit
 from api.errors import log_failure
+from api.metrics import ESCALATION_STEPS, count_after_commit
 from api.tasks import cancel
 from consults.escalation import advance
 from consults.lifecycle import ROUTING
@@ -37,9 +38,11 @@ async def run_due_step(session: AsyncSession, *, node: str, now: datetime | None
     consult = (
         await session.execute(select(Consult).where(col(Consult.id) == step.consult_id).with_for_update())
     ).scalar_one()
-    if step.seq == consult.step_seq and consult.status in ROUTING:
+    current = step.seq == consult.step_seq and consult.status in ROUTING
+    if current:
         await advance(session, consult, now)
     done(step, at=now, node=node)
+    count_after_commit(session, ESCALATION_STEPS, result="advanced" if current else "stale")
     await commit(session)
     return True
 

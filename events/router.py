@@ -12,6 +12,7 @@ from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from api.errors import Unauthenticated
+from api.metrics import EVENTS_SOCKETS
 from events.bus import Subscription
 from events.control import SESSIONS, ends, rescopes
 from events.models import own_channels
@@ -89,6 +90,7 @@ async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit, channe
     reader = Reader(ws, authenticate, admit, token, actor, channels)
     bus = ws.app.state.bus
     sub = bus.subscribe(reader.channels + [SESSIONS])
+    EVENTS_SOCKETS.inc()
     try:
         await ws.send_json({"type": "ready", "user_id": str(actor.id), "channels": reader.channels})
         await _pump(ws, sub, reader, last)
@@ -99,6 +101,7 @@ async def _serve(ws: WebSocket, authenticate: Authenticate, admit: Admit, channe
         with contextlib.suppress(Exception):
             await ws.close(TRY_AGAIN, "Reconnect with the last event id")
     finally:
+        EVENTS_SOCKETS.dec()
         bus.unsubscribe(sub)
 
 

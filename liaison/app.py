@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 import agreements.hooks
 import agreements.router
+import api.metrics
 import audit.router
 import audit.witness
 import auth.denials
@@ -22,6 +23,7 @@ import consults.attachments.router
 import consults.boundary
 import consults.hooks
 import consults.notify
+import consults.metrics
 import consults.reoffer
 import consults.router
 import events.router
@@ -31,11 +33,14 @@ import orgs.hooks
 import orgs.router
 import rosters.hooks
 import rosters.router
+import signaling.edge.server
 import signaling.router
 import webhooks.router
 from agreements.models import Agreement
 from api import health
+from api.cors import install_cors
 from api.db import make_engine, make_sessionmaker
+from api.docs import install_docs
 from api.errors import install_error_handlers
 from api.middleware import MetricsMiddleware, QueryTokenGuard, RequestContextMiddleware
 from api.openapi import install as install_openapi
@@ -106,8 +111,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
         description="Telemedicine consultation backend for civil-military health cooperation.",
         generate_unique_id_function=operation_id,
+        docs_url=None,  # served from packaged assets below, not a CDN
+        redoc_url=None,
     )
     install_openapi(app)
+    install_docs(app)
     app.state.settings = settings
     app.state.on_denial = auth.denials.record_denial
     # A lower package's change, a higher one's reaction: each hook is declared below and registered here.
@@ -121,6 +129,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     auth.denials.owned_by("consult_id", Consult.org_id)
     auth.denials.owned_by("roster_id", Roster.org_id)
     auth.denials.owned_by("agreement_id", Agreement.requesting_org_id, Agreement.providing_org_id)
+    # Gauges read when /metrics is scraped: each domain's own, from its tables or its state.
+    api.metrics.on_scrape(consults.metrics.collect)
+    api.metrics.on_scrape(signaling.edge.server.collect)
     install_error_handlers(app)
     app.add_middleware(
         RequestContextMiddleware,
@@ -130,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
     app.add_middleware(OperationOutcomes)
+    # A preflight is answered before anything else reads the request.
+    install_cors(app, origins=settings.cors_origins, max_age=settings.cors_max_age)
     # Outermost: everything inside (audit, sign-in limits, URLs) sees the client the proxy names.
     app.add_middleware(TrustedProxies, trusted=settings.trusted_proxies)
     app.include_router(health.router)

@@ -1,7 +1,9 @@
-"""`liaison serve | migrate | demo | create-admin | audit verify | checkpoint | export | keygen`."""
+"""`liaison serve | check | migrate | demo | create-admin | audit verify | checkpoint | export | keygen`."""
 
 import asyncio
 import logging
+import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import typer
@@ -13,6 +15,30 @@ app = typer.Typer(
 )
 audit_app = typer.Typer(no_args_is_help=True, help="The audit trail.")
 app.add_typer(audit_app, name="audit")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        typer.echo(f"liaison {version('liaison')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    ctx: typer.Context,
+    _version: bool = typer.Option(
+        False, "--version", callback=_print_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Liaison telemedicine consultation backend."""
+    from liaison.startup import sqlite_problem
+
+    # Before any command does anything: a bad setting stops it here (main() names it), and so does
+    # a SQLite file that cannot be opened (`check` reports it among its checks).
+    s = get_settings()
+    if (problem := sqlite_problem(s.database_url)) and ctx.invoked_subcommand != "check":
+        typer.echo(f"liaison: {problem}", err=True)
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -29,6 +55,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         typer.echo("Several workers need LIAISON_REDIS_URL: without Redis each worker is alone", err=True)
         raise typer.Exit(2)
     _require_schema(s.database_url)
+    _warn_if_redis_is_away(s)
     uvicorn.run(
         "liaison.asgi:app",
         host=host or s.host,
@@ -57,14 +84,35 @@ def _require_schema(url: str) -> None:
         raise typer.Exit(2) from None
     except (OSError, SQLAlchemyError) as exc:
         # A database that is down is not a misconfiguration: serve, not ready (/readyz) until it answers.
-        first_line = (str(exc).splitlines() or [""])[0]
-        typer.echo(
-            f"liaison serve: warning: cannot read the database schema yet ({type(exc).__name__}: "
-            f"{first_line}); serving, not ready until the database answers",
-            err=True,
-        )
+        from liaison.startup import store_problem
+
+        problem = store_problem(exc, get_settings()) or f"cannot read the database schema: {exc!r}"
+        typer.echo(f"liaison serve: warning: {problem}; serving, not ready until it answers", err=True)
     if warning:
         typer.echo(f"liaison serve: warning: {warning}; serving anyway", err=True)
+
+
+def _warn_if_redis_is_away(settings) -> None:
+    """Like the database, Redis down at start is a warning: the node serves, not ready (/readyz)."""
+    from liaison.startup import check
+
+    redis = asyncio.run(check(settings))[1]
+    if not redis.ok:
+        typer.echo(f"liaison serve: warning: {redis.detail}; serving, not ready until it answers", err=True)
+
+
+@app.command("check")
+def check_configuration() -> None:
+    """Test this configuration without serving: settings, the database (reachable, migrated), Redis."""
+    from liaison.startup import check
+
+    s = get_settings()  # invalid settings never get here: main() names them and exits 2
+    typer.echo(f"settings: ok ({s.environment})")
+    results = asyncio.run(check(s))
+    for result in results:
+        typer.echo(f"{result.name}: {'ok' if result.ok else 'FAILED'}: {result.detail}")
+    if not all(r.ok for r in results):
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -208,4 +256,25 @@ def main() -> None:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     redact_root()
-    app()
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # its set-up notes would bury our one line
+    try:
+        app()
+    except Exception as exc:
+        sys.exit(_cannot_start(exc))
+
+
+def _cannot_start(exc: Exception) -> int:
+    """Exit 2 with one line per problem for a bad setting or a store out of reach; re-raise the rest."""
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from liaison.startup import settings_problems, store_problem
+
+    if isinstance(exc, SettingsError) or (isinstance(exc, ValidationError) and exc.title == "Settings"):
+        for line in settings_problems(exc):
+            typer.echo(f"liaison: bad setting: {line}", err=True)
+        return 2
+    if (store := store_problem(exc, get_settings())) is not None:
+        typer.echo(f"liaison: {store}", err=True)
+        return 2
+    raise exc

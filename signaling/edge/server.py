@@ -9,11 +9,13 @@ import logging
 import time
 import uuid
 from collections import Counter
+from typing import Any
 
 from fastapi import WebSocket, WebSocketDisconnect
 from starlette.websockets import WebSocketState
 
 from api.errors import CLOSE_TRY_AGAIN, unavailable
+from api.metrics import SIGNALING_ERRORS, SIGNALING_PEERS, SIGNALING_RELAYED, SIGNALING_ROOMS
 from signaling import service
 from signaling.calls import tokens
 from signaling.calls.ice import ice_servers
@@ -48,6 +50,24 @@ CLOSE_NORMAL, CLOSE_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG = 1000, 1001, 1008, 1009
 # A socket closed with one of these has left: the client closed it (a tab closed), or this node is
 # shutting down (uvicorn's 1012), where no resume could reach the peer's state.
 DEPARTED = frozenset({CLOSE_NORMAL, CLOSE_AWAY, 1012})
+
+
+# Children bound once: the relay's hot path does a dict lookup, not a labels() call, per message.
+RELAYED = {kind: SIGNALING_RELAYED.labels(kind) for kind in ("offer", "answer", "candidate")}
+
+
+def error_frame(code: str, message: str) -> str:
+    """An `error` message's text, counted by its code (codes are the source's constants: bounded)."""
+    SIGNALING_ERRORS.labels(code).inc()
+    return encode(error(code, message))
+
+
+async def collect(state: Any) -> None:
+    """Rooms and peers this process holds, for /metrics (api.metrics.on_scrape)."""
+    server = getattr(state, "signaling", None)  # absent outside the app's lifespan
+    rooms = server.rooms.rooms if server is not None else {}
+    SIGNALING_ROOMS.set(sum(1 for peers in rooms.values() if peers))
+    SIGNALING_PEERS.set(sum(len(peers) for peers in rooms.values()))
 
 
 def close_code(gone: BaseException) -> int | None:
@@ -323,7 +343,7 @@ class SignalingServer:
                 if dropped > self.s.signaling_rate_burst:
                     await self._refuse(ws, "rate_limited", "Too many messages", CLOSE_POLICY)
                     return
-                await ws.send_text(encode(error("rate_limited", "Too many messages; this one was dropped")))
+                await ws.send_text(error_frame("rate_limited", "Too many messages; this one was dropped"))
                 continue
             dropped = 0
             if not await self._on_message(ws, peer, raw):
@@ -345,7 +365,7 @@ class SignalingServer:
             else:
                 raise ProtocolError("already_joined", "This connection has already joined")
         except ProtocolError as exc:
-            await ws.send_text(encode(error(exc.code, exc.message)))
+            await ws.send_text(error_frame(exc.code, exc.message))
         return True
 
     async def _relay(self, peer: Peer, msg: Relay) -> None:
@@ -356,6 +376,7 @@ class SignalingServer:
             message = {"type": msg.kind, "from": peer.peer_id, **msg.body}
             if msg.to == peer.peer_id or not await self.fabric.forward(peer.room, msg.to, message):
                 raise ProtocolError("unknown_peer", "No such peer in this call")
+        RELAYED[msg.kind].inc()  # the parser admits offer, answer and candidate only
 
     async def _send_all(self, sends: list[Send]) -> None:
         for send in sends:
@@ -440,7 +461,7 @@ class SignalingServer:
         if ws is not None:
             self.per_user[peer.user_id] -= 1
             with contextlib.suppress(Exception):
-                await ws.send_text(encode(error("call_closed", reason)))
+                await ws.send_text(error_frame("call_closed", reason))
                 await ws.close(CLOSE_NORMAL, reason[:100])
 
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
@@ -452,5 +473,5 @@ class SignalingServer:
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:
         with contextlib.suppress(Exception):
             if ws.application_state == WebSocketState.CONNECTED:
-                await ws.send_text(encode(error(code, message)))
+                await ws.send_text(error_frame(code, message))
                 await ws.close(close)

@@ -37,6 +37,7 @@ import time
 from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
+from api.metrics import STORE_ERRORS
 from api.tasks import cancel
 from signaling.core.admission import CallGrant
 from signaling.core.messages import ProtocolError
@@ -319,6 +320,7 @@ class RedisFabric:
     @staticmethod
     def _unavailable(exc: Exception) -> ProtocolError:
         log.warning("signaling fabric: Redis is not answering (%s)", exc)
+        STORE_ERRORS.labels("redis").inc()
         return ProtocolError("fabric_unavailable", "Calls are briefly unavailable; try again")
 
 
