@@ -22,8 +22,8 @@ import consults.access
 import consults.attachments.router
 import consults.boundary
 import consults.hooks
-import consults.notify
 import consults.metrics
+import consults.notify
 import consults.reoffer
 import consults.router
 import events.router
