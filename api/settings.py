@@ -158,6 +158,7 @@ class Settings(BaseSettings):
             except ValueError:
                 raise ValueError(f"LIAISON_TRUSTED_PROXIES: {entry!r} is not an address or CIDR") from None
         return value
+
     @field_validator("cors_origins")
     @classmethod
     def _origins_are_origins(cls, origins: list[str]) -> list[str]:
