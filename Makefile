@@ -12,7 +12,15 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
 	touch $@
 
-install: $(STAMP)
+# The AsyncAPI Initiative's parser (npm), which tests/test_asyncapi.py validates /asyncapi.json with:
+# pinned by its lockfile; without node and npm (Debian `nodejs`, `npm`) that test skips, outside CI.
+ASYNCAPI := tools/asyncapi/node_modules/.installed
+$(ASYNCAPI): tools/asyncapi/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tools/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else echo "npm not found: the AsyncAPI validator is not installed (tests/test_asyncapi.py skips)"; fi
+
+install: $(STAMP) $(ASYNCAPI)
 
 migrate: install
 	$(BIN)/liaison migrate
@@ -41,4 +49,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info liaison.db liaison.db-*
+	rm -rf $(VENV) *.egg-info liaison.db liaison.db-* tools/asyncapi/node_modules

@@ -43,6 +43,7 @@ from consults.models import Consult
 from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
+from liaison import asyncapi
 from orgs.models import Organization
 from rosters.models import Roster
 from signaling.calls import control
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware)
     app.add_middleware(QueryTokenGuard)
     app.include_router(health.router)
+    app.include_router(asyncapi.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,

@@ -77,6 +77,7 @@ PUBLIC_ROUTES = frozenset(
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",  # operations
+        "GET /asyncapi.json",  # the WebSockets' protocol (AsyncAPI)
         f"POST {API}/auth/login",
         f"POST {API}/auth/refresh",
         f"POST {API}/auth/token",  # how one gets a token

@@ -93,9 +93,11 @@ class Links:
         await self._tell_state(peer, "reconnecting")
 
     async def _tell_state(self, peer: Peer, state: str) -> None:
-        """Tell the room's other peers, here and on other nodes, how this one's link stands."""
+        """Tell the room's other peers, here and on other nodes, how this one's link stands (and the
+        room's presence, which newcomers on any node are listed from and the room's limit counts)."""
         message = peer_state(peer.public(), state)
         await self._send_all(self.rooms.tell_others(peer, message))
+        await self.fabric.restate(peer.room, peer.peer_id, state)
         try:
             remote = await self.fabric.remote_peers(peer.room)
             for other in remote:
@@ -111,8 +113,12 @@ class Links:
 
     async def _deliver_remote(self, room: str, to: str, message: dict) -> bool:
         sends, here = self.rooms.receive(room, to, message)
-        if sends:
-            await self._send_all(sends)
+        for send in sends:
+            if self.rooms.local(room, send.peer_id) is not None:
+                await self._send_all([send])
+            else:  # a `held` notice to a sender on another node
+                with contextlib.suppress(ProtocolError):
+                    await self.fabric.forward(room, send.peer_id, send.message)
         return here
 
     async def _refuse(self, ws: WebSocket, code: str, message: str, close: int = CLOSE_POLICY) -> None:

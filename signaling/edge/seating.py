@@ -16,7 +16,7 @@ from signaling.calls.ice import ice_servers
 from signaling.calls.records import Joined
 from signaling.core.admission import CallGrant, admitted_at_once, call_closed, check_connections, settled
 from signaling.core.messages import Join, ProtocolError, Resume, encode, joined, parse
-from signaling.core.rooms import Peer, Send, described, new_peer_id
+from signaling.core.rooms import Peer, Send, connected, described, new_peer_id
 from signaling.edge.links import CLOSE_NORMAL, Links, log
 from signaling.fabric.local import Admission
 
@@ -76,7 +76,7 @@ class Seating(Links):
                     room=grant.room,
                     user_id=grant.user_id,
                     org_id=grant.org_id,
-                    remote_count=len(admission.remote),
+                    remote_count=connected(admission.remote),
                     peer_id=public["peer_id"],
                     role=grant.role,
                     name=grant.name,
@@ -138,7 +138,12 @@ class Seating(Links):
         # await may let a relay reach this socket ahead of them.
         found = self.rooms.find(msg.secret)
         remote = await self.fabric.remote_peers(found.room) if found is not None else []
-        peer, queued = self.rooms.resume(msg.secret, time.monotonic())
+        try:
+            peer, queued = self.rooms.resume(msg.secret, time.monotonic(), connected(remote))
+        except ProtocolError as exc:
+            if exc.code == "room_full" and found is not None:  # its place was taken meanwhile: it has left
+                await self._leave(found)
+            raise
         old = self.sockets.get(peer.peer_id)
         self._attach(ws, peer, count=old is None)
         sent = 0

@@ -12,7 +12,7 @@ from fastapi import WebSocket
 
 from signaling.core.limits import Bucket
 from signaling.core.messages import Leave, Ping, ProtocolError, Relay, encode, error, parse
-from signaling.core.rooms import Peer
+from signaling.core.rooms import Peer, connected
 from signaling.edge.closing import Closing
 from signaling.edge.links import CLOSE_AWAY, CLOSE_NORMAL, CLOSE_POLICY, CLOSE_TOO_BIG, close_code
 from signaling.edge.seating import Seating
@@ -72,7 +72,7 @@ class SignalingServer(Seating, Closing):
         `feed(raw) -> bool`, which takes the peer's outgoing messages (False once it has left)."""
         remote = await self.fabric.remote_peers(room)
         peer, announce = self.rooms.join(
-            room=room, user_id=user_id, org_id=org_id, remote_count=len(remote), role=role, name=name
+            room=room, user_id=user_id, org_id=org_id, remote_count=connected(remote), role=role, name=name
         )
         self._attach(conn, peer)
         await self._send_all(announce)
