@@ -1,6 +1,6 @@
 """`GET /asyncapi.json`: the AsyncAPI 3.0 document of the two WebSocket protocols, signaling (on the
 API's route and on the dedicated port) and events, built from the wire shapes the code uses
-(signaling.core.wire, events.wire), so it cannot drift from them."""
+(signaling.wire, events.wire), so it cannot drift from them."""
 
 from typing import Any
 
@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from pydantic import TypeAdapter
 
 import events.wire
-import signaling.core.wire as signaling_wire
+import signaling.wire as signaling_wire
 from consults.access import EVENT_VIEWS
 
 router = APIRouter(tags=["operations"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import events.wire
-import signaling.core.wire
+import signaling.wire
 from liaison.asyncapi import document
 from tests import protocol
 from tests.conftest import IN_CI
@@ -122,13 +122,13 @@ def test_every_error_code_is_documented():
     calls = readme[readme.index("\n## Calls") : readme.index("\n## ", readme.index("\n## Calls") + 1)]
     signaling_codes = _codes_sent("signaling") | {"unavailable"}  # unavailable: api.errors, for any store
     events_codes = _codes_sent("events") | {"auth_required", "invalid_token", "unavailable"}
-    assert signaling_codes <= set(signaling.core.wire.ERROR_CODES), signaling_codes - set(
-        signaling.core.wire.ERROR_CODES
+    assert signaling_codes <= set(signaling.wire.ERROR_CODES), signaling_codes - set(
+        signaling.wire.ERROR_CODES
     )
     assert events_codes <= set(events.wire.ERROR_CODES), events_codes - set(events.wire.ERROR_CODES)
     doc = json.dumps(document(version="t", host="h:1", signaling_port=None))
-    for code in set(signaling.core.wire.ERROR_CODES) | set(events.wire.ERROR_CODES):
+    for code in set(signaling.wire.ERROR_CODES) | set(events.wire.ERROR_CODES):
         assert f'"{code}"' in doc, code
         assert f"`{code}`" in calls, f"README's Calls section does not name {code}"
-    for close in set(signaling.core.wire.CLOSE_CODES) | set(events.wire.CLOSE_CODES):
+    for close in set(signaling.wire.CLOSE_CODES) | set(events.wire.CLOSE_CODES):
         assert re.search(rf"\b{close}\b", calls), f"README's Calls section does not name close code {close}"
