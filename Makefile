@@ -23,7 +23,16 @@ $(R4): tests/fhir/r4-requirements.txt
 	$(VENV)/r4/bin/pip install -q --disable-pip-version-check -r tests/fhir/r4-requirements.txt
 	touch $@
 
-install: $(STAMP) $(R4)
+
+# The AsyncAPI Initiative's parser (npm), which tests/test_asyncapi.py validates /asyncapi.json with:
+# pinned by its lockfile; without node and npm (Debian `nodejs`, `npm`) that test skips, outside CI.
+ASYNCAPI := tools/asyncapi/node_modules/.installed
+$(ASYNCAPI): tools/asyncapi/package-lock.json
+	@if command -v npm >/dev/null; then \
+		npm ci --prefix tools/asyncapi --no-audit --no-fund --ignore-scripts --loglevel=error && touch $@; \
+	else echo "npm not found: the AsyncAPI validator is not installed (tests/test_asyncapi.py skips)"; fi
+
+install: $(STAMP) $(R4) $(ASYNCAPI)
 
 migrate: install
 	$(BIN)/liaison migrate
@@ -52,4 +61,4 @@ bench: install
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) *.egg-info liaison.db liaison.db-*
+	rm -rf $(VENV) *.egg-info liaison.db liaison.db-* tools/asyncapi/node_modules

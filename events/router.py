@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
 
 from api.errors import Unauthenticated
 from api.metrics import EVENTS_SOCKETS
@@ -17,6 +17,7 @@ from events.bus import Subscription
 from events.control import SESSIONS, ends, rescopes
 from events.models import own_channels
 from events.service import missed
+from events.wire import AuthMessage
 
 log = logging.getLogger("liaison.events")
 # (session, *, ctx, token) -> the caller it names (auth.principal.Actor), or raises Unauthenticated
@@ -28,13 +29,6 @@ Channels = Callable[[Any], list[str]]
 AUTH_TIMEOUT = 5.0
 POLICY_VIOLATION = 1008
 TRY_AGAIN = 1013  # RFC 6455: the client may reconnect later (with its last event id: nothing is lost)
-
-
-class AuthMessage(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-    type: str = Field(pattern="^auth$")
-    token: str = Field(max_length=8192)
-    last_event_id: int | None = Field(default=None, ge=0)
 
 
 def build(authenticate: Authenticate, admit: Admit, channels: Channels = own_channels) -> APIRouter:

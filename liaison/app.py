@@ -59,6 +59,7 @@ from consults.worker import EscalationWorker
 from events.bus import LocalBus, make_feed
 from events.log import EventLog
 from fhir.edge import OperationOutcomes
+from liaison import asyncapi
 from orgs.models import Organization
 from rosters.models import Roster
 from signaling.calls import control
@@ -148,6 +149,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(health.router)
     app.include_router(auth.wellknown.router)
     app.include_router(fhir.router.router)
+    app.include_router(asyncapi.router)
     # Audit and events sit below auth: their routers are handed its guard and its authentication.
     for router in (
         auth.router.router,

@@ -29,6 +29,7 @@ from auth.models import User
 from auth.passwords import Passwords
 from liaison.app import create_app
 from orgs.models import Organization
+from tests import protocol
 
 PG_ADMIN_URL = os.environ.get(
     "LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -38,6 +39,23 @@ IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "test-password-1"
 ROLES = ("clinician", "specialist", "coordinator", "org_admin")
 TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "invalid_frames: the test sends malformed WebSocket frames on purpose (tests/protocol.py)"
+    )
+    protocol.install()
+
+
+@pytest.fixture(autouse=True)
+def protocol_checked(request):
+    """Fail the test if a WebSocket message it sent or received does not match /asyncapi.json."""
+    protocol.CHECKER.violations.clear()
+    protocol.CHECKER.check_sent = request.node.get_closest_marker("invalid_frames") is None
+    yield
+    found, protocol.CHECKER.violations[:] = list(protocol.CHECKER.violations), []
+    assert not found, "messages that do not match /asyncapi.json:\n" + "\n".join(found[:20])
 
 
 def make_settings(database_url: str, redis_url: str | None, **overrides) -> Settings:

@@ -1,7 +1,7 @@
 """Join admission as decisions: what a checked call token grants, what the ledger answered, which
 close orders a join may have raced, and whether the database must have the last word.
 
-The server (signaling.edge.server) does the awaiting (the fabric's admission step, the database
+The server (signaling.edge.seating) does the awaiting (the fabric's admission step, the database
 query); every yes or no it acts on is computed here.
 """
 

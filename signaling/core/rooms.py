@@ -36,6 +36,10 @@ class Peer:
         """What the room's other peers are told of this one: enough to lay out the call."""
         return described(self.peer_id, self.user_id, self.role, self.name)
 
+    def listed(self) -> Wire:
+        """As a newcomer's `joined.peers` lists it: with the state of its link."""
+        return {**self.public(), "state": "connected" if self.connected else "reconnecting"}
+
 
 PUBLIC_FIELDS = ("peer_id", "user_id", "role", "name")  # what others are told of a peer, on any node
 
@@ -49,6 +53,16 @@ def described(peer_id: str, user_id: str, role: str | None, name: str | None) ->
     if name is not None:
         public["name"] = name
     return public
+
+
+def connected(remote: list[Wire]) -> int:
+    """How many of the remote peers count toward the room's limit: a reconnecting one does not."""
+    return sum(1 for p in remote if p.get("state") != "reconnecting")
+
+
+def held(to: str, kind: str) -> Wire:
+    """To a sender: what it sent to `to` is held, as `to` is reconnecting."""
+    return {"type": "held", "to": to, "kind": kind, "state": "reconnecting"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +93,16 @@ class Rooms:
         return list(self.rooms.get(room, {}).values())
 
     def others(self, peer: Peer, remote: list[Wire]) -> list[Wire]:
-        """Who a peer is told is in its room: the room's other local peers, then the remote ones."""
-        return [p.public() for p in self.rooms.get(peer.room, {}).values() if p is not peer] + remote
+        """Who a peer is told is in its room, with each one's state: the room's other local peers,
+        then the remote ones."""
+        local = [p.listed() for p in self.rooms.get(peer.room, {}).values() if p is not peer]
+        return local + [{**p, "state": p.get("state", "connected")} for p in remote]
 
     def check_space(self, room: str, remote_count: int = 0) -> None:
-        """room_full if the room has no place left."""
-        if len(self.rooms.get(room, ())) + remote_count >= self.limits.max_peers:
+        """room_full if the room has no place left: its connected peers, here and (`remote_count`)
+        on other nodes, fill it; a reconnecting peer holds no place."""
+        here = sum(1 for p in self.rooms.get(room, {}).values() if p.connected)
+        if here + remote_count >= self.limits.max_peers:
             raise room_full(self.limits.max_peers)
 
     def join(
@@ -121,24 +139,34 @@ class Rooms:
 
     def receive(self, room: str, to: str, message: Wire) -> tuple[list[Send], bool]:
         """A message from another node for `to`: the sends, and whether `to` is this node's (held for
-        it while it is away or being admitted; dropped past the buffer's limit)."""
+        it while it is away or being admitted; dropped past the buffer's limit). Held for a
+        reconnecting peer, a `held` notice goes back to its sender (on another node: the caller
+        forwards it)."""
         target = self.local(room, to)
         if target is None:
-            held = self.arriving.get(to)
-            if held is not None and len(held) < self.limits.buffer_messages:
-                held.append(message)
-            return [], held is not None
+            waiting = self.arriving.get(to)
+            if waiting is not None and len(waiting) < self.limits.buffer_messages:
+                waiting.append(message)
+            return [], waiting is not None
         try:
-            return self.deliver(target, message), True
+            sends = self.deliver(target, message)
         except ProtocolError:
             return [], True
+        sender = message.get("from")
+        if not target.connected and isinstance(sender, str):
+            sends.append(Send(sender, held(target.peer_id, str(message.get("type")))))
+        return sends, True
 
     def relay(self, sender: Peer, msg: Relay) -> list[Send]:
-        """Forward to a local peer of the same room (buffered while it is away); [] if not local."""
+        """Forward to a local peer of the same room; [] if not local. Held while it is reconnecting,
+        and the sender is told so (`held`)."""
         target = self.rooms.get(sender.room, {}).get(msg.to)
         if target is None or target is sender:
             return []
-        return self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
+        sends = self.deliver(target, {"type": msg.kind, "from": sender.peer_id, **msg.body})
+        if not target.connected:
+            sends.append(Send(sender.peer_id, held(target.peer_id, msg.kind)))
+        return sends
 
     def deliver(self, target: Peer, message: Wire) -> list[Send]:
         """To the peer now, or into its buffer while it is away or has a backlog to be sent first."""
@@ -168,14 +196,18 @@ class Rooms:
         """The peer a resume secret names, without resuming it."""
         return self._by_secret.get(secret)
 
-    def resume(self, secret: str, now: float) -> tuple[Peer, list[Wire]]:
+    def resume(self, secret: str, now: float, remote_count: int = 0) -> tuple[Peer, list[Wire]]:
         """Reclaim a peer with its secret (taking over a socket the server still thinks is open);
-        it gets what was buffered meanwhile, in order."""
+        it gets what was buffered meanwhile, in order. A reconnecting peer held no place: if the
+        room filled meanwhile (`remote_count` connected on other nodes), room_full (the caller
+        makes it leave)."""
         peer = self._by_secret.get(secret)
         if peer is None or (
             peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds
         ):
             raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
+        if not peer.connected:
+            self.check_space(peer.room, remote_count)
         peer.connected, peer.detached_at = True, None
         queued, peer.buffer = peer.buffer, []
         return peer, queued

@@ -36,6 +36,11 @@ def public(entry: Wire) -> Wire:
     return {k: entry[k] for k in PUBLIC_FIELDS if k in entry}
 
 
+def listed(entry: Wire) -> Wire:
+    """A member as `joined.peers` lists it: public, with the state of its link when it is reconnecting."""
+    return public(entry) | ({"state": entry["state"]} if "state" in entry else {})
+
+
 class Views:
     """The views of the rooms node `node` has local peers in. A member that snapshots lack, with no
     event saying it left, is dropped once it has been absent `absent_after` seconds."""
@@ -51,7 +56,7 @@ class Views:
         peer_id = peer["peer_id"]
         entry = json.dumps({**peer, "node": self.node}, separators=(",", ":"))
         view.local[peer_id] = entry
-        view.told[peer_id] = {p["peer_id"]: p for p in told or []}
+        view.told[peer_id] = {p["peer_id"]: public(p) for p in told or []}
         view.pending[peer_id] = None
         return entry
 
@@ -68,9 +73,21 @@ class Views:
         view = self.rooms.get(room)
         if view is None or peer_id not in view.local:
             return None
-        view.told[peer_id] = {p["peer_id"]: p for p in told}
+        view.told[peer_id] = {p["peer_id"]: public(p) for p in told}
         view.pending.pop(peer_id, None)
         return self.snapshot(room, view, seq, entries, now)
+
+    def restate(self, room: str, peer_id: str, state: str) -> list[str] | None:
+        """A local peer's link is `reconnecting` or `connected` again: its entry says so from now on.
+        Returns the room's entries to refresh at once, or None while its join is not done."""
+        view = self.rooms.get(room)
+        if view is None or peer_id not in view.local or peer_id in view.pending:
+            return None
+        entry = {k: v for k, v in json.loads(view.local[peer_id]).items() if k != "state"}
+        if state == "reconnecting":
+            entry["state"] = state
+        view.local[peer_id] = json.dumps(entry, separators=(",", ":"))
+        return [e for p, e in view.local.items() if p not in view.pending]
 
     def forget(self, room: str, peer_id: str) -> None:
         """A local peer left (or never got in); a room without local peers has no view."""

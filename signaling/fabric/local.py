@@ -52,5 +52,9 @@ class LocalFabric:
     async def left(self, room: str, peer: dict) -> None:
         return None
 
+    async def restate(self, room: str, peer_id: str, state: str) -> None:
+        """A local peer's link changed state (`reconnecting`, `connected`): its presence says so."""
+        return None
+
     async def forward(self, room: str, to: str, message: dict) -> bool:
         return False

@@ -42,7 +42,7 @@ from api.tasks import cancel
 from signaling.core.admission import CallGrant
 from signaling.core.messages import ProtocolError
 from signaling.core.rooms import room_full
-from signaling.core.views import Sends, Views, public
+from signaling.core.views import Sends, Views, listed
 from signaling.fabric import scripts
 from signaling.fabric.lane import Lane
 from signaling.fabric.ledger import RedisLedger
@@ -136,7 +136,7 @@ class RedisFabric:
             raise room_full(max_peers)
         verdict = ledger.verdict(code)
         seq, entries = self._decode(answer[2:])
-        return Admission(verdict, [public(e) for e in entries], (seq, entries) if answer[1] else None)
+        return Admission(verdict, [listed(e) for e in entries], (seq, entries) if answer[1] else None)
 
     async def remote_peers(self, room: str) -> list[dict]:
         try:
@@ -145,7 +145,7 @@ class RedisFabric:
             )
         except RedisError as exc:
             raise self._unavailable(exc) from None
-        return [public(e) for e in entries]
+        return [listed(e) for e in entries]
 
     async def joined(
         self,
@@ -191,6 +191,25 @@ class RedisFabric:
             await self._run(self._leave(room, peer["peer_id"]))
         except RedisError:  # its presence will expire and another node will announce it
             log.warning("could not announce that %s left %s", peer["peer_id"], room, exc_info=True)
+
+    async def restate(self, room: str, peer_id: str, state: str) -> None:
+        """Write the peer's new state into its presence now (a heartbeat of its room), not at the next beat."""
+        entries = self._views.restate(room, peer_id, state)
+        if entries is None:
+            return
+        beat = scripts.Heartbeat(
+            room_key=self._room_prefix + room,
+            me=self.node,
+            ttl_ms=self.ttl_ms,
+            key_ttl_ms=self.key_ttl_ms,
+            channel=self._events,
+            room=room,
+            entries=tuple(entries),
+        )
+        try:
+            await self._run(beat)
+        except RedisError:  # the next heartbeat writes it
+            log.warning("could not write %s's state in %s", peer_id, room, exc_info=True)
 
     async def forward(self, room: str, to: str, message: dict) -> bool:
         payload = json.dumps({"room": room, "to": to, "message": message}, separators=(",", ":"))

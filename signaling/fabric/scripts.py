@@ -25,14 +25,15 @@ end
 local function announce(channel, room, seq, event, entry)
   redis.call('PUBLISH', channel, cjson.encode({room = room, seq = seq, event = event, peer = entry}))
 end
-local function members(key, now, me)  -- {seq, live entries of other nodes...}, and how many are live in all
+local function members(key, now, me)  -- {seq, live entries of other nodes...}, and how many hold a place
+  -- (live and not reconnecting: a peer whose link dropped does not count toward the room's limit)
   local out, live = {tonumber(redis.call('HGET', key, '~seq') or '0')}, 0
   local all = redis.call('HGETALL', key)
   for i = 1, #all, 2 do
     if string.byte(all[i], 1) ~= 126 then
       local e = cjson.decode(all[i + 1])
       if tonumber(e.expires) >= now then
-        live = live + 1
+        if e.state ~= 'reconnecting' then live = live + 1 end
         if e.node ~= me then out[#out + 1] = all[i + 1] end
       end
     end

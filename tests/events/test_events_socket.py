@@ -50,6 +50,7 @@ async def test_coordinators_hear_the_queue_and_others_only_their_own(live):
     "first",
     [None, "not json", json.dumps({"type": "auth", "token": "forged"}), json.dumps({"type": "subscribe"})],
 )
+@pytest.mark.invalid_frames
 async def test_authentication_is_the_first_message(live, first):
     app, host, w = live
     async with websockets.connect(f"ws://{host}/api/v1/events", compression=None) as ws:

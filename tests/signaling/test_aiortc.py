@@ -113,6 +113,15 @@ async def test_interpreter_joins_as_third_peer(call):
                 str(w.users["b-specialist"]),
                 str(w.users["a-coordinator"]),
             }
+            # the invited role travels in the call token: the others see who the interpreter is
+            assert {(p["role"], p["name"]) for p in i.seen[0]["peers"]} == {
+                ("requester", "a-clinician"),
+                ("assignee", "b-specialist"),
+            }
+            assert {(m["role"], m["name"]) for m in a.seen if m["type"] == "peer-joined"} == {
+                ("assignee", "b-specialist"),
+                ("interpreter", "a-coordinator"),
+            }
             for x, y in ((i, a), (i, b), (a, i), (b, i), (a, b)):
                 await talk(x, y, f"{x.peer_id} to {y.peer_id}")
             await until(
@@ -157,6 +166,7 @@ async def test_cut_socket_resumes_and_call_continues(call):
                 "user_id": str(w.users["a-clinician"]),
                 "role": "requester",
                 "name": "a-clinician",
+                "state": "connected",
             }
         ]
         await until(lambda: len(b.seen) > resumed + 1)

@@ -14,7 +14,7 @@ from signaling.core.admission import (
     settled,
 )
 from signaling.core.messages import ProtocolError, joined
-from signaling.core.rooms import Limits, Rooms, Send
+from signaling.core.rooms import Limits, Rooms, Send, held
 from signaling.core.views import Views
 
 GRANT = CallGrant("u1", "o1", "consult-1", "c1", "jti", iat=100, exp=400)
@@ -73,7 +73,7 @@ def test_the_joined_answer_names_the_others_local_first_and_says_when_it_is_a_re
         "peer_id": b.peer_id,
         "resume": b.secret,
         "room": "x",
-        "peers": [a.public(), *remote],
+        "peers": [{**a.public(), "state": "connected"}, {**remote[0], "state": "connected"}],
         "ice_servers": [],
     }
     again = joined(peer_id=b.peer_id, secret=b.secret, room="x", peers=[], ice_servers=[], resumed=True)
@@ -202,6 +202,12 @@ def test_a_message_from_another_node_reaches_a_local_peer_or_waits_while_it_is_a
     assert r.receive("x", a.peer_id, {"n": 2}) == ([], True)
     assert r.receive("x", a.peer_id, {"n": 3}) == ([], True)  # its buffer is full: dropped, no error
     assert a.buffer == [{"n": 2}]
+    relayed = {"type": "candidate", "from": "far", "candidate": ""}
+    a.buffer.clear()
+    assert r.receive("x", a.peer_id, relayed) == (
+        [Send("far", held(a.peer_id, "candidate"))],
+        True,
+    )  # told back
 
 
 def test_a_peers_role_and_name_cross_nodes_but_the_fabrics_own_fields_do_not():

@@ -237,7 +237,7 @@ async def test_what_another_node_sends_a_peer_being_admitted_follows_its_joined(
         gate.set()
         joined = await s.recv()
         assert joined["type"] == "joined" and joined["peer_id"] == newcomer
-        assert joined["peers"] == [{"peer_id": "elsewhere", "user_id": "u-elsewhere"}]
+        assert joined["peers"] == [{"peer_id": "elsewhere", "user_id": "u-elsewhere", "state": "connected"}]
         assert await s.recv() == offer
         await s.send(type="answer", to="elsewhere", sdp="v=0\r\n")
         await live.wait(lambda: ("answer", None) in elsewhere.heard())

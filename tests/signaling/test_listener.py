@@ -24,6 +24,7 @@ async def call(env):
         yield w, await accepted_consult(app, w, CONSULT), port
 
 
+@pytest.mark.invalid_frames  # an oversize frame, on purpose
 async def test_call_token_names_the_port_and_peers_relay_there(call):
     w, consult, port = call
     a, b = await token(w, consult, "a-clinician"), await token(w, consult, "b-specialist")

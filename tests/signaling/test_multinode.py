@@ -178,6 +178,7 @@ async def test_peers_on_two_nodes_meet_and_relay(cluster):
             "user_id": str(cluster.w.users["a-clinician"]),
             "role": "requester",
             "name": "a-clinician",
+            "state": "connected",
         }
     ]
     assert await recv(a) == {
@@ -491,3 +492,33 @@ async def test_a_lost_link_is_shown_on_the_other_node(cluster):
     await b2.send(json.dumps({"type": "leave"}))
     assert (await recv(a))["type"] == "peer-left"
     await quiet(a, 1.0)
+
+
+async def test_a_reconnecting_peer_on_another_node_is_listed_held_for_and_holds_no_place(cluster):
+    """b's link on node 1 drops: newcomers on node 0 see it `reconnecting`, it does not count toward
+    the limit of 3 (Redis's admission skips it), a's offer to it is held and a is told so by node 1,
+    and b's resume into the room filled meanwhile is refused `room_full`."""
+    a, _ = await cluster.join(0, "a-clinician")
+    b, joined_b = await cluster.join(1, "b-specialist")
+    pb = joined_b["peer_id"]
+    assert (await recv(a))["type"] == "peer-joined"
+    b.transport.abort()
+    assert (await recv(a))["state"] == "reconnecting"
+    await a.send(json.dumps({"type": "offer", "to": pb, "sdp": SDP}))
+    assert await recv(a) == {"type": "held", "to": pb, "kind": "offer", "state": "reconnecting"}
+    c, joined_c = await cluster.join(0, "a-clinician")
+    assert {p["peer_id"]: p["state"] for p in joined_c["peers"]} == {
+        joined_c["peers"][0]["peer_id"]: "connected",
+        pb: "reconnecting",
+    }
+    _, joined_d = await cluster.join(0, "b-specialist")  # a, c and d: three connected, b not counted
+    assert len(joined_d["peers"]) == 3
+    b2 = await cluster.stack.enter_async_context(
+        websockets.connect(f"ws://{cluster.nodes[1].host}/api/v1/signaling", compression=None)
+    )
+    await b2.send(json.dumps({"type": "resume", "resume": joined_b["resume"]}))
+    refused = await recv(b2)
+    assert refused["type"] == "error" and refused["code"] == "room_full", refused
+    seen = [await recv(a) for _ in range(3)]  # c and d joined, then b left
+    assert [m["type"] for m in seen] == ["peer-joined", "peer-joined", "peer-left"], seen
+    assert seen[2]["peer_id"] == pb

@@ -147,3 +147,34 @@ async def test_command_line_precall(live):
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.splitlines()[-1])
     assert report["own_frames"] and report["echoed_message"] and report["dc_rtt_ms"] > 0, report
+
+
+@both
+async def test_the_echo_peer_and_the_user_are_described_by_their_precall_roles(live):
+    """joined lists the echo as `echo`; the echo's side hears the user come as `precall`."""
+    import websockets
+
+    app, host, w = live
+    grant = await precall(w)
+    [echo] = app.state.signaling.rooms.peers(grant["room"])
+    async with websockets.connect(grant["signaling_url"], compression=None) as ws:
+        await ws.send(json.dumps({"type": "join", "token": grant["token"]}))
+        joined = json.loads(await asyncio.wait_for(ws.recv(), 5))
+        assert joined["peers"] == [
+            {
+                "peer_id": echo.peer_id,
+                "user_id": "precall-echo",
+                "role": "echo",
+                "name": "Pre-call check",
+                "state": "connected",
+            }
+        ]
+        [me] = [p for p in app.state.signaling.rooms.peers(grant["room"]) if p is not echo]
+        assert me.public() == {
+            "peer_id": joined["peer_id"],
+            "user_id": str(w.users["a-clinician"]),
+            "role": "precall",
+            "name": "a-clinician",
+        }
+        await ws.send(json.dumps({"type": "leave"}))
+    await gone(app, grant["room"])

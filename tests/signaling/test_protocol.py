@@ -42,6 +42,7 @@ class Sock:
         self.ws = ws
         self.joined: dict | None = None
         self.states: list[dict] = []  # peer-state messages heard, kept apart (see recv)
+        self.held: list[dict] = []  # `held` notices: what this peer sent to a reconnecting one
 
     @property
     def peer_id(self) -> str:
@@ -51,13 +52,13 @@ class Sock:
         await self.ws.send(json.dumps(msg))
 
     async def recv(self, timeout: float = 5, *, states: bool = False) -> dict:
-        """The next message; peer-state news goes to `states` unless asked for, as a link's ups and
-        downs may interleave with anything a test expects."""
+        """The next message; peer-state news goes to `states` and `held` notices to `held` unless
+        asked for, as a link's ups and downs may interleave with anything a test expects."""
         while True:
             got = json.loads(await asyncio.wait_for(self.ws.recv(), timeout))
-            if states or got.get("type") != "peer-state":
+            if states or got.get("type") not in ("peer-state", "held"):
                 return got
-            self.states.append(got)
+            (self.states if got["type"] == "peer-state" else self.held).append(got)
 
     async def ask(self, timeout: float = 5, **msg) -> dict:
         await self.send(**msg)
@@ -165,6 +166,7 @@ class Live:
                 "user_id": str(self.w.users["a-clinician"]),
                 "role": "requester",
                 "name": "a-clinician",
+                "state": "connected",
             }
         ]
         assert (await a.recv()) == {
@@ -331,6 +333,7 @@ async def test_replay_race_admits_one(live):
 
 
 @embedded
+@pytest.mark.invalid_frames
 async def test_access_refresh_and_forged_tokens_refused(live):
     a, b = await live.pair()
     pair = await live.w.login("a-clinician")
@@ -399,6 +402,7 @@ async def test_origin_allowlist(live):
 
 @embedded
 @settings(signaling_max_message_bytes=2048)
+@pytest.mark.invalid_frames
 async def test_oversize_message_closes_1009(live):
     a, b = await live.pair()
     c = await live.join("a-clinician")
@@ -418,6 +422,7 @@ async def test_oversize_message_closes_1009(live):
 
 
 @embedded
+@pytest.mark.invalid_frames
 async def test_malformed_messages_answer_errors_and_keep_the_connection(live):
     a, b = await live.pair()
     c = await live.join("a-clinician")
@@ -463,6 +468,7 @@ async def test_unknown_peer_self_and_already_joined(live):
 
 
 @embedded
+@pytest.mark.invalid_frames
 async def test_first_message_must_be_join_or_resume(live):
     a, b = await live.pair()
     await live.refused("join_first", {"type": "ping"})
@@ -638,7 +644,10 @@ async def test_resume_within_grace(live):
     for n in range(5):
         await a.send(type="offer", to=b.peer_id, sdp=sdp(n))
     await a.send(type="candidate", to=b.peer_id, candidate=CAND, sdpMid="0", sdpMLineIndex=0)
-    await a.alive()  # no error for the sender: the messages were kept
+    await a.alive()  # no error for the sender: the messages were kept, and it was told so
+    assert a.held == [{"type": "held", "to": b.peer_id, "kind": "offer", "state": "reconnecting"}] * 5 + [
+        {"type": "held", "to": b.peer_id, "kind": "candidate", "state": "reconnecting"}
+    ]
     b2 = await live.connect()
     resumed = await b2.ask(type="resume", resume=b.joined["resume"])
     assert resumed["type"] == "joined" and resumed["resumed"] is True
@@ -686,6 +695,7 @@ async def test_buffer_of_a_detached_peer_is_bounded(live):
     for n in range(3):
         await a.send(type="offer", to=b.peer_id, sdp=sdp(n))
     await a.error("peer_buffer_full", type="offer", to=b.peer_id, sdp=sdp(3))
+    assert [h["kind"] for h in a.held] == ["offer"] * 3  # the fourth was not held: an error instead
     b2 = await live.connect()
     assert (await b2.ask(type="resume", resume=b.joined["resume"]))["peer_id"] == b.peer_id
     assert [(await b2.recv())["sdp"] for _ in range(3)] == [sdp(n) for n in range(3)]
@@ -770,6 +780,7 @@ async def test_resume_while_messages_keep_coming(live):
 
 @embedded
 @listeners
+@pytest.mark.invalid_frames
 async def test_candidate_travels_as_browsers_produce_it(live):
     """RTCIceCandidate.toJSON(): candidate, sdpMid, sdpMLineIndex, usernameFragment, relayed intact."""
     a, b = await live.pair()
@@ -811,3 +822,30 @@ async def test_leave_then_close_and_close_during_relay_never_crash(live):
             heard[(await a.recv(0.5))["type"]] += 1
     assert heard["peer-joined"] == heard["peer-left"] == 200, heard  # every one gone at once, none twice
     await a.alive()
+
+
+# ---- a reconnecting peer is not present ----
+
+
+@settings(signaling_grace_seconds=10.0, signaling_max_peers=3)
+async def test_a_reconnecting_peer_is_listed_so_holds_no_place_and_loses_it_to_a_full_room(live):
+    a, b = await live.pair()
+    abort(b)
+    await live.detached(b)
+    c = await live.join("a-clinician")
+    assert {p["peer_id"]: p["state"] for p in c.joined["peers"]} == {
+        a.peer_id: "connected",
+        b.peer_id: "reconnecting",
+    }
+    await live.join("b-specialist")  # the third connected peer: b, reconnecting, holds no place
+    await heard(a, a, c, kind="peer-joined")  # a hears c and d come, c hears d
+    await c.send(type="offer", to=b.peer_id, sdp=SDP)
+    await c.alive()
+    assert c.held == [{"type": "held", "to": b.peer_id, "kind": "offer", "state": "reconnecting"}]
+    b2 = await live.connect()
+    refused = await b2.ask(type="resume", resume=b.joined["resume"])
+    assert refused["type"] == "error" and refused["code"] == "room_full", refused
+    assert (await b2.closed())[1] == 1008
+    left = await a.recv()
+    assert left["type"] == "peer-left" and left["peer_id"] == b.peer_id  # its place is gone: it has left
+    await live.refused("resume_failed", {"type": "resume", "resume": b.joined["resume"]})

@@ -17,7 +17,7 @@ from signaling.core.messages import (
     error,
     parse,
 )
-from signaling.core.rooms import Limits, Rooms, Send
+from signaling.core.rooms import Limits, Rooms, Send, connected, held
 
 SDP = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nt=0 0\r\n"
 CAND = "candidate:1 1 udp 2122260223 192.0.2.1 54321 typ host"
@@ -47,19 +47,54 @@ def test_join_announces_to_connected_peers_only():
     assert len({a.peer_id, b.peer_id, c.peer_id}) == 3 and len({a.secret, b.secret, c.secret}) == 3
 
 
-def test_room_full_counts_local_detached_and_remote_peers():
+def test_room_full_counts_connected_peers_here_and_remote_not_reconnecting_ones():
     r = rooms(max_peers=3)
     a, _ = r.join(room="x", user_id="u1", org_id="o")
     r.join(room="x", user_id="u2", org_id="o")
-    r.detach(a, now=0.0)  # a detached peer still holds its place
     with pytest.raises(ProtocolError) as exc:
         r.join(room="x", user_id="u3", org_id="o", remote_count=1)
     assert exc.value.code == "room_full"
-    r.join(room="x", user_id="u3", org_id="o")
+    r.detach(a, now=0.0)  # a reconnecting peer holds no place
+    r.join(room="x", user_id="u3", org_id="o", remote_count=1)
     with pytest.raises(ProtocolError) as exc:
-        r.join(room="x", user_id="u4", org_id="o")
+        r.join(room="x", user_id="u4", org_id="o", remote_count=1)
     assert exc.value.code == "room_full"
     assert len(r.peers("x")) == 3
+    remote = [{"peer_id": "f1", "user_id": "u5"}, {"peer_id": "f2", "user_id": "u6", "state": "reconnecting"}]
+    assert connected(remote) == 1
+
+
+def test_a_reconnecting_peer_is_listed_with_its_state():
+    r = rooms()
+    a, _ = r.join(room="x", user_id="u1", org_id="o")
+    b, _ = r.join(room="x", user_id="u2", org_id="o")
+    r.detach(a, now=0.0)
+    c, _ = r.join(room="x", user_id="u3", org_id="o")
+    far = [{"peer_id": "f", "user_id": "u4", "state": "reconnecting"}, {"peer_id": "g", "user_id": "u5"}]
+    assert [(p["peer_id"], p["state"]) for p in r.others(c, far)] == [
+        (a.peer_id, "reconnecting"),
+        (b.peer_id, "connected"),
+        ("f", "reconnecting"),
+        ("g", "connected"),
+    ]
+
+
+def test_resume_into_a_room_filled_meanwhile_is_refused_room_full():
+    r = rooms(max_peers=2, grace_seconds=10.0)
+    a, _ = r.join(room="x", user_id="u1", org_id="o")
+    r.join(room="x", user_id="u2", org_id="o")
+    r.detach(a, now=0.0)
+    r.join(room="x", user_id="u3", org_id="o")  # takes a's place
+    with pytest.raises(ProtocolError) as exc:
+        r.resume(a.secret, now=1.0)
+    assert exc.value.code == "room_full" and not a.connected
+    r.leave(a)
+    b, _ = r.join(room="y", user_id="u1", org_id="o")
+    r.detach(b, now=0.0)
+    with pytest.raises(ProtocolError) as exc:  # the place taken on another node
+        r.resume(b.secret, now=1.0, remote_count=2)
+    assert exc.value.code == "room_full"
+    assert r.resume(b.secret, now=1.0, remote_count=1)[0] is b  # room for it: back
 
 
 def test_room_full_from_remote_peers_leaves_no_empty_room():
@@ -108,8 +143,8 @@ def test_relay_to_detached_peer_is_buffered_in_order_and_bounded():
     a, _ = r.join(room="x", user_id="u1", org_id="o")
     b, _ = r.join(room="x", user_id="u2", org_id="o")
     r.detach(b, now=5.0)
-    for n in range(3):
-        assert r.relay(a, offer(b.peer_id, n)) == []
+    for n in range(3):  # held, and the sender is told each time
+        assert r.relay(a, offer(b.peer_id, n)) == [Send(a.peer_id, held(b.peer_id, "offer"))]
     with pytest.raises(ProtocolError) as exc:
         r.relay(a, offer(b.peer_id, 3))
     assert exc.value.code == "peer_buffer_full"
