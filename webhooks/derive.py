@@ -24,6 +24,7 @@ STATUS_EVENTS = {
     "completed": EventType.consult_completed,
     "cancelled": EventType.consult_cancelled,
 }
+ATTACHMENT_FIELDS = ("id", "kind", "media_type", "size")
 FIRST_LEVEL = 1  # an offer without a level (none is stored so) counts as the first
 
 
@@ -60,6 +61,8 @@ def derive(row: Any, *, created: bool = False, first_level: int | None = None) -
         return [one(EventType.consult_escalated, f"consult.escalated:{cid}:{level}", escalated)]
     if row.type == "message.created":
         msg = {"message_id": d.get("message_id"), "author_id": d.get("author_id")}
+        # What is attached, never its content; a file's name may name the patient, so it stays home.
+        msg["attachments"] = [{k: a.get(k) for k in ATTACHMENT_FIELDS} for a in d.get("attachments", [])]
         return [one(EventType.message_created, f"message.created:{d.get('message_id')}", msg)]
     if row.type in ("call.started", "call.ended"):
         call = {k: d[k] for k in ("call_id", "seconds") if k in d}
