@@ -445,7 +445,7 @@ async def test_a_join_nobody_elsewhere_would_hear_is_not_published(fabrics, env)
     assert r1.sent == {"a": [{"type": "peer-joined", "peer_id": "b", "user_id": "ub"}]} and r2.sent == {}
 
 
-async def test_a_peer_that_left_before_its_join_reached_redis_is_never_announced(fabrics):
+async def test_a_peer_that_left_before_its_join_reached_redis_is_never_announced(fabrics, env):
     """A close order ends a peer whose Join script is still on its way (another connection): the
     leave's tombstone reaches Redis first, and the late Join must not put it in the room and
     announce it to the other nodes (a ghost peer-joined), nor may the heartbeats after it."""
@@ -453,6 +453,11 @@ async def test_a_peer_that_left_before_its_join_reached_redis_is_never_announced
     room, b = _room(), {"peer_id": "b", "user_id": "ub"}
     await f2.joined(room, {"peer_id": "a", "user_id": "ua"}, known=await f2.remote_peers(room))
     await f1.left(room, b)  # the leave first, as Redis saw them
+    redis = Redis.from_url(env["redis_url"])
+    try:  # it reached Redis (left() only logs a Redis that does not answer; a loaded machine has timed out)
+        assert await redis.hexists(f"liaison:sig:room:{room}", "~gone:b")
+    finally:
+        await redis.aclose()
     await f1.joined(room, b, known=await f1.remote_peers(room))
     await asyncio.sleep(4 * f1.interval)  # heartbeats of both nodes have run meanwhile
     assert await f2.remote_peers(room) == []
