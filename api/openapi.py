@@ -165,17 +165,22 @@ def operation_id(route: Any) -> str:
     *before, (last, last_is_item) = nouns
     owner = "".join(_word(p, singular=item, owner=True) for p, item in before)
     if last_is_item or parts[-1].startswith("{"):
-        verb = {"GET": "get", "PUT": "set", "PATCH": "update", "DELETE": "delete"}.get(method, "post")
+        verb = VERBS[method]
         return verb + owner + _word(last, singular=True)
     if _plural(last):
         if method == "GET":
             return "list" + owner + _word(last, singular=False)
-        verb = {"POST": "create", "PUT": "set", "PATCH": "update", "DELETE": "delete"}[method]
+        verb = VERBS[method] if method != "POST" else "create"
         return verb + owner + _word(last, singular=True)
     if method == "POST" and before and before[-1][1]:
         return _camel(last) + owner
-    verb = {"GET": "get", "POST": "post", "PUT": "set", "PATCH": "update", "DELETE": "delete"}[method]
+    verb = VERBS[method]
     return verb + owner + _word(last, singular=False)
+
+
+# HEAD and OPTIONS serve protocols spoken beside the API (tus, CORS), which name them too.
+VERBS = {"GET": "get", "POST": "post", "PUT": "set", "PATCH": "update", "DELETE": "delete"}
+VERBS |= {"HEAD": "check", "OPTIONS": "describe"}
 
 
 def _plural(word: str) -> bool:

@@ -45,6 +45,11 @@ local function snapshot(key, now, me)
 end
 local function enter(key, now, ttl, key_ttl, channel, room, entry, others)  -- the room's new seq
   local e = cjson.decode(entry)
+  if redis.call('HEXISTS', key, '~gone:' .. e.peer_id) == 1 then
+    -- It left while its Join was on the way (a close order raced the join, on another connection):
+    -- entering now would announce a ghost to the other nodes. It stays out, and nothing is said.
+    return tonumber(redis.call('HGET', key, '~seq') or '0')
+  end
   e.expires = now + tonumber(ttl)
   redis.call('HSET', key, e.peer_id, cjson.encode(e))
   local seq = bump(key, now)

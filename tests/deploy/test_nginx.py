@@ -54,7 +54,7 @@ async def front(pg_url, redis_url, certs, tmp_path_factory):
             node.spawn()
         try:
             # Two nodes starting at once on a loaded machine: give them a minute, not the usual 15 s.
-            await asyncio.gather(*(n.ready(attempts=1200) for n in nodes))
+            await asyncio.gather(*(n.ready() for n in nodes))
             prefix = tmp_path_factory.mktemp("nginx")
             conf = nginx_prefix(
                 prefix,
