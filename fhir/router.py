@@ -15,7 +15,11 @@ from fhir.edge import FhirResponse
 from fhir.intake import ServiceRequestIn
 from fhir.search import Query
 
-router = APIRouter(prefix=codes.BASE, tags=["fhir"], default_response_class=FhirResponse)
+# FHIR clients learn this server from its CapabilityStatement (/metadata), in FHIR's own terms; the
+# OpenAPI document describes /api/v1, whose errors are problem+json, not OperationOutcome.
+router = APIRouter(
+    prefix=codes.BASE, tags=["fhir"], default_response_class=FhirResponse, include_in_schema=False
+)
 
 
 def query(request: Request) -> Query:

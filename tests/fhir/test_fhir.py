@@ -202,6 +202,13 @@ async def test_reads_are_audited_as_the_rest_api_audits_them(app, world, r4):
     assert reads == 1
 
 
+def _deep(levels: int) -> dict:
+    value: dict = {}
+    for _ in range(levels):
+        value = {"a": value}
+    return value
+
+
 BAD = [
     ("unknown element", {"bodySite": [{"text": "leg"}]}, 422),
     ("wrong type", {"priority": 3}, 422),
@@ -210,6 +217,8 @@ BAD = [
     ("a real name as subject", {"subject": {"display": "John Smith"}}, 422),
     ("another resource", {"resourceType": "Patient"}, 422),
     ("profile of the wrong shape", {"meta": {"profile": [[[[]]]]}}, 422),
+    ("deep nesting", {"meta": _deep(40)}, 422),
+    ("huge body", {"note": [{"text": "x" * 2_000_000}]}, 413),
 ]
 
 
