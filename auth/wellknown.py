@@ -14,13 +14,17 @@ router = APIRouter(tags=["operations"])
 CACHE = {"Cache-Control": "public, max-age=300"}
 
 
-@router.get("/.well-known/jwks.json")
+@router.get(
+    "/.well-known/jwks.json",
+    operation_id="getJwks",
+    responses={200: {"content": {"application/jwk-set+json": {"schema": {"type": "object"}}}}},
+)
 async def jwks(ctx: AuthContext = Depends(auth_context)) -> JSONResponse:
     """The public keys that verify Liaison's tokens, by kid (none while it signs with HMAC)."""
     return JSONResponse(ctx.published, headers=CACHE, media_type="application/jwk-set+json")
 
 
-@router.get("/.well-known/oauth-authorization-server")
+@router.get("/.well-known/oauth-authorization-server", operation_id="getAuthorizationServerMetadata")
 async def metadata(request: Request, ctx: AuthContext = Depends(auth_context)) -> JSONResponse:
     """RFC 8414 authorization-server metadata: the token endpoint, the keys, the grants and scopes."""
     base = (ctx.settings.public_url or str(request.base_url)).rstrip("/")

@@ -126,7 +126,7 @@ def document(*, version: str, host: str, signaling_port: int | None) -> dict[str
     }
 
 
-@router.get("/asyncapi.json")
+@router.get("/asyncapi.json", operation_id="getAsyncApiDocument")
 async def asyncapi(request: Request) -> dict[str, Any]:
     """The AsyncAPI 3.0 document of the signaling and events WebSockets."""
     return document(

@@ -75,6 +75,7 @@ PUBLIC_ROUTES = frozenset(
         "GET /docs",
         "GET /docs/oauth2-redirect",
         "GET /redoc",  # the OpenAPI document and its viewers
+        "MOUNT /docs-assets",  # the viewers' packaged files
         "GET /healthz",
         "GET /readyz",
         "GET /metrics",  # operations

@@ -7,6 +7,7 @@ from fastapi.security import HTTPAuthorizationCredentials
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from api.db import UnitOfWork
+from api.openapi import answers
 from auth.context import AuthContext
 from auth.dependencies import auth_context, bearer, current_actor
 from auth.principal import Actor
@@ -20,6 +21,7 @@ async def store(request: Request) -> Store:
     return request.app.state.attachments
 
 
+@answers(412)
 async def tus(tus_resumable: str | None = Header(None)) -> None:
     """A tus request names the version it speaks; one that names none is taken to speak ours."""
     # Lenient on a missing header so that the boundary (404) answers before the protocol does.
@@ -27,6 +29,7 @@ async def tus(tus_resumable: str | None = Header(None)) -> None:
         raise TusVersion()
 
 
+@answers(503)
 async def bodyless_session(request: Request) -> AsyncIterator[UnitOfWork]:
     # api.db.get_session reads the whole body first (to notice a client that left): a PATCH's body
     # is streamed to the store instead, a piece at a time.
@@ -34,6 +37,7 @@ async def bodyless_session(request: Request) -> AsyncIterator[UnitOfWork]:
         yield session
 
 
+@answers(401)
 async def streaming_actor(
     request: Request,
     session: AsyncSession = Depends(bodyless_session),

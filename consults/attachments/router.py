@@ -9,6 +9,7 @@ from starlette.requests import ClientDisconnect
 
 from api.db import get_session
 from api.errors import ClientGone
+from api.openapi import problems
 from api.settings import Settings
 from auth.dependencies import require_user
 from auth.principal import Actor
@@ -60,7 +61,7 @@ async def capabilities(request: Request) -> Response:
     )
 
 
-@router.post(UPLOADS, status_code=201)
+@router.post(UPLOADS, status_code=201, responses=problems(413, 415))
 async def create_upload(
     consult_id: uuid.UUID,
     request: Request,
@@ -98,7 +99,7 @@ async def upload_offset(
     return Response(status_code=200, headers=_tus_headers(upload))
 
 
-@router.get(UPLOADS + "/{upload_id}", response_model=UploadOut)
+@router.get(UPLOADS + "/{upload_id}", response_model=UploadOut, responses=problems(410))
 async def get_upload(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
@@ -109,7 +110,7 @@ async def get_upload(
     return await uploads.status(session, actor=actor, consult_id=consult_id, upload_id=upload_id)
 
 
-@router.patch(UPLOADS + "/{upload_id}", status_code=204)
+@router.patch(UPLOADS + "/{upload_id}", status_code=204, responses=problems(409, 410, 413, 415))
 async def append(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
@@ -138,7 +139,7 @@ async def append(
     return Response(status_code=204, headers=_tus_headers(upload))
 
 
-@router.delete(UPLOADS + "/{upload_id}", status_code=204)
+@router.delete(UPLOADS + "/{upload_id}", status_code=204, responses=problems(410))
 async def terminate(
     consult_id: uuid.UUID,
     upload_id: uuid.UUID,
@@ -162,7 +163,7 @@ async def list_attachments(
     return AttachmentList(count=len(rows), types=service.types_of(rows), items=items)
 
 
-@router.get("/consults/{consult_id}/attachments/{attachment_id}/content")
+@router.get("/consults/{consult_id}/attachments/{attachment_id}/content", responses=problems(416))
 async def content(
     consult_id: uuid.UUID,
     attachment_id: uuid.UUID,
