@@ -76,6 +76,7 @@ class ServiceRequestIn(Strict):
     code: Concept | None = None
     performerType: Concept
     subject: Reference
+    requester: Reference | None = None  # a client app names the clinician it requests for
     reasonCode: list[Concept] = Field(min_length=1, max_length=5)
     note: list[Note] = Field(default_factory=list, max_length=1)
     extension: list[Extension] = Field(default_factory=list, max_length=20)
@@ -95,6 +96,8 @@ def consult_in(body: ServiceRequestIn) -> ConsultIn:
         "languages": [e.value() for e in body.extension if e.url == codes.EXT + "language"],
         "site_capabilities": _site(body),
     }
+    if body.requester is not None:
+        data["on_behalf_of"] = _practitioner(body.requester)
     for name, field in (("mode", "mode"), ("patient-age", "patient_age"), ("patient-sex", "patient_sex")):
         if name in exts:
             data[field] = exts[name].value()
@@ -110,6 +113,12 @@ def _specialty(concept: Concept) -> str:
         if coding.system == codes.SPECIALTY and coding.code:
             return coding.code
     raise Unprocessable(f"performerType needs a coding of system {codes.SPECIALTY}")
+
+
+def _practitioner(requester: Reference) -> str:
+    if requester.reference and requester.reference.startswith("Practitioner/"):
+        return requester.reference.removeprefix("Practitioner/")
+    raise Unprocessable("requester is a reference to a Practitioner/{id} of the client's own org")
 
 
 def _question(reasons: list[Concept]) -> str:

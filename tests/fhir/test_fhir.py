@@ -254,3 +254,22 @@ async def test_an_offered_specialist_cannot_create_and_a_clinician_cannot_list_p
     )
     assert resp.status_code == 403 and resp.json()["resourceType"] == "OperationOutcome"
     await get(w, "a-clinician", "/Practitioner", r4, status=403)
+
+
+async def test_a_client_app_requests_for_a_clinician_of_its_org(world, r4):
+    from tests.consults.test_client_consults import client_token
+
+    w = world
+    _, token = await client_token(w, ["consults:create"])
+    headers = {"Authorization": f"Bearer {token}"}
+    body = request(requester={"reference": f"Practitioner/{w.users['a-clinician']}"})
+    resp = await w.client.post(BASE + "/ServiceRequest", json=body, headers=headers)
+    assert resp.status_code == 201, resp.text
+    await r4.check(resp.json())
+    assert resp.json()["requester"]["reference"] == f"Practitioner/{w.users['a-clinician']}"
+    # Without a requester a client names nobody: refused, as POST /api/v1/consults refuses it.
+    resp = await w.client.post(BASE + "/ServiceRequest", json=request(), headers=headers)
+    assert resp.status_code == 422 and resp.json()["resourceType"] == "OperationOutcome"
+    foreign = request(requester={"reference": f"Practitioner/{w.users['c-clinician']}"})
+    resp = await w.client.post(BASE + "/ServiceRequest", json=foreign, headers=headers)
+    assert resp.status_code == 404 and resp.json()["resourceType"] == "OperationOutcome"
