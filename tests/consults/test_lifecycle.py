@@ -153,7 +153,11 @@ def test_the_raced_accept_updates_only_an_offered_consult():
 # --- nothing but the state machine writes a consult's status ---------------------------------
 
 # In consults/, every `.status` written outside these is suspect; elsewhere, a consult's.
-WRITERS = {"consults/lifecycle.py": "the consult's", "consults/steps.py": "an escalation step's"}
+WRITERS = {
+    "consults/lifecycle.py": "the consult's",
+    "consults/steps.py": "an escalation step's",
+    "consults/attachments/finalize.py": "an upload's",
+}
 
 
 def status_writes(source: str, path: str) -> list[str]:
