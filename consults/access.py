@@ -138,7 +138,7 @@ EVENT_VIEWS: dict[str, View | None] = {
     "message.created": View.full,
     "call.started": View.full,
     "call.ended": View.full,
-    "webhook.disabled": None,  # about no consult: an org's endpoint, told to that org's admins only
+    "webhook.disabled": View.full,  # carries no consult id (an org's endpoint, told to its admins)
 }
 
 
