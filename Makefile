@@ -49,7 +49,7 @@ run: demo
 # Measured: 86.7% (5780 statements, 771 missed).
 COV_FLOOR ?= 85
 test: install
-	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR)
+	$(BIN)/pytest --cov --cov-report=term:skip-covered --cov-fail-under=$(COV_FLOOR) --durations=30
 
 # lint, format and types: what CI runs before the tests
 check: install
