@@ -16,7 +16,7 @@ def test_half_configured_turn_and_no_ice_are_named():
     assert len(urls_only) == 1 and "without LIAISON_TURN_SECRET" in urls_only[0]
     prod = dict(environment="production", jwt_secret="p" * 40)
     assert any("no ICE servers" in w for w in ice_warnings(Settings(**prod)))
-    assert ice_warnings(Settings(**prod, stun_urls=["stun:stun.example.org:3478"])) == []
+    assert ice_warnings(Settings(**prod, stun_urls=["stun:stun.site.test:3478"])) == []
     both = Settings(**prod, turn_urls=["turns:turn.example.org:443?transport=tcp"], turn_secret="s")
     assert ice_warnings(both) == []
 
