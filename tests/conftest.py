@@ -8,6 +8,7 @@ import asyncio
 import os
 import shutil
 import sys
+import tempfile
 import uuid
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -34,7 +35,20 @@ from tests import protocol
 PG_ADMIN_URL = os.environ.get(
     "LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
-REDIS_URL = os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9")
+
+
+def _own_redis_database(url: str) -> str:
+    """Under pytest-xdist each worker flushes a Redis database of its own: the next ones after `url`'s."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return url
+    base, _, db = url.rpartition("/")
+    return f"{base}/{(int(db or 0) + 1 + int(worker.removeprefix('gw'))) % 16}"
+
+
+REDIS_URL = _own_redis_database(os.environ.get("LIAISON_TEST_REDIS_URL", "redis://127.0.0.1:6379/9"))
+# Uploaded files go under a directory of the run's own, never ./attachments of the checkout.
+ATTACHMENTS = Path(tempfile.mkdtemp(prefix="liaison-test-attachments-"))
 IN_CI = os.environ.get("CI", "").lower() == "true"
 PASSWORD = "test-password-1"
 ROLES = ("clinician", "specialist", "coordinator", "org_admin")
@@ -46,6 +60,10 @@ def pytest_configure(config) -> None:
         "markers", "invalid_frames: the test sends malformed WebSocket frames on purpose (tests/protocol.py)"
     )
     protocol.install()
+
+
+def pytest_unconfigure(config) -> None:
+    shutil.rmtree(ATTACHMENTS, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)
@@ -66,6 +84,7 @@ def make_settings(database_url: str, redis_url: str | None, **overrides) -> Sett
         jwt_secret=TEST_SECRET,
         argon2_time_cost=1,
         argon2_memory_kib=1024,
+        attachments_path=str(ATTACHMENTS / uuid.uuid4().hex),
     )
     return Settings(**(base | overrides))
 

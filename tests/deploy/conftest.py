@@ -3,9 +3,11 @@
 A missing program skips its tests with the reason, except under CI=true, where it fails them
 (.ci/run installs the packages)."""
 
+import asyncio
 import re
 import shutil
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,6 +26,19 @@ def program(path: str, package: str) -> str:
             pytest.fail(f"{message}; under CI=true the deploy tests must run", pytrace=False)
         pytest.skip(message)
     return found
+
+
+async def until_listening(port: int, proc: subprocess.Popen, output: Callable[[], str]) -> None:
+    """Wait until 127.0.0.1:port accepts; fail with the program's `output()` if it exits first."""
+    for _ in range(200):
+        assert proc.poll() is None, output()
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            return
+        except OSError:
+            await asyncio.sleep(0.05)
+    raise AssertionError(f"nothing accepts on 127.0.0.1:{port} after 10 s")  # output() would block: it runs
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,7 @@ from aiortc.rtcconfiguration import RTCIceTransportPolicy
 
 from signaling.peers.webrtc import rtc_configuration
 from tests.consults.conftest import CONSULT
-from tests.deploy.conftest import DEPLOY, program
+from tests.deploy.conftest import DEPLOY, program, until_listening
 from tests.live import accepted_consult, free_port
 
 SECRET = "turn-test-secret-" + "t" * 20
@@ -58,14 +58,7 @@ def start(args: list[str], work) -> subprocess.Popen:
 async def running(args: list[str], work):
     proc = start(args, work)
     try:
-        for _ in range(200):
-            assert proc.poll() is None, (work / "log").read_text()[-3000:]
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", TLS_PORT)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await until_listening(TLS_PORT, proc, lambda: (work / "log").read_text()[-3000:])
         yield proc
     finally:
         proc.terminate()

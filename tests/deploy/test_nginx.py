@@ -18,7 +18,7 @@ from audit.models import AuditEvent
 from signaling.peers.client import CallClient
 from tests.conftest import PASSWORD
 from tests.consults.conftest import CONSULT
-from tests.deploy.conftest import nginx_prefix, program
+from tests.deploy.conftest import nginx_prefix, program, until_listening
 from tests.faults import node_for, seeded
 from tests.live import free_port
 
@@ -81,14 +81,7 @@ async def running_nginx(nginx: str, prefix, conf, port: int):
         stderr=subprocess.PIPE,
     )
     try:
-        for _ in range(200):
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-                writer.close()
-                break
-            except OSError:
-                await asyncio.sleep(0.05)
+        await until_listening(port, proc, lambda: proc.stderr.read().decode() if proc.stderr else "")
         yield proc
     finally:
         proc.terminate()

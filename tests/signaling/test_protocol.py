@@ -141,8 +141,9 @@ class Live:
         token: str | None = None,
         origin: str | None = None,
     ) -> Sock:
+        token = token or await self.token(who, consult)  # before connecting: the join clock runs from there
         s = await self.connect(origin)
-        got = await s.ask(type="join", token=token or await self.token(who, consult))
+        got = await s.ask(type="join", token=token)
         assert got["type"] == "joined", got
         s.joined = got
         return s
