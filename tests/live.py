@@ -4,7 +4,7 @@ import asyncio
 import json
 import re
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -276,3 +276,23 @@ async def accepted_consult(app, world, body: dict) -> dict:
     )
     assert accepted.status_code == 200, accepted.text
     return consult
+
+
+@contextmanager
+def cpu_hog(cores: int | None = None):
+    """A busy loop on each core (by default all of them) while in the block: a loaded machine, on
+    which the event loop of a server under test runs late."""
+    import os
+    import subprocess
+    import sys
+
+    procs = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"])
+        for _ in range(cores or os.cpu_count() or 1)
+    ]
+    try:
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait(10)

@@ -202,15 +202,17 @@ class Rooms:
         room filled meanwhile (`remote_count` connected on other nodes), room_full (the caller
         makes it leave)."""
         peer = self._by_secret.get(secret)
-        if peer is None or (
-            peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds
-        ):
+        if peer is None or self.lapsed(peer, now):
             raise ProtocolError("resume_failed", "Nothing to resume: join again with a new call token")
         if not peer.connected:
             self.check_space(peer.room, remote_count)
         peer.connected, peer.detached_at = True, None
         queued, peer.buffer = peer.buffer, []
         return peer, queued
+
+    def lapsed(self, peer: Peer, now: float) -> bool:
+        """Its link was lost longer ago than the grace: it can no longer resume (the sweep ends it)."""
+        return peer.detached_at is not None and now - peer.detached_at > self.limits.grace_seconds
 
     def leave(self, peer: Peer) -> list[Send]:
         """Remove the peer; the others hear `peer-left`."""
@@ -226,10 +228,9 @@ class Rooms:
 
     def expired(self, now: float) -> list[Peer]:
         """Detached peers whose grace period is over (the caller makes them leave)."""
-        grace = self.limits.grace_seconds
         return [
             p
             for room in self.rooms.values()
             for p in room.values()
-            if not p.connected and p.detached_at is not None and now - p.detached_at > grace
+            if not p.connected and self.lapsed(p, now)
         ]

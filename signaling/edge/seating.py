@@ -137,8 +137,8 @@ class Seating(Links):
         # Ask the fabric first: from the takeover until `joined` and the backlog are written, no
         # await may let a relay reach this socket ahead of them.
         found = self.rooms.find(msg.secret)
-        remote = await self.fabric.remote_peers(found.room) if found is not None else []
         try:
+            remote = await self._reclaim(found)
             peer, queued = self.rooms.resume(msg.secret, time.monotonic(), connected(remote))
         except ProtocolError as exc:
             if exc.code == "room_full" and found is not None:  # its place was taken meanwhile: it has left
@@ -165,6 +165,16 @@ class Seating(Links):
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(old.close(CLOSE_NORMAL, "resumed on another connection"), 1)
         return peer
+
+    async def _reclaim(self, found: Peer | None) -> list[dict]:
+        """The room's remote peers, a peer shown reconnecting having taken a place in the room again
+        in one step on the fabric that counts every node's peers: two resumes on two nodes cannot both
+        take its last place. (Rooms.resume counts this node's again, with no await in between.)"""
+        if found is None or self.rooms.lapsed(found, time.monotonic()):
+            return []  # Rooms.resume refuses it
+        if found.connected:  # a takeover of a link the server still thinks open: it holds its place
+            return await self.fabric.remote_peers(found.room)
+        return await self.fabric.reseat(found.room, found.public(), max_peers=self.s.signaling_max_peers)
 
     def _joined(self, peer: Peer, remote: list[dict], *, resumed: bool = False) -> dict:
         return joined(

@@ -28,10 +28,13 @@ class Lane:
 
     def __init__(self, redis: Redis, *, timeout: float = 5.0, limit: int = 64) -> None:
         pool = redis.connection_pool
-        # The deadline is ours (asyncio.timeout, no task); a stale connection is retried, not pinged;
-        # a Redis that refuses connections is reported at once, not after redis-py's backoff.
+        # The deadline is ours (asyncio.timeout, no task), and it covers the connect too: the pool's
+        # short connect timeout, on a node whose event loop runs late under a burst of joins, refused
+        # joins as `fabric_unavailable` while Redis was healthy. A stale connection is retried, not
+        # pinged; a Redis that refuses connections is reported at once, not after redis-py's backoff.
         self._options = pool.connection_kwargs | {
             "socket_timeout": None,
+            "socket_connect_timeout": None,
             "health_check_interval": 0,
             "retry": Retry(NoBackoff(), 0),
         }

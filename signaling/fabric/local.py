@@ -40,6 +40,11 @@ class LocalFabric:
             await self.ledger.admit(grant), []
         )  # its peers are all local: the server counts them
 
+    async def reseat(self, room: str, peer: dict, *, max_peers: int) -> list[dict]:
+        """A peer shown reconnecting takes a place again. Its room's peers are all local, and
+        Rooms.resume counts them and seats it with no await in between: that step alone is atomic."""
+        return []
+
     async def remote_peers(self, room: str) -> list[dict]:
         return []
 

@@ -138,6 +138,28 @@ class RedisFabric:
         seq, entries = self._decode(answer[2:])
         return Admission(verdict, [listed(e) for e in entries], (seq, entries) if answer[1] else None)
 
+    async def reseat(self, room: str, peer: dict, *, max_peers: int) -> list[dict]:
+        """A local peer shown reconnecting takes a place in its room again, in one script that counts
+        every node's peers: two resumes on two nodes cannot both take the last place. Answers the
+        room's remote peers; room_full when there is no place, resume_failed if it left meanwhile."""
+        entry = json.dumps({**peer, "node": self.node}, separators=(",", ":"))
+        # Before the script: a heartbeat from now on writes it connected, not reconnecting again.
+        self._views.restate(room, peer["peer_id"], "connected")
+        try:
+            answer = await self._run(self._reseat(room, entry, max_peers))
+            code = int(answer[0])
+        except BaseException as exc:
+            self._views.restate(room, peer["peer_id"], "reconnecting")
+            if isinstance(exc, RedisError):
+                raise self._unavailable(exc) from None
+            raise
+        if code != 1:
+            self._views.restate(room, peer["peer_id"], "reconnecting")
+            raise (
+                room_full(max_peers) if code == 3 else ProtocolError("resume_failed", "It has left the call")
+            )
+        return [listed(e) for e in self._decode(answer[1:])[1]]
+
     async def remote_peers(self, room: str) -> list[dict]:
         try:
             _, entries = self._decode(
@@ -303,6 +325,18 @@ class RedisFabric:
                 await self._send(self._views.snapshot(room, view, seq, entries, time.monotonic()))
 
     # -- Redis ---------------------------------------------------------------------------------
+
+    def _reseat(self, room: str, entry: str, max_peers: int) -> scripts.Reseat:
+        return scripts.Reseat(
+            room_key=self._room_prefix + room,
+            me=self.node,
+            max_peers=max_peers,
+            ttl_ms=self.ttl_ms,
+            key_ttl_ms=self.key_ttl_ms,
+            channel=self._events,
+            room=room,
+            entry=entry,
+        )
 
     def _leave(self, room: str, peer_id: str) -> scripts.Leave:
         return scripts.Leave(

@@ -226,4 +226,43 @@ class Admit(Script):
     entry: str = arg()  # '' leaves entering to a later Join (the database decides first)
 
 
-SCRIPTS: tuple[type[Script], ...] = (Join, Leave, Heartbeat, Peers, Forward, Admit)
+@fabric_script(
+    """
+local now = now_ms()
+local e = cjson.decode(entry)
+-- It left meanwhile (its tombstone): putting it back would announce a ghost to the other nodes.
+if redis.call('HEXISTS', room_key, '~gone:' .. e.peer_id) == 1 then return {0} end
+local out, live = members(room_key, now, me)
+local held = redis.call('HGET', room_key, e.peer_id)
+local counted = false  -- its lost link never reached Redis (Redis was away): it holds its place still
+if held then
+  local h = cjson.decode(held)
+  counted = tonumber(h.expires) >= now and h.state ~= 'reconnecting'
+end
+if not counted and live >= tonumber(max_peers) then return {3} end
+e.expires = now + tonumber(ttl_ms)
+if redis.call('HSET', room_key, e.peer_id, cjson.encode(e)) == 1 then
+  out[1] = bump(room_key, now)
+  announce(channel, room, out[1], 'peer-joined', e)  -- swept while its link was down: back for the others
+end
+redis.call('PEXPIRE', room_key, key_ttl_ms)
+table.insert(out, 1, 1)
+return out
+"""
+)
+class Reseat(Script):
+    """A resume's step: a peer shown reconnecting takes a place in its room again only if the room,
+    counting every node's peers, has one (as Admit counts a join's). Answers {3} (full), {0} (it left
+    meanwhile), or {1, seq, members of other nodes...}."""
+
+    room_key: str = key()
+    me: str = arg()
+    max_peers: int = arg()
+    ttl_ms: int = arg()
+    key_ttl_ms: int = arg()
+    channel: str = arg()
+    room: str = arg()
+    entry: str = arg()  # the peer's entry, json: Peer.public() and its node, without a state
+
+
+SCRIPTS: tuple[type[Script], ...] = (Join, Leave, Heartbeat, Peers, Forward, Admit, Reseat)

@@ -25,13 +25,13 @@ scaled = pytest.mark.parametrize("env", ["scaled"], indirect=True)
 
 
 BACKGROUND = re.compile(
-    r"\b(events|event_log|audit_events|audit_head)\b|^(BEGIN|COMMIT|ROLLBACK)|pg_advisory"
+    r"\b(events|event_log|audit_events|audit_head|webhook_\w+)\b|^(BEGIN|COMMIT|ROLLBACK)|pg_advisory"
 )
 
 
 class Queries:
     """Counts the SQL statements the app runs while in the block, but for its background readers of the
-    event log and the audit trail, which poll on their own clock."""
+    event log, the audit trail and the webhook deliveries, which poll on their own clock."""
 
     def __init__(self, app) -> None:
         self.engine, self.n, self.on = app.state.engine.sync_engine, 0, False

@@ -476,8 +476,9 @@ async def test_room_state_lost_in_redis_heals_without_announcements(fabrics, env
     assert r1.sent == {"a": [{"type": "peer-joined", "peer_id": "b", "user_id": "ub"}]} and r2.sent == {}
     redis = Redis.from_url(env["redis_url"])
     try:
-        await redis.delete(f"liaison:sig:room:{room}")
-        assert not await f1.forward(room, "b", {"type": "offer"})  # gone for now
+        # The room's state is gone. (Not checked by a forward to b failing after this: a heartbeat of
+        # f2 may put b back in between, as a run on a loaded machine saw; healing is the point.)
+        assert await redis.delete(f"liaison:sig:room:{room}") == 1
         await asyncio.sleep(4 * f1.interval)
         assert set(await redis.hkeys(f"liaison:sig:room:{room}")) == {b"a", b"b", b"~seq"}
     finally:

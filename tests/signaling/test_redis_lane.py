@@ -75,6 +75,33 @@ async def test_a_reply_later_than_the_deadline_is_a_timeout(redis):
     await lane.close()
 
 
+async def _connecting_while_the_loop_stalls(lane: Lane, redis: Redis, stall: float):
+    """A script on a fresh connection whose connect is under way when the event loop stalls for
+    `stall` seconds (as a node's loop runs late on a loaded machine): its answer, or what it raised."""
+    running = asyncio.create_task(lane.run(redis.register_script(ECHO), ["k"], ["v"]))
+    await asyncio.sleep(0)  # the task runs up to the connect, which waits for the socket
+    time.sleep(stall)  # noqa: ASYNC251 -- blocking on purpose: the loop is busy elsewhere
+    return await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_a_connect_slower_than_the_clients_connect_timeout_is_within_the_lanes_deadline(redis_url):
+    """The client's own connect timeout (api.redis: 1 s) is shorter than the lane's deadline: a
+    burst of joins on a loaded node was refused `fabric_unavailable` by it though Redis answered."""
+    redis = Redis.from_url(redis_url, socket_connect_timeout=0.01)
+    lane = Lane(redis, timeout=5.0)
+    assert await _connecting_while_the_loop_stalls(lane, redis, 0.2) == [[b"k", b"v"]]
+    await lane.close()
+    await redis.aclose()
+
+
+async def test_a_connect_past_the_lanes_deadline_is_a_timeout(redis):
+    lane = Lane(redis, timeout=0.01)
+    [raised] = await _connecting_while_the_loop_stalls(lane, redis, 0.2)
+    assert isinstance(raised, TimeoutError), raised
+    assert len(lane._idle) == 0
+    await lane.close()
+
+
 async def test_a_burst_stays_within_the_limit_and_keeps_a_few(redis):
     lane, script = Lane(redis, limit=20), redis.register_script(ECHO)
     before = await _clients(redis)
