@@ -9,8 +9,6 @@ webhook-id), and two workers never send one delivery at the same time."""
 
 import random
 import secrets
-import uuid
-from collections.abc import Collection
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -40,22 +38,17 @@ def lease_seconds(settings: Settings) -> float:
     return settings.webhooks_timeout_seconds * 2 + 5
 
 
-async def claim(
-    session: AsyncSession, *, now: datetime, settings: Settings, busy: Collection[uuid.UUID] = ()
-) -> list[Job]:
-    """Lease the due deliveries of enabled endpoints not `busy` (sending already), oldest first."""
-    due = [
-        col(WebhookDelivery.status) == DeliveryStatus.pending,
-        col(WebhookDelivery.next_attempt_at) <= now,
-        col(WebhookEndpoint.enabled).is_(True),
-    ]
-    if busy:
-        due.append(col(WebhookDelivery.endpoint_id).not_in(list(busy)))
+async def claim(session: AsyncSession, *, now: datetime, settings: Settings) -> list[Job]:
+    """Lease the due deliveries of enabled endpoints, oldest first."""
     rows = (
         await session.execute(
             select(WebhookDelivery, WebhookEndpoint)
             .join(WebhookEndpoint, col(WebhookEndpoint.id) == col(WebhookDelivery.endpoint_id))
-            .where(*due)
+            .where(
+                col(WebhookDelivery.status) == DeliveryStatus.pending,
+                col(WebhookDelivery.next_attempt_at) <= now,
+                col(WebhookEndpoint.enabled).is_(True),
+            )
             .order_by(col(WebhookDelivery.created_at), col(WebhookDelivery.seq))
             .limit(CLAIM)
             .with_for_update(skip_locked=True, of=WebhookDelivery)

@@ -1,14 +1,13 @@
 """Each node's delivery worker: feeds endpoints from the log, then sends what is due.
 
-It wakes (a moment later, so a burst is one step) when the node's event log hands over events a
-webhook may be derived from (whether this node sequenced them or heard them through Redis), and
-every poll_seconds regardless, so that a Redis outage slows deliveries by at most that and loses
-none: the log and the deliveries are in the database, and Redis only wakes the worker sooner."""
+It wakes when the node's event log hands over events a webhook may be derived from (whether this
+node sequenced them or heard them through Redis), and every poll_seconds regardless, so that a Redis
+outage slows deliveries by at most that and loses none: the log and the deliveries are in the
+database, and Redis only wakes the worker sooner."""
 
 import asyncio
 import contextlib
 import logging
-import uuid
 from datetime import UTC, datetime
 
 import httpx
@@ -23,7 +22,6 @@ from webhooks.derive import SOURCES
 from webhooks.sender import Job, send
 
 log = logging.getLogger("liaison.webhooks")
-WAKE_GAP = 0.1  # seconds; every event would otherwise cost a step (3 statements) even with no endpoint
 
 
 class WebhookWorker:
@@ -36,7 +34,6 @@ class WebhookWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
-        self._sending: dict[uuid.UUID, asyncio.Task[None]] = {}
 
     def wake(self) -> None:
         self._wake.set()
@@ -52,8 +49,6 @@ class WebhookWorker:
     async def stop(self) -> None:
         self._bus.unwatch(self._heard)
         await cancel(self._task)
-        for task in list(self._sending.values()):  # a lease cut short: due again once it runs out
-            await cancel(task)
         if self._client is not None:
             await self._client.aclose()
 
@@ -63,11 +58,8 @@ class WebhookWorker:
 
     async def _loop(self) -> None:
         while True:
-            woken = False
             with contextlib.suppress(TimeoutError):
-                woken = await asyncio.wait_for(self._wake.wait(), self._settings.webhooks_poll_seconds)
-            if woken:  # let the burst that woke us land: one step for many events, not one each
-                await asyncio.sleep(WAKE_GAP)
+                await asyncio.wait_for(self._wake.wait(), self._settings.webhooks_poll_seconds)
             self._wake.clear()
             try:
                 await self.step()
@@ -77,8 +69,7 @@ class WebhookWorker:
                 log_failure(log, "webhook step failed; what it had not recorded is retried", exc)
 
     async def step(self) -> None:
-        """Feed every endpoint that is behind the log, then start sending to each endpoint with
-        deliveries due that is not being sent to already."""
+        """Feed every endpoint that is behind the log, then send until nothing is due."""
         async with self._sessions() as session:
             endpoints = await feed.due_endpoints(session)
         for endpoint_id in endpoints:
@@ -86,34 +77,18 @@ class WebhookWorker:
                 await feed.feed_one(session, endpoint_id)
         while True:
             async with self._sessions() as session:
-                jobs = await attempts.claim(
-                    session, now=datetime.now(UTC), settings=self._settings, busy=self._sending.keys()
-                )
+                jobs = await attempts.claim(session, now=datetime.now(UTC), settings=self._settings)
             if not jobs:
                 return
-            batches: dict[uuid.UUID, list[Job]] = {}
+            # One consult's deliveries to an endpoint go one after another, in sequence, so a healthy
+            # receiver gets each consult's news in order; the rest go side by side. (A retry may be
+            # overtaken: payloads carry the endpoint's `sequence` for receivers to order by.)
+            lanes: dict[tuple[object, object], list[Job]] = {}
             for job in jobs:
-                batches.setdefault(job.endpoint_id, []).append(job)
-            for endpoint_id, batch in batches.items():
-                self._sending[endpoint_id] = asyncio.create_task(
-                    self._send(endpoint_id, batch), name=f"webhook-send-{endpoint_id}"
-                )
-
-    async def _send(self, endpoint_id: uuid.UUID, jobs: list[Job]) -> None:
-        # Each endpoint has its own sender, so a receiver that hangs until the timeout holds up only
-        # itself. One consult's deliveries go one after another, in sequence, so a healthy receiver
-        # gets each consult's news in order; the rest go side by side. (A retry may be overtaken:
-        # payloads carry the endpoint's `sequence` for receivers to order by.)
-        try:
-            lanes: dict[object, list[Job]] = {}
-            for job in jobs:
-                lanes.setdefault(job.consult_id, []).append(job)
+                lanes.setdefault((job.endpoint_id, job.consult_id), []).append(job)
             await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
-        except Exception as exc:
-            log_failure(log, "webhook send failed; what it had not recorded is retried", exc)
-        finally:
-            del self._sending[endpoint_id]
-            self._wake.set()  # what else is due to this endpoint goes next
+            if len(jobs) < attempts.CLAIM:
+                return
 
     async def _lane(self, jobs: list[Job]) -> None:
         for job in jobs:

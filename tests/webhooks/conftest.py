@@ -56,8 +56,7 @@ class Received:
 
 @dataclass
 class Receiver:
-    """Answers each request by its script (a status; "hang": never answer; an asyncio.Event: answer
-    200 once it is set), then 200."""
+    """Answers each request by its script (a status, or "hang": never answer), then 200."""
 
     script: list = field(default_factory=list)
     got: list[Received] = field(default_factory=list)
@@ -80,9 +79,6 @@ class Receiver:
         self.got.append(Received(headers, body))
         self._arrived.set()
         answer = self.script.pop(0) if self.script else 200
-        if isinstance(answer, asyncio.Event):
-            await answer.wait()
-            answer = 200
         if answer == "hang":  # until the sender gives up and hangs up
             while (await receive())["type"] != "http.disconnect":
                 pass
