@@ -2,6 +2,7 @@
 
 import asyncio
 
+import pytest
 from sqlalchemy import func, select
 
 from consults.models import Consult, Offer
@@ -10,6 +11,13 @@ from tests.consults.test_escalation import add_specialists
 from tests.live import put_on_call
 
 SPECIALISTS, ROUNDS = 50, 10
+
+
+@pytest.fixture
+def settings_overrides() -> dict:
+    # Fifty requests queue for a pool of 20 connections: on a loaded machine one waited past the
+    # default 3 s and was refused with 503, as overload should be. The race is what this tests.
+    return {"db_pool_timeout": 30.0}
 
 
 async def test_fifty_concurrent_accepts(app, world):
