@@ -79,22 +79,38 @@ def parse_candidate(msg: dict):
 
 
 class ColorTrack(VideoStreamTrack):
-    """A synthetic 30 fps video track of one flat colour (Y, U, V), so a receiver can tell whose
-    frames it got."""
+    """A synthetic 30 fps video track of one colour (Y, U, V), so a receiver can tell whose frames
+    it got, with a striped band moving along its top edge: a still picture encodes to a few bytes a
+    frame after the first, which would make any bitrate measured on it meaningless."""
+
+    BAND = 8  # rows; the colour is read at the centre, well below
 
     def __init__(
         self, color: tuple[int, int, int] = (128, 128, 128), size: tuple[int, int] = (160, 120)
     ) -> None:
         super().__init__()
         self.color, self.size = color, size
+        self._count = 0
 
     async def recv(self) -> VideoFrame:
         pts, time_base = await self.next_timestamp()
         frame = VideoFrame(width=self.size[0], height=self.size[1])
         for plane, value in zip(frame.planes, self.color, strict=False):
             plane.update(bytes([value]) * plane.buffer_size)
+        luma = frame.planes[0]
+        band = bytearray(bytes(luma))
+        self._count += 1
+        for row in range(self.BAND):
+            start = row * luma.line_size
+            band[start : start + self.size[0]] = _stripes(self.size[0], self._count)
+        luma.update(bytes(band))
         frame.pts, frame.time_base = pts, time_base
         return frame
+
+
+def _stripes(width: int, shift: int) -> bytes:
+    """One row of black and white stripes, 8 pixels each, moved `shift` pixels along."""
+    return bytes(235 if (x + shift) % 16 < 8 else 16 for x in range(width))
 
 
 def frame_color(frame: VideoFrame) -> tuple[int, int, int]:

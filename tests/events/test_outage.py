@@ -5,7 +5,9 @@ import asyncio
 from contextlib import asynccontextmanager
 
 import pytest
+from sqlalchemy import select
 
+from events.models import Event
 from tests.conftest import make_settings, reset_env, seed_world
 from tests.events.conftest import CONSULT
 from tests.faults import PrivateRedis
@@ -85,4 +87,16 @@ async def test_a_node_started_while_redis_is_down_comes_up_and_recovers_by_itsel
                     "/api/v1/consults", json=CONSULT, headers=await w.headers("a-clinician")
                 )
                 assert made.status_code == 201
-                await events.wait_for("offer.created", consult_id=made.json()["id"])
+                try:  # recovering is the claim here, not speed: a loaded machine gets time
+                    await events.wait_for("offer.created", consult_id=made.json()["id"], timeout=15)
+                except AssertionError as exc:
+                    raise AssertionError(f"{exc}; {await _log_state(app)}") from None
+
+
+async def _log_state(app) -> str:
+    """What the node's event log holds and where it stands: for a failure to say where events stopped."""
+    async with app.state.sessionmaker() as session:
+        rows = (await session.execute(select(Event.pos, Event.type, Event.channel))).all()
+    task = app.state.events._task
+    stack = task.get_stack() if task is not None and not task.done() else task
+    return f"position {app.state.events.position}, stored {rows}, log task {stack}"
