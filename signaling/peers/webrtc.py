@@ -9,6 +9,7 @@ take them out again and send each as a `candidate` message, then an end-of-candi
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -97,17 +98,16 @@ class ColorTrack(VideoStreamTrack):
         frame = VideoFrame(width=self.size[0], height=self.size[1])
         for plane, value in zip(frame.planes, self.color, strict=False):
             plane.update(bytes([value]) * plane.buffer_size)
-        luma = frame.planes[0]
-        band = bytearray(bytes(luma))
-        self._count += 1
+        luma, self._count = frame.planes[0], self._count + 1
+        band, stripes = bytearray(bytes(luma)), _stripes(self.size[0], self._count % 16)
         for row in range(self.BAND):
-            start = row * luma.line_size
-            band[start : start + self.size[0]] = _stripes(self.size[0], self._count)
+            band[row * luma.line_size : row * luma.line_size + self.size[0]] = stripes
         luma.update(bytes(band))
         frame.pts, frame.time_base = pts, time_base
         return frame
 
 
+@functools.cache
 def _stripes(width: int, shift: int) -> bytes:
     """One row of black and white stripes, 8 pixels each, moved `shift` pixels along."""
     return bytes(235 if (x + shift) % 16 < 8 else 16 for x in range(width))
