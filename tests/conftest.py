@@ -20,6 +20,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from agreements.models import Agreement
@@ -141,21 +142,38 @@ async def redis_url():
 
 
 async def reset_pg(url: str) -> None:
+    # A background task of the previous test's app that outlived its shutdown (tasks are given up on
+    # after api.tasks.STOP_WAIT) can still hold row locks: the TRUNCATE then deadlocks with it, once.
+    for attempt in range(3):
+        try:
+            return await _truncate_all(url)
+        except DBAPIError as exc:
+            if "deadlock detected" not in str(exc) or attempt == 2:
+                raise
+
+
+async def _truncate_all(url: str) -> None:
     engine = create_async_engine(url)
-    async with engine.begin() as conn:
-        tables = (
-            await conn.execute(
-                text(
-                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+    try:
+        async with engine.begin() as conn:
+            tables = (
+                await conn.execute(
+                    text(
+                        "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename <> 'alembic_version'"
+                    )
                 )
+            ).scalars()
+            # The audit tables refuse TRUNCATE through triggers; a test reset runs without them.
+            await conn.execute(text("SET LOCAL session_replication_role = replica"))
+            await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+            await conn.execute(
+                text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64}
             )
-        ).scalars()
-        # The audit tables refuse TRUNCATE through triggers; a test reset runs without them.
-        await conn.execute(text("SET LOCAL session_replication_role = replica"))
-        await conn.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        await conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
-        await conn.execute(text("INSERT INTO event_log (id, log_id) VALUES (1, :i)"), {"i": uuid.uuid4().hex})
-    await engine.dispose()
+            await conn.execute(
+                text("INSERT INTO event_log (id, log_id) VALUES (1, :i)"), {"i": uuid.uuid4().hex}
+            )
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(params=["embedded", "scaled"])
