@@ -33,6 +33,8 @@ from liaison.app import create_app
 from orgs.models import Organization
 from tests import protocol
 
+pytest_plugins = ["tests.watchdog"]
+
 PG_ADMIN_URL = os.environ.get(
     "LIAISON_TEST_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
 )
