@@ -11,6 +11,7 @@ from starlette.requests import ClientDisconnect, HTTPConnection, Request
 
 from api.errors import ClientGone, log_failure
 from api.openapi import answers
+from api.tasks import whole
 
 log = logging.getLogger("liaison.db")
 
@@ -124,7 +125,9 @@ class UnitOfWork(AsyncSession):
 
     async def rollback(self) -> None:
         self._reset()
-        await super().rollback()
+        # Shielded as SQLAlchemy shields close(): the rollback returns the connection to the pool,
+        # and a cancellation landing there would cut the pool's own reset short (logged as an error).
+        await whole(super().rollback())
 
     async def _commit(self) -> None:
         hooks, after, emitted, rows = self._before, self._after, self.emitted, self._rows

@@ -1,8 +1,12 @@
-"""Stopping background tasks without letting one of them hold a shutdown hostage."""
+"""Stopping background tasks without letting one of them hold a shutdown hostage, nor cutting one
+of their transactions half-way."""
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 log = logging.getLogger("liaison")
 STOP_WAIT = 3.0
@@ -21,3 +25,18 @@ async def cancel(task: asyncio.Task[Any] | None, *, wait: float = STOP_WAIT) -> 
         )
     elif not task.cancelled() and task.exception() is not None:
         log.warning("background task %s ended with %r", task.get_name(), task.exception())
+
+
+async def whole(work: Awaitable[T]) -> T:
+    """Await `work` to its end even if this task is cancelled meanwhile, then let the cancellation
+    through: a background task stopped at shutdown never leaves a transaction or a pooled connection
+    half-returned (the pool logs that as an error, asyncpg may leak the connection)."""
+    inner = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(inner)
+    except asyncio.CancelledError:
+        # Bounded by cancel()'s wait: a second cancellation ends this wait and leaves `inner` behind.
+        await asyncio.wait({inner})
+        if inner.done() and not inner.cancelled():
+            inner.exception()  # seen here: the cancellation is what the caller hears
+        raise

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlmodel import col
 
 from api.db import commit
-from api.tasks import cancel
+from api.tasks import cancel, whole
 from audit.chain import event_hash
 from audit.models import AuditEvent, AuditHead
 from audit.witness import Checkpointer
@@ -91,7 +91,7 @@ class Sealer:
         while True:
             await asyncio.sleep(self._seconds)
             try:
-                sealed = await seal_all(self._sessions)
+                sealed = await whole(seal_all(self._sessions))
                 if self._checkpointer is not None:
                     if sealed:
                         self._checkpointer.sealed()

@@ -9,10 +9,11 @@ from typing import Protocol
 import httpx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlmodel import col
 
 from api.settings import Settings
+from api.tasks import whole
 from audit.checkpoints import Checkpoint, load_private, sign
 from audit.models import AuditHead
 
@@ -76,8 +77,7 @@ class Checkpointer:
 
     async def write(self, sessions: async_sessionmaker) -> Checkpoint | None:
         """Sign the committed head now and write it to every sink; None while the chain is empty."""
-        async with sessions() as session:
-            head = await _head(session)
+        head = await whole(_read_head(sessions))
         self._pending, self._last_at = False, time.monotonic()
         if head.seq == 0:
             return None
@@ -94,8 +94,9 @@ class Checkpointer:
         return checkpoint
 
 
-async def _head(session: AsyncSession) -> AuditHead:
-    return (await session.execute(select(AuditHead).where(col(AuditHead.id) == 1))).scalar_one()
+async def _read_head(sessions: async_sessionmaker) -> AuditHead:
+    async with sessions() as session:
+        return (await session.execute(select(AuditHead).where(col(AuditHead.id) == 1))).scalar_one()
 
 
 def from_settings(settings: Settings) -> Checkpointer | None:

@@ -12,7 +12,7 @@ from sqlmodel import col
 from api.db import commit
 from api.errors import log_failure
 from api.metrics import ESCALATION_STEPS, count_after_commit
-from api.tasks import cancel
+from api.tasks import cancel, whole
 from consults.escalation import advance
 from consults.lifecycle import ROUTING
 from consults.models import Consult, EscalationStep, StepStatus
@@ -65,7 +65,7 @@ class EscalationWorker:
     async def _loop(self) -> None:
         while True:
             try:
-                while await self._one():
+                while await whole(self._one()):
                     pass
             except asyncio.CancelledError:
                 raise

@@ -21,7 +21,7 @@ from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from api.db import commit
-from api.tasks import cancel
+from api.tasks import cancel, whole
 from events.bus import Feed, LocalBus
 from events.models import Event, EventLogRow, wire
 
@@ -115,7 +115,7 @@ class EventLog:
                 polled = True
             self._kicked.clear()
             try:
-                await self.step(polled=polled)
+                await whole(self.step(polled=polled))
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the database or Redis is away: the next poll tries again

@@ -8,20 +8,23 @@ database, and Redis only wakes the worker sooner."""
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import Any, TypeVar
 
 import httpx
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import log_failure
 from api.settings import Settings
-from api.tasks import cancel
+from api.tasks import cancel, whole
 from events.bus import LocalBus
 from webhooks import attempts, feed
 from webhooks.derive import SOURCES
 from webhooks.sender import Job, send
 
 log = logging.getLogger("liaison.webhooks")
+T = TypeVar("T")
 
 
 class WebhookWorker:
@@ -70,14 +73,11 @@ class WebhookWorker:
 
     async def step(self) -> None:
         """Feed every endpoint that is behind the log, then send until nothing is due."""
-        async with self._sessions() as session:
-            endpoints = await feed.due_endpoints(session)
+        endpoints = await self._in_session(feed.due_endpoints)
         for endpoint_id in endpoints:
-            async with self._sessions() as session:
-                await feed.feed_one(session, endpoint_id)
+            await self._in_session(feed.feed_one, endpoint_id)
         while True:
-            async with self._sessions() as session:
-                jobs = await attempts.claim(session, now=datetime.now(UTC), settings=self._settings)
+            jobs = await self._in_session(attempts.claim, now=datetime.now(UTC), settings=self._settings)
             if not jobs:
                 return
             # One consult's deliveries to an endpoint go one after another, in sequence, so a healthy
@@ -103,5 +103,13 @@ class WebhookWorker:
             timeout=s.webhooks_timeout_seconds,
             allow_private=s.webhooks_allow_private_addresses,
         )
-        async with self._sessions() as session:
-            await attempts.record(session, job, outcome, now=datetime.now(UTC), settings=s)
+        await self._in_session(attempts.record, job, outcome, now=datetime.now(UTC), settings=s)
+
+    async def _in_session(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """One unit of the worker's database work, in a session of its own, never cut by a stop."""
+
+        async def run() -> T:
+            async with self._sessions() as session:
+                return await work(session, *args, **kwargs)
+
+        return await whole(run())

@@ -17,7 +17,7 @@ from sqlmodel import col
 
 from api.db import commit
 from api.errors import log_failure
-from api.tasks import cancel
+from api.tasks import cancel, whole
 from consults import calls
 from consults.models import Consult
 from consults.notify import people
@@ -152,7 +152,7 @@ class RecordWriter:
             while not self._queue.empty():
                 batch.append(self._queue.get_nowait())
             try:
-                await self._write(batch)
+                await whole(self._write(batch))
             finally:
                 for _ in batch:
                     self._queue.task_done()

@@ -51,10 +51,10 @@ class SignalingServer(Seating, Closing):
     async def stop(self) -> None:
         if self._sweeper:
             self._sweeper.cancel()
-        await self.records.stop()
         for ws in list(self.sockets.values()):
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_AWAY, "server shutting down")
+        await self.records.stop()  # after the closes: the departures they caused are recorded too
         await self.fabric.stop()
 
     async def handle(self, ws: WebSocket) -> None:
