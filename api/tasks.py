@@ -27,6 +27,18 @@ async def cancel(task: asyncio.Task[Any] | None, *, wait: float = STOP_WAIT) -> 
         log.warning("background task %s ended with %r", task.get_name(), task.exception())
 
 
+async def woken(event: asyncio.Event, within: float) -> bool:
+    """Wait for `event` at most `within` seconds; whether it was set. Unlike asyncio.wait_for on
+    Python 3.11, this never swallows a cancellation that arrives as the event is set: a worker's
+    loop swallowing its stop outlived its app, still claiming work from the shared database."""
+    try:
+        async with asyncio.timeout(within):
+            await event.wait()
+    except TimeoutError:
+        return False
+    return True
+
+
 async def whole(work: Awaitable[T]) -> T:
     """Await `work` to its end even if this task is cancelled meanwhile, then let the cancellation
     through: a background task stopped at shutdown never leaves a transaction or a pooled connection
@@ -35,8 +47,11 @@ async def whole(work: Awaitable[T]) -> T:
     try:
         return await asyncio.shield(inner)
     except asyncio.CancelledError:
-        # Bounded by cancel()'s wait: a second cancellation ends this wait and leaves `inner` behind.
-        await asyncio.wait({inner})
+        try:
+            await asyncio.wait({inner})
+        except asyncio.CancelledError:  # insisted on: the work is given up too, not left unowned
+            inner.cancel()
+            raise
         if inner.done() and not inner.cancelled():
             inner.exception()  # seen here: the cancellation is what the caller hears
         raise

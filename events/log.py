@@ -21,7 +21,7 @@ from sqlmodel import col
 from sqlmodel.sql.sqltypes import UTCDateTime
 
 from api.db import commit
-from api.tasks import cancel, whole
+from api.tasks import cancel, whole, woken
 from events.bus import Feed, LocalBus
 from events.models import Event, EventLogRow, wire
 
@@ -108,11 +108,7 @@ class EventLog:
 
     async def _run(self) -> None:
         while True:
-            polled = False
-            try:
-                await asyncio.wait_for(self._kicked.wait(), self._poll)
-            except TimeoutError:
-                polled = True
+            polled = not await woken(self._kicked, self._poll)
             self._kicked.clear()
             try:
                 await whole(self.step(polled=polled))

@@ -48,6 +48,7 @@ from api.openapi import operation_id
 from api.proxy import TrustedProxies
 from api.redis import make_redis
 from api.settings import Settings, get_settings
+from api.tasks import cancel
 from audit.sealer import Sealer
 from auth.dependencies import require
 from auth.identity import authenticate
@@ -221,7 +222,7 @@ async def _start_signaling(app: FastAPI, settings: Settings) -> asyncio.Task:
 
 async def _stop_signaling(app: FastAPI, orders: asyncio.Task) -> None:
     await listener.stop(app.state.listener)
-    orders.cancel()
+    await cancel(orders)
     await app.state.precall.stop()
     await app.state.signaling.stop()
 

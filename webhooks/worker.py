@@ -6,7 +6,6 @@ outage slows deliveries by at most that and loses none: the log and the deliveri
 database, and Redis only wakes the worker sooner."""
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
@@ -17,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from api.errors import log_failure
 from api.settings import Settings
-from api.tasks import cancel, whole
+from api.tasks import cancel, whole, woken
 from events.bus import LocalBus
 from webhooks import attempts, feed
 from webhooks.derive import SOURCES
@@ -61,8 +60,7 @@ class WebhookWorker:
 
     async def _loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._settings.webhooks_poll_seconds)
+            await woken(self._wake, self._settings.webhooks_poll_seconds)
             self._wake.clear()
             try:
                 await self.step()

@@ -12,6 +12,7 @@ from typing import Any
 from fastapi import WebSocket
 
 from api.metrics import SIGNALING_PEERS, SIGNALING_ROOMS
+from api.tasks import cancel
 from signaling.core.limits import Bucket
 from signaling.core.messages import Leave, Ping, ProtocolError, Relay, parse
 from signaling.core.rooms import Peer, connected
@@ -49,8 +50,7 @@ class SignalingServer(Seating, Closing):
         self.records.start()
 
     async def stop(self) -> None:
-        if self._sweeper:
-            self._sweeper.cancel()
+        await cancel(self._sweeper)
         for ws in list(self.sockets.values()):
             with contextlib.suppress(Exception):
                 await ws.close(CLOSE_AWAY, "server shutting down")

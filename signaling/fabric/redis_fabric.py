@@ -38,7 +38,7 @@ from redis.asyncio import Redis
 from redis.exceptions import NoScriptError, RedisError
 
 from api.metrics import STORE_ERRORS
-from api.tasks import cancel
+from api.tasks import cancel, woken
 from signaling.core.admission import CallGrant
 from signaling.core.messages import ProtocolError
 from signaling.core.rooms import room_full
@@ -291,8 +291,7 @@ class RedisFabric:
 
     async def _beat(self) -> None:
         while True:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._kick.wait(), self.interval)
+            await woken(self._kick, self.interval)
             self._kick.clear()
             try:
                 await self._heartbeat()

@@ -7,7 +7,7 @@ import logging
 from sqlalchemy import text
 
 from api.db import make_engine, make_sessionmaker
-from api.tasks import cancel, whole
+from api.tasks import cancel, whole, woken
 
 
 async def test_whole_finishes_the_work_then_lets_the_cancellation_through():
@@ -27,6 +27,26 @@ async def test_whole_finishes_the_work_then_lets_the_cancellation_through():
     done, _ = await asyncio.wait({task}, timeout=2)
     assert task in done and task.cancelled()
     assert finished == [True]  # not cut at 0.05 s
+
+
+async def test_a_stop_that_arrives_as_the_worker_is_woken_still_stops_it():
+    """The worker loop's wait: cancelled just as its event is set, the loop ends (asyncio.wait_for
+    on Python 3.11 returns the event's result instead, and the loop runs on after its app)."""
+    wake = asyncio.Event()
+
+    async def loop():
+        while True:
+            await woken(wake, 10)
+            wake.clear()
+
+    for _ in range(20):
+        task = asyncio.create_task(loop())
+        await asyncio.sleep(0)
+        wake.set()
+        await asyncio.sleep(0)  # the event's waiter is done: the stop and the wake-up cross
+        task.cancel()
+        done, _ = await asyncio.wait({task}, timeout=1)
+        assert task in done and task.cancelled(), "the loop swallowed its cancellation"
 
 
 async def test_cancel_still_gives_up_on_work_that_never_ends(caplog):
