@@ -4,8 +4,10 @@ Every test that takes `client` runs in both configurations. PostgreSQL and Redis
 they are not answering, except under CI=true, where a missing service fails the run.
 """
 
+import asyncio
 import os
 import shutil
+import sys
 import tempfile
 import uuid
 from contextlib import asynccontextmanager
@@ -209,9 +211,19 @@ def settings_overrides() -> dict:
 async def app(env, settings_overrides):
     await reset_env(env)
     application = create_app(make_settings(env["database_url"], env["redis_url"], **settings_overrides))
-    # A shutdown that hangs fails the test at pytest-timeout's limit, its tasks named (tests/watchdog.py).
     async with application.router.lifespan_context(application):
         yield application
+        watchdog = asyncio.create_task(_report_stuck_shutdown(60))
+    watchdog.cancel()
+
+
+async def _report_stuck_shutdown(seconds: float) -> None:
+    """A shutdown that hangs names what it waits on, instead of stalling the suite without a word."""
+    await asyncio.sleep(seconds)
+    for task in asyncio.all_tasks():  # past pytest's capture: a hung teardown never reports
+        print(f"--- {task.get_name()}", file=sys.__stderr__)
+        task.print_stack(file=sys.__stderr__)
+    pytest.fail(f"the app did not shut down within {seconds}s; its tasks are printed above")
 
 
 @pytest.fixture
