@@ -39,7 +39,9 @@ async def offered_to(app, consult_id: str) -> dict[uuid.UUID, str]:
     return dict(rows)
 
 
-async def wait_until(predicate, timeout: float = 5.0):
+async def wait_until(predicate, timeout: float = 15.0):
+    # 1 s windows, yet a step may wait its turn for seconds on a loaded two-core CI machine (a
+    # fresh-clone run missed a 5 s wait for tier 2 → partner org while nodes started beside it).
     for _ in range(int(timeout / 0.05)):
         if result := await predicate():
             return result
