@@ -177,6 +177,7 @@ RULES = [
     ("event log: other (wake, ring)", ("events/log.py:", "events/bus.py:RedisWake")),
     ("audit sealer", ("audit/sealer.py:",)),
     ("escalation worker poll", ("consults/worker.py:",)),
+    ("webhook worker (feed check, claim)", ("webhooks/worker.py:",)),
     ("events socket: send", ("events/router.py:",)),
     ("JWT check (python-jose)", ("auth/tokens.py:verify", "auth/identity.py:_peek_issuer")),
     ("argon2", ("argon2/",)),

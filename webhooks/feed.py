@@ -31,17 +31,19 @@ async def head(session: AsyncSession) -> int:
     return (await session.execute(select(func.max(Event.pos)))).scalar() or 0
 
 
-async def due_endpoints(session: AsyncSession) -> list[uuid.UUID]:
-    """Enabled endpoints whose cursor is behind the log."""
-    last = await head(session)
-    rows = await session.execute(
-        select(col(WebhookEndpoint.id)).where(
-            col(WebhookEndpoint.enabled).is_(True), col(WebhookEndpoint.cursor) < last
+async def due_endpoints(session: AsyncSession) -> tuple[list[uuid.UUID], bool]:
+    """Enabled endpoints whose cursor is behind the log, and whether any endpoint is enabled at all."""
+    # One statement: this runs on every batch of events, on every node, endpoints or none.
+    last = select(func.max(Event.pos)).scalar_subquery()
+    rows = (
+        await session.execute(
+            select(col(WebhookEndpoint.id), col(WebhookEndpoint.cursor) < last).where(
+                col(WebhookEndpoint.enabled).is_(True)
+            )
         )
-    )
-    ids = list(rows.scalars())
+    ).all()
     await session.rollback()
-    return ids
+    return [endpoint_id for endpoint_id, behind in rows if behind], bool(rows)
 
 
 async def feed_one(session: AsyncSession, endpoint_id: uuid.UUID) -> int:

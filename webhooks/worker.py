@@ -3,10 +3,12 @@
 It wakes when the node's event log hands over events a webhook may be derived from (whether this
 node sequenced them or heard them through Redis), and every poll_seconds regardless, so that a Redis
 outage slows deliveries by at most that and loses none: the log and the deliveries are in the
-database, and Redis only wakes the worker sooner."""
+database, and Redis only wakes the worker sooner. A wake-up costs one statement, and none while the
+last look found no endpoint enabled: an endpoint enabled since is fed from the next poll."""
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -36,6 +38,9 @@ class WebhookWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
+        self._idle_until = (
+            0.0  # (monotonic) no endpoint was enabled at the last look: wakes till then skip it
+        )
 
     def wake(self) -> None:
         self._wake.set()
@@ -59,21 +64,34 @@ class WebhookWorker:
             self._wake.set()
 
     async def _loop(self) -> None:
+        poll = self._settings.webhooks_poll_seconds
+        due = time.monotonic() + poll  # the next full step, however often events wake the worker
         while True:
-            await woken(self._wake, self._settings.webhooks_poll_seconds)
+            await woken(self._wake, max(due - time.monotonic(), 0.0))
             self._wake.clear()
+            polled = time.monotonic() >= due
+            if polled:
+                due = time.monotonic() + poll
             try:
-                await self.step()
+                await self.step(polled=polled)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 log_failure(log, "webhook step failed; what it had not recorded is retried", exc)
 
-    async def step(self) -> None:
+    async def step(self, *, polled: bool = True) -> None:
         """Feed every endpoint that is behind the log, then send until nothing is due."""
-        endpoints = await self._in_session(feed.due_endpoints)
-        for endpoint_id in endpoints:
-            await self._in_session(feed.feed_one, endpoint_id)
+        if not polled and time.monotonic() < self._idle_until:
+            return  # no endpoint anywhere at the last look; one enabled since is fed from the next poll
+        due, enabled = await self._in_session(feed.due_endpoints)
+        self._idle_until = 0.0 if enabled else time.monotonic() + self._settings.webhooks_poll_seconds
+        fed = 0
+        for endpoint_id in due:
+            fed += await self._in_session(feed.feed_one, endpoint_id)
+        if not (fed or polled):
+            # Woken by events that fed nothing here: no endpoint wants them, or another node fed
+            # them and sends them itself. Retries and a dead node's deliveries wait for the poll.
+            return
         while True:
             jobs = await self._in_session(attempts.claim, now=datetime.now(UTC), settings=self._settings)
             if not jobs:

@@ -4,8 +4,9 @@ org's consults send, retries with growing delays, redelivery, secret rotation, t
 import asyncio
 
 import pytest
+from sqlalchemy import event
 
-from tests.webhooks.conftest import new_consult, on_call, receiving, register, verifies, verify
+from tests.webhooks.conftest import FAST, new_consult, on_call, receiving, register, verifies, verify
 
 
 async def accept(world, consult: dict) -> None:
@@ -187,3 +188,61 @@ async def test_only_the_chosen_events_are_sent(app, world, receiver, events):
     )
     got = await receiver.wait(lambda g: len(g) >= len(want))
     assert [verify(r, endpoint["secret"])["type"] for r in got] == want
+
+
+# Only event wake-ups, no poll, within the test.
+@pytest.mark.parametrize("settings_overrides", [FAST | {"webhooks_poll_seconds": 30}])
+async def test_events_no_endpoint_takes_cost_no_query_after_the_first_look(app, world):
+    """Every batch of events wakes every node's worker: with no endpoint enabled anywhere, one look
+    until the next poll, not one per batch."""
+    looks: list[str] = []
+
+    def seen(_conn, _cursor, statement: str, *_args) -> None:
+        if "webhook_endpoints" in statement:
+            looks.append(statement)
+
+    await on_call(app, world)
+    event.listen(app.state.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        for _ in range(6):
+            await new_consult(world)
+            await asyncio.sleep(0.05)  # each its own batch, its own wake-up
+        await asyncio.sleep(0.3)
+    finally:
+        event.remove(app.state.engine.sync_engine, "before_cursor_execute", seen)
+    assert 1 <= len(looks) <= 2, looks  # the first wake-up looks (a second may race the first's end)
+
+
+async def test_an_endpoint_registered_while_the_worker_is_idle_is_fed_from_the_next_poll(
+    app, world, receiver
+):
+    await on_call(app, world)
+    await new_consult(world)  # the worker looks: no endpoint, and stays idle till its next poll
+    await asyncio.sleep(0.05)
+    endpoint = await register(world, receiver.url, events=["consult.created"])
+    consult = await new_consult(world)
+    got = await receiver.wait(lambda g: len(g) >= 1)
+    assert verify(got[0], endpoint["secret"])["data"]["consult_id"] == consult["id"]
+
+
+async def test_a_retry_is_sent_while_events_no_endpoint_takes_keep_waking_the_worker(app, world, receiver):
+    """Wake-ups that feed nothing skip the send; the poll still comes, however often they arrive."""
+    await register(world, receiver.url, events=["consult.created"])
+    receiver.script = [500]  # the first attempt fails; its retry is due 0.2 s later
+    await on_call(app, world)
+    consult = await new_consult(world)
+    await accept(world, consult)
+    await receiver.wait(lambda g: len(g) >= 1)
+    for i in range(60):  # a message every 50+ ms for 3+ s: news the endpoint does not take
+        resp = await world.client.post(
+            f"/api/v1/consults/{consult['id']}/messages",
+            json={"body": f"note {i}"},
+            headers=await world.headers("a-clinician"),
+        )
+        assert resp.status_code == 201, resp.text
+        await asyncio.sleep(0.05)
+        if len(receiver.got) >= 2:
+            break
+    got = receiver.got
+    assert len(got) >= 2, "the retry waited for the wake-ups to stop"
+    assert got[0].id == got[1].id  # the same delivery, retried
