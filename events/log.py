@@ -13,6 +13,7 @@ all that happens, slower, while Redis is away."""
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 
 from sqlalchemy import JSON, BigInteger, String, Uuid, select, text
@@ -107,9 +108,13 @@ class EventLog:
             self.position = fresh[-1]["id"]
 
     async def _run(self) -> None:
+        due = time.monotonic() + self._poll  # the next poll, however often kicks come meanwhile
         while True:
-            polled = not await woken(self._kicked, self._poll)
+            await woken(self._kicked, max(due - time.monotonic(), 0.0))
             self._kicked.clear()
+            polled = time.monotonic() >= due
+            if polled:
+                due = time.monotonic() + self._poll
             try:
                 await whole(self.step(polled=polled))
             except asyncio.CancelledError:
