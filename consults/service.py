@@ -33,8 +33,8 @@ async def create(
     """Store the consult and make its first offers in one transaction; (consult, created?)."""
     requester = await _requester(session, actor, data.on_behalf_of)
     client_id = actor.id if actor.kind == "client" else None
-    digest = _body_hash(data)
-    if idempotency_key and (prior := await _replay(session, requester, client_id, idempotency_key, digest)):
+    keyed = (idempotency_key, _body_hash(data)) if idempotency_key else None
+    if keyed and (prior := await _replay(session, requester, client_id, *keyed)):
         return prior, False
     now = datetime.now(UTC)
     consult = Consult(
@@ -45,26 +45,36 @@ async def create(
         created_at=now,
         updated_at=now,
         idempotency_key=idempotency_key,
-        request_hash=digest if idempotency_key else None,
+        request_hash=keyed[1] if keyed else None,
     )
     session.add(consult)
-    try:
-        await session.flush()
-    except IntegrityError:
-        # A concurrent request with the same key got there first; once it has committed, replay it.
-        await session.rollback()
-        if idempotency_key and (
-            prior := await _replay(session, requester, client_id, idempotency_key, digest)
-        ):
-            return prior, False
-        raise IdempotencyInFlight() from None
-    await advance(session, consult, now, fresh=True)
+    if keyed and (prior := await _claim_key(session, requester, client_id, *keyed)):
+        return prior, False
+    # Not flushed before routing: the consult's row goes in once, as routing leaves it, with its
+    # offers and step (one INSERT rather than an INSERT and an UPDATE).
+    with session.no_autoflush:
+        await advance(session, consult, now, fresh=True)
     if idempotency_key:
         # Stored with the consult, so that a retry, even one after it has moved on, answers as we first did.
         consult.first_answer = answer(consult).model_dump(mode="json")
     await _audit_creation(session, actor, requester, consult)
     await commit(session)
     return consult, True
+
+
+async def _claim_key(
+    session: AsyncSession, requester: Actor, client_id: uuid.UUID | None, key: str, digest: str
+) -> Consult | None:
+    """Store the keyed consult now, so that a concurrent request with the same key fails here, not
+    at commit: None, or the consult that request created once it has committed (to replay)."""
+    try:
+        await session.flush()
+    except IntegrityError:
+        await session.rollback()
+        if prior := await _replay(session, requester, client_id, key, digest):
+            return prior
+        raise IdempotencyInFlight() from None
+    return None
 
 
 async def _requester(session: AsyncSession, actor: Actor, on_behalf_of: uuid.UUID | None) -> Actor:
