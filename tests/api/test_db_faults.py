@@ -153,6 +153,30 @@ async def test_backends_terminated_during_a_burst(scratch, tmp_path):
         assert report.ok, report  # no transaction was half-applied to the chain
 
 
+async def test_connections_the_server_closed_while_idle_are_replaced_before_use(scratch, tmp_path):
+    """Every pooled connection's backend terminated while the node is quiet: the next requests
+    (several at once, so that several pooled connections are taken) all succeed at the first try."""
+    db, url = scratch
+    async with seeded(url) as (_app, _world):
+        node = await node_for(url, tmp_path, REDIS_URL).start()
+        try:
+            clinician, _ = await sign_in(node, "a-clinician", "b-specialist")
+            async with http(node.host) as c:
+
+                async def burst() -> list[int]:
+                    answers = await asyncio.gather(*(c.get(CONSULTS, headers=clinician) for _ in range(8)))
+                    return [r.status_code for r in answers]
+
+                assert await burst() == [200] * 8  # the pool now holds several connections
+                killed = await terminate_backends(db, asyncio.Event(), every=0, rounds=1)
+                assert killed >= 2, killed
+                await asyncio.sleep(0.2)  # the node's loop reads the servers' goodbyes
+                assert await burst() == [200] * 8
+        finally:
+            node.stop()
+        assert_clean_log(node)
+
+
 async def test_an_unreachable_database_is_a_quick_503(tmp_path):
     dead = f"postgresql+asyncpg://postgres@127.0.0.1:{free_port()}/nothing"
     settings = make_settings(dead, None, clock_leeway=60)
