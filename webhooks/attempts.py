@@ -9,6 +9,8 @@ webhook-id), and two workers never send one delivery at the same time."""
 
 import random
 import secrets
+import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
@@ -38,8 +40,15 @@ def lease_seconds(settings: Settings) -> float:
     return settings.webhooks_timeout_seconds * 2 + 5
 
 
-async def claim(session: AsyncSession, *, now: datetime, settings: Settings) -> list[Job]:
-    """Lease the due deliveries of enabled endpoints, oldest first."""
+async def claim(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    settings: Settings,
+    limit: int = CLAIM,
+    skip: Sequence[uuid.UUID] = (),
+) -> list[Job]:
+    """Lease up to `limit` due deliveries of enabled endpoints, oldest first; none of `skip`'s."""
     rows = (
         await session.execute(
             select(WebhookDelivery, WebhookEndpoint)
@@ -48,9 +57,10 @@ async def claim(session: AsyncSession, *, now: datetime, settings: Settings) -> 
                 col(WebhookDelivery.status) == DeliveryStatus.pending,
                 col(WebhookDelivery.next_attempt_at) <= now,
                 col(WebhookEndpoint.enabled).is_(True),
+                col(WebhookDelivery.endpoint_id).not_in(skip),
             )
             .order_by(col(WebhookDelivery.created_at), col(WebhookDelivery.seq))
-            .limit(CLAIM)
+            .limit(limit)
             .with_for_update(skip_locked=True, of=WebhookDelivery)
         )
     ).all()

@@ -9,6 +9,7 @@ last look found no endpoint enabled: an endpoint enabled since is fed from the n
 import asyncio
 import logging
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -38,9 +39,13 @@ class WebhookWorker:
         self._wake = asyncio.Event()
         self._task: asyncio.Task | None = None
         self._client: httpx.AsyncClient | None = None
-        self._idle_until = (
-            0.0  # (monotonic) no endpoint was enabled at the last look: wakes till then skip it
-        )
+        # (monotonic) No endpoint was enabled at the last look: wake-ups till then skip the database.
+        self._idle_until = 0.0
+        self._sending: dict[
+            uuid.UUID, asyncio.Task
+        ] = {}  # endpoint → the task sending its claimed deliveries
+        self._in_flight = 0  # deliveries claimed and not yet recorded, at most attempts.CLAIM
+        self._freed = False  # a send ended since the last step: claim again
 
     def wake(self) -> None:
         self._wake.set()
@@ -56,6 +61,8 @@ class WebhookWorker:
     async def stop(self) -> None:
         self._bus.unwatch(self._heard)
         await cancel(self._task)
+        for task in list(self._sending.values()):
+            await cancel(task)  # a delivery cut mid-send is due again once its lease runs out
         if self._client is not None:
             await self._client.aclose()
 
@@ -88,23 +95,52 @@ class WebhookWorker:
         fed = 0
         for endpoint_id in due:
             fed += await self._in_session(feed.feed_one, endpoint_id)
-        if not (fed or polled):
+        freed, self._freed = self._freed, False
+        if not (fed or polled or freed):
             # Woken by events that fed nothing here: no endpoint wants them, or another node fed
             # them and sends them itself. Retries and a dead node's deliveries wait for the poll.
             return
-        while True:
-            jobs = await self._in_session(attempts.claim, now=datetime.now(UTC), settings=self._settings)
-            if not jobs:
-                return
-            # One consult's deliveries to an endpoint go one after another, in sequence, so a healthy
-            # receiver gets each consult's news in order; the rest go side by side. (A retry may be
-            # overtaken: payloads carry the endpoint's `sequence` for receivers to order by.)
-            lanes: dict[tuple[object, object], list[Job]] = {}
+        await self._send_due()
+
+    async def _send_due(self) -> None:
+        """Claim what is due for endpoints this node is not sending to, and send it in the background."""
+        while (room := attempts.CLAIM - self._in_flight) > 0:
+            jobs = await self._in_session(
+                attempts.claim,
+                now=datetime.now(UTC),
+                settings=self._settings,
+                limit=room,
+                skip=sorted(self._sending, key=str),
+            )
+            by_endpoint: dict[uuid.UUID, list[Job]] = {}
             for job in jobs:
-                lanes.setdefault((job.endpoint_id, job.consult_id), []).append(job)
-            await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
-            if len(jobs) < attempts.CLAIM:
+                by_endpoint.setdefault(job.endpoint_id, []).append(job)
+            for endpoint_id, its in by_endpoint.items():
+                self._in_flight += len(its)
+                self._sending[endpoint_id] = asyncio.create_task(
+                    self._endpoint(endpoint_id, its), name=f"webhook-send-{endpoint_id}"
+                )
+            if len(jobs) < room:
                 return
+
+    async def _endpoint(self, endpoint_id: uuid.UUID, jobs: list[Job]) -> None:
+        """One endpoint's claimed deliveries. A receiver that hangs holds up only its own endpoint:
+        no other endpoint's deliveries wait for it, and its own are not claimed meanwhile."""
+        # One consult's deliveries go one after another, in sequence, so a healthy receiver gets
+        # each consult's news in order; the rest go side by side. (A retry may be overtaken:
+        # payloads carry the endpoint's `sequence` for receivers to order by.)
+        lanes: dict[object, list[Job]] = {}
+        for job in jobs:
+            lanes.setdefault(job.consult_id, []).append(job)
+        try:
+            await asyncio.gather(*(self._lane(lane) for lane in lanes.values()))
+        except Exception as exc:
+            log_failure(log, "webhook send failed; what it had not recorded is retried", exc)
+        finally:
+            del self._sending[endpoint_id]
+            self._in_flight -= len(jobs)
+            self._freed = True  # what is due for it (or waited for room) is claimed at once
+            self._wake.set()
 
     async def _lane(self, jobs: list[Job]) -> None:
         for job in jobs:

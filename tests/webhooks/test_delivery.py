@@ -246,3 +246,25 @@ async def test_a_retry_is_sent_while_events_no_endpoint_takes_keep_waking_the_wo
     got = receiver.got
     assert len(got) >= 2, "the retry waited for the wake-ups to stop"
     assert got[0].id == got[1].id  # the same delivery, retried
+
+
+async def test_a_receiver_that_hangs_holds_up_only_its_own_endpoint(app, world, receiver):
+    """Another endpoint's deliveries arrive while the hanging one waits out its 5 s timeout."""
+    async with receiving() as stuck:
+        stuck.script = ["hang"]
+        await register(world, stuck.url, events=["consult.created"])
+        await register(world, receiver.url, events=["consult.created"])
+        await on_call(app, world)
+        started = asyncio.get_running_loop().time()
+        first = await new_consult(world)
+        await receiver.wait(lambda g: len(g) >= 1)
+        second = await new_consult(world)  # due for both endpoints while the first send hangs
+        got = await receiver.wait(lambda g: len(g) >= 2)
+        waited = asyncio.get_running_loop().time() - started
+        assert [r.json["data"]["consult_id"] for r in got] == [first["id"], second["id"]]
+        assert waited < FAST["webhooks_timeout_seconds"], waited
+        # Still hanging on the first: the second is not sent to it before that send ends.
+        assert [r.json["data"]["consult_id"] for r in stuck.got] == [first["id"]]
+        # Once it times out, the hung endpoint gets both, in order (the first as a retry).
+        late = await stuck.wait(lambda g: len({r.json["data"]["consult_id"] for r in g}) >= 2)
+        assert [r.json["data"]["consult_id"] for r in late][-1] == second["id"]
