@@ -46,6 +46,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
     """Serve the API on HOST:PORT (settings by default)."""
     import uvicorn
 
+    import liaison.workers
     from api.logs import uvicorn_log_config
     from liaison.app import uvicorn_options
 
@@ -56,8 +57,7 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         raise typer.Exit(2)
     _require_schema(s.database_url)
     _warn_if_redis_is_away(s)
-    uvicorn.run(
-        "liaison.asgi:app",
+    options = dict(
         host=host or s.host,
         port=port or s.port,
         workers=workers,
@@ -65,6 +65,10 @@ def serve(host: str = typer.Option(None), port: int = typer.Option(None), worker
         log_config=uvicorn_log_config(),  # its access lines would print query strings, tokens included
         **uvicorn_options(s),
     )
+    if workers > 1:  # each worker with a socket of its own, so that the load is spread
+        liaison.workers.serve(uvicorn.Config("liaison.asgi:app", **options))
+    else:
+        uvicorn.run("liaison.asgi:app", **options)
 
 
 def _require_schema(url: str) -> None:
