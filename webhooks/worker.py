@@ -41,9 +41,8 @@ class WebhookWorker:
         self._client: httpx.AsyncClient | None = None
         # (monotonic) No endpoint was enabled at the last look: wake-ups till then skip the database.
         self._idle_until = 0.0
-        self._sending: dict[
-            uuid.UUID, asyncio.Task
-        ] = {}  # endpoint → the task sending its claimed deliveries
+        # Endpoint → the task sending its claimed deliveries: none is claimed for it meanwhile.
+        self._sending: dict[uuid.UUID, asyncio.Task] = {}
         self._in_flight = 0  # deliveries claimed and not yet recorded, at most attempts.CLAIM
         self._freed = False  # a send ended since the last step: claim again
 
@@ -87,7 +86,7 @@ class WebhookWorker:
                 log_failure(log, "webhook step failed; what it had not recorded is retried", exc)
 
     async def step(self, *, polled: bool = True) -> None:
-        """Feed every endpoint that is behind the log, then send until nothing is due."""
+        """Feed every endpoint that is behind the log, then hand what is due to the senders."""
         if not polled and time.monotonic() < self._idle_until:
             return  # no endpoint anywhere at the last look; one enabled since is fed from the next poll
         due, enabled = await self._in_session(feed.due_endpoints)
