@@ -17,3 +17,11 @@ async def live(env):
             specialty="trauma-surgery",
         )
         yield app, host, w
+
+
+@pytest.fixture
+def scaled(env):
+    """The test's databases when they are PostgreSQL + Redis: what several nodes need."""
+    if env["name"] != "scaled":
+        pytest.skip("two nodes share a database only on PostgreSQL")
+    return env

@@ -3,8 +3,6 @@ while nothing told this one (no Redis between them) reaches it within a poll, no
 
 import asyncio
 
-import pytest
-
 from api.db import commit, make_engine, make_sessionmaker
 from events.bus import Feed, LocalBus
 from events.log import EventLog
@@ -12,13 +10,6 @@ from events.service import emit
 from tests.conftest import reset_env
 
 POLL = 0.3
-
-
-@pytest.fixture
-def scaled(env):
-    if env["name"] != "scaled":
-        pytest.skip("two nodes share a database only on PostgreSQL")
-    return env
 
 
 async def test_a_log_kicked_all_the_time_still_reads_what_another_node_sequenced(scaled):

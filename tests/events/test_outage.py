@@ -4,7 +4,6 @@ Redis only wakes the other nodes sooner; each node reads the stored log itself."
 import asyncio
 from contextlib import asynccontextmanager
 
-import pytest
 from sqlalchemy import select
 
 from events.models import Event
@@ -21,13 +20,6 @@ async def private_redis():
         yield redis
     finally:
         redis.stop()
-
-
-@pytest.fixture
-def scaled(env):
-    if env["name"] != "scaled":
-        pytest.skip("two nodes share a database only on PostgreSQL")
-    return env
 
 
 async def test_an_open_socket_on_another_node_gets_what_was_stored_while_redis_was_down(scaled):

@@ -18,13 +18,6 @@ API = "/api/v1"
 QUIET = {"specialty": "burns", "urgency": "emergent", "question": "q", "patient_ref": "P-1"}  # nobody on call
 
 
-@pytest.fixture
-def scaled(env):
-    if env["name"] != "scaled":
-        pytest.skip("two nodes share a database only on PostgreSQL")
-    return env
-
-
 async def frame(events: EventClient, type_: str, timeout: float = 5.0) -> dict:
     """The next frame of that `type` (not an event), collecting events meanwhile."""
     loop = asyncio.get_running_loop()
