@@ -1,10 +1,12 @@
 """`liaison serve --workers N`: uvicorn's supervisor over workers that each listen on the port.
 
-uvicorn binds one socket and shares it: every worker waits on it, and whichever wakes first accepts
-all the connections queued (uvloop accepts until none is left). Clients that keep their connections
+uvicorn binds one socket and shares it: every worker waits on it, and whichever wakes first can take
+every connection queued then. Clients that keep their connections
 (a proxy's upstream pool, an integrator's HTTP client) then stay where they landed: with 64 of them,
 one worker of two did 82 % of the work and set the latency while the other idled. Here each worker
-binds a socket of its own with SO_REUSEPORT, and the kernel spreads new connections over them."""
+binds a socket of its own with SO_REUSEPORT, and the kernel spreads new connections over them.
+(As with any SO_REUSEPORT server, a second node of the same user started on the same port joins
+the first instead of failing: give each node its own port.)"""
 
 import socket
 from typing import Any, cast
