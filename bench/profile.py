@@ -202,7 +202,7 @@ RULES = [
         ),
     ),
     (
-        "pool checkout + pre-ping + BEGIN",
+        "pool checkout + BEGIN",
         ("sqlalchemy/pool/", "_async_ping", "api/db.py:get_session", "asyncpg/transaction.py"),
     ),
     (

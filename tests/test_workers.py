@@ -12,7 +12,7 @@ import httpx
 
 from api.migrate import upgrade
 from tests.conftest import REDIS_URL, make_settings
-from tests.live import Node, free_port
+from tests.live import Node
 
 
 def _sockets(port: int) -> dict[int, str]:
@@ -90,5 +90,5 @@ def test_a_port_already_taken_stops_the_node_at_once(tmp_path):
             timeout=60,
         )
     assert done.returncode != 0
+    # (A supervisor restarting workers that each fail to bind would never return: the timeout.)
     assert f"cannot listen on 127.0.0.1:{port}" in done.stderr, done.stderr[-2000:]
-    assert free_port() != port
